@@ -1,0 +1,90 @@
+"""statestore: durable task state and asset state for workflow code.
+
+Task state belongs to one task instance and survives its crashes and retries (external
+job ids, checkpoints, progress); asset state belongs to one data asset and persists
+across runs (watermarks, cursors). Build a :class:`StateStore`, then use its accessors::
+
+    from statestore import StateStore, TaskScope
+
+    with StateStore() as store:
+        state = store.task_state(TaskScope("etl", "2026-01-01", "load"))
+        state.set("job_id", "job-42")
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskStateAccessor
+from statestore.backends import BaseStateBackend, InMemoryStateBackend
+from statestore.config import StateStoreConfig
+from statestore.exceptions import (
+    AmbiguousAssetError,
+    BackendUnavailableError,
+    ConfigError,
+    InactiveAssetError,
+    InvalidKeyError,
+    InvalidRetentionError,
+    InvalidScopeError,
+    InvalidTypeError,
+    InvalidValueError,
+    SchemaOutOfDateError,
+    StateStoreError,
+    UndeclaredAssetError,
+    UnknownAssetError,
+    UnserializableValueError,
+    UnsupportedOperationError,
+    ValueTooLargeError,
+    VersionConflictError,
+)
+from statestore.retention import NEVER_EXPIRE
+from statestore.scopes import AssetScope, StateScope, TaskScope
+from statestore.store import StateStore, default_store, set_default_store
+
+if TYPE_CHECKING:
+    from statestore.metastore import MetastoreStateBackend
+
+__version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str) -> Any:
+    # The metastore pulls in SQLAlchemy's dialect machinery and Alembic; load it on
+    # first use so `import statestore` stays cheap for code that only uses accessors.
+    if name == "MetastoreStateBackend":
+        from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
+
+        return MetastoreStateBackend
+    raise AttributeError(f"module 'statestore' has no attribute {name!r}")
+
+
+__all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
+    "AmbiguousAssetError",
+    "AssetScope",
+    "AssetStateAccessor",
+    "AssetStateAccessors",
+    "BackendUnavailableError",
+    "BaseStateBackend",
+    "ConfigError",
+    "InMemoryStateBackend",
+    "InactiveAssetError",
+    "InvalidKeyError",
+    "InvalidRetentionError",
+    "InvalidScopeError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "MetastoreStateBackend",
+    "NEVER_EXPIRE",
+    "SchemaOutOfDateError",
+    "StateScope",
+    "StateStore",
+    "StateStoreConfig",
+    "StateStoreError",
+    "TaskScope",
+    "TaskStateAccessor",
+    "UndeclaredAssetError",
+    "UnknownAssetError",
+    "UnserializableValueError",
+    "UnsupportedOperationError",
+    "ValueTooLargeError",
+    "VersionConflictError",
+    "default_store",
+    "set_default_store",
+]

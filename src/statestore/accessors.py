@@ -1,0 +1,265 @@
+"""What task code holds: accessors for one task instance's or one asset's state.
+
+Each method validates and encodes *before* touching the backend (so bad input never
+writes anything), then makes exactly one backend call. The sync and async methods share
+the pure ``_prepare_*`` helpers and differ only by ``await``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from statestore.codec import decode_value, encode_value
+from statestore.exceptions import AmbiguousAssetError, InvalidTypeError, UndeclaredAssetError
+from statestore.retention import compute_expires_at, utcnow
+from statestore.scopes import AssetScope, TaskScope, check_key, to_asset_scope
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from statestore.backends.base import BaseStateBackend
+    from statestore.store import StateStore
+
+__all__ = ["AssetStateAccessor", "AssetStateAccessors", "TaskStateAccessor"]
+
+
+def _resolve_store(store: StateStore | None) -> StateStore:
+    if store is None:
+        from statestore.store import default_store  # noqa: PLC0415 - avoids an import cycle
+
+        return default_store()
+    return store
+
+
+def _decode(raw: str | None, default: Any) -> Any:
+    return default if raw is None else decode_value(raw)
+
+
+class TaskStateAccessor:
+    """Task state of one task instance: survives crashes and retries of that instance."""
+
+    __slots__ = ("_backend", "_max_bytes", "_retention_days", "_scope", "_store")
+
+    def __init__(self, scope: TaskScope, *, store: StateStore | None = None) -> None:
+        if not isinstance(scope, TaskScope):
+            raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
+        self._scope = scope
+        self._store = _resolve_store(store)
+        self._backend: BaseStateBackend = self._store.backend
+        settings = self._store.config.state_store
+        self._max_bytes = settings.max_value_bytes
+        self._retention_days = settings.default_retention_days
+
+    @property
+    def scope(self) -> TaskScope:
+        """The task instance this accessor reads and writes."""
+        return self._scope
+
+    def __repr__(self) -> str:
+        return f"TaskStateAccessor({self._scope!r})"
+
+    def _prepare_set(self, key: str, value: Any, retention: object) -> tuple[str, datetime | None]:
+        check_key(key)
+        text = encode_value(value, max_bytes=self._max_bytes)
+        expires_at = compute_expires_at(
+            retention, now=utcnow(), default_retention_days=self._retention_days
+        )
+        return text, expires_at
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is absent or expired."""
+        check_key(key)
+        return _decode(self._backend.get(self._scope, key), default)
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        """Write ``value`` (JSON-compatible, not ``None``) under ``key``.
+
+        ``retention``: a positive ``timedelta``, ``NEVER_EXPIRE``, or ``None`` for
+        ``[state_store] default_retention_days``.
+        """
+        text, expires_at = self._prepare_set(key, value, retention)
+        self._backend.set(self._scope, key, text, expires_at=expires_at)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is fine."""
+        check_key(key)
+        self._backend.delete(self._scope, key)
+
+    def clear(self, *, all_map_indices: bool = False) -> None:
+        """Remove every key of this task instance, or of every map index of the task."""
+        self._backend.clear(self._scope, all_map_indices=bool(all_map_indices))
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async twin of :meth:`get`."""
+        check_key(key)
+        return _decode(await self._backend.aget(self._scope, key), default)
+
+    async def aset(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        """Async twin of :meth:`set`."""
+        text, expires_at = self._prepare_set(key, value, retention)
+        await self._backend.aset(self._scope, key, text, expires_at=expires_at)
+
+    async def adelete(self, key: str) -> None:
+        """Async twin of :meth:`delete`."""
+        check_key(key)
+        await self._backend.adelete(self._scope, key)
+
+    async def aclear(self, *, all_map_indices: bool = False) -> None:
+        """Async twin of :meth:`clear`."""
+        await self._backend.aclear(self._scope, all_map_indices=bool(all_map_indices))
+
+
+class AssetStateAccessor:
+    """State of one asset: persists across runs until deleted, cleared or swept."""
+
+    __slots__ = ("_backend", "_max_bytes", "_scope", "_store")
+
+    def __init__(self, asset: object, *, store: StateStore | None = None) -> None:
+        self._scope = to_asset_scope(asset)
+        self._store = _resolve_store(store)
+        self._backend: BaseStateBackend = self._store.backend
+        self._max_bytes = self._store.config.state_store.max_value_bytes
+
+    @property
+    def scope(self) -> AssetScope:
+        """The asset this accessor reads and writes."""
+        return self._scope
+
+    def __repr__(self) -> str:
+        return f"AssetStateAccessor({self._scope!r})"
+
+    def _prepare_set(self, key: str, value: Any) -> str:
+        check_key(key)
+        return encode_value(value, max_bytes=self._max_bytes)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is absent."""
+        check_key(key)
+        return _decode(self._backend.get(self._scope, key), default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Write ``value`` under ``key``; asset state has no retention."""
+        self._backend.set(self._scope, key, self._prepare_set(key, value))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is fine."""
+        check_key(key)
+        self._backend.delete(self._scope, key)
+
+    def clear(self) -> None:
+        """Remove every key of this asset."""
+        self._backend.clear(self._scope)
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async twin of :meth:`get`."""
+        check_key(key)
+        return _decode(await self._backend.aget(self._scope, key), default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        """Async twin of :meth:`set`."""
+        await self._backend.aset(self._scope, key, self._prepare_set(key, value))
+
+    async def adelete(self, key: str) -> None:
+        """Async twin of :meth:`delete`."""
+        check_key(key)
+        await self._backend.adelete(self._scope, key)
+
+    async def aclear(self) -> None:
+        """Async twin of :meth:`clear`."""
+        await self._backend.aclear(self._scope)
+
+
+class AssetStateAccessors:
+    """The asset state a task may use: one accessor per declared inlet or outlet.
+
+    Subscript with any asset reference (an ``AssetScope``, a name, or an object with
+    ``.name``/``.uri`` such as an Airflow ``Asset``); it matches a declared asset by name,
+    uri or id. Assets declared only as outlets work too. With exactly one declared
+    asset, ``get/set/delete/clear`` (and async twins) may be called on this object.
+    """
+
+    __slots__ = ("_accessors",)
+
+    def __init__(
+        self,
+        inlets: Iterable[object] = (),
+        outlets: Iterable[object] = (),
+        *,
+        store: StateStore | None = None,
+    ) -> None:
+        resolved = _resolve_store(store)
+        declared: list[AssetScope] = []
+        for asset in (*inlets, *outlets):
+            scope = to_asset_scope(asset)
+            if not any(scope.matches(seen) for seen in declared):
+                declared.append(scope)
+        self._accessors = tuple(AssetStateAccessor(s, store=resolved) for s in declared)
+
+    def __getitem__(self, asset: object) -> AssetStateAccessor:
+        wanted = to_asset_scope(asset)
+        for accessor in self._accessors:
+            if wanted.matches(accessor.scope):
+                return accessor
+        names = ", ".join(a.scope.describe() for a in self._accessors) or "none"
+        raise UndeclaredAssetError(
+            f"{wanted.describe()} is not an inlet or outlet of this task (declared: {names})"
+        )
+
+    def __contains__(self, asset: object) -> bool:
+        try:
+            self[asset]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[AssetScope]:
+        return (accessor.scope for accessor in self._accessors)
+
+    def __len__(self) -> int:
+        return len(self._accessors)
+
+    def __repr__(self) -> str:
+        return f"AssetStateAccessors({[a.scope for a in self._accessors]!r})"
+
+    @property
+    def _only(self) -> AssetStateAccessor:
+        if len(self._accessors) != 1:
+            raise AmbiguousAssetError(
+                f"this task declares {len(self._accessors)} assets; the shorthand needs "
+                "exactly one, so subscript instead: asset_state[my_asset].get(...)"
+            )
+        return self._accessors[0]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Shorthand for ``self[only_asset].get(key, default)``."""
+        return self._only.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Shorthand for ``self[only_asset].set(key, value)``."""
+        self._only.set(key, value)
+
+    def delete(self, key: str) -> None:
+        """Shorthand for ``self[only_asset].delete(key)``."""
+        self._only.delete(key)
+
+    def clear(self) -> None:
+        """Shorthand for ``self[only_asset].clear()``."""
+        self._only.clear()
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async twin of :meth:`get`."""
+        return await self._only.aget(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        """Async twin of :meth:`set`."""
+        await self._only.aset(key, value)
+
+    async def adelete(self, key: str) -> None:
+        """Async twin of :meth:`delete`."""
+        await self._only.adelete(key)
+
+    async def aclear(self) -> None:
+        """Async twin of :meth:`clear`."""
+        await self._only.aclear()

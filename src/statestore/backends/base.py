@@ -1,0 +1,191 @@
+"""The backend contract: eight abstract methods, and a loader for dotted paths.
+
+A backend stores JSON *text* (the accessor has already validated and encoded the value)
+per scope and key. The contract every backend keeps, checked by ``statestore.testing``:
+
+* ``get`` of a missing key returns ``None``; so does ``get`` of a key whose
+  ``expires_at`` has passed, whether or not cleanup has removed it yet.
+* ``set`` overwrites atomically: last writer wins, concurrent writers never fail.
+* ``delete`` of a missing key is a no-op; ``clear`` of an empty scope is a no-op.
+* ``clear(TaskScope, all_map_indices=True)`` removes the state of every map index of
+  that task in that run; otherwise only the scope's own map index.
+* Task state and asset state never collide, and neither do two different scopes.
+* Keys are compared exactly (case- and whitespace-sensitive).
+* The async twins behave exactly like the sync methods.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from statestore.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+    from statestore.scopes import AssetScope, StateScope, TaskScope
+
+__all__ = ["BaseStateBackend", "load_backend"]
+
+
+class BaseStateBackend(ABC):
+    """Where task and asset state live. Subclass it and implement the eight methods.
+
+    ``session`` lets a host pass its own SQLAlchemy session so the write joins the
+    host's transaction; backends that are not SQL-based ignore it.
+    """
+
+    # -- the eight abstract methods -------------------------------------------------
+
+    @abstractmethod
+    def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
+        """Return the stored JSON text, or ``None`` if absent or expired."""
+
+    @abstractmethod
+    def set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: Session | None = None,
+    ) -> None:
+        """Write or overwrite ``key``; ``expires_at`` is aware UTC, ``None`` = never."""
+
+    @abstractmethod
+    def delete(self, scope: StateScope, key: str, *, session: Session | None = None) -> None:
+        """Remove ``key``; a missing key is a no-op."""
+
+    @abstractmethod
+    def clear(
+        self, scope: StateScope, *, all_map_indices: bool = False, session: Session | None = None
+    ) -> None:
+        """Remove every key of ``scope`` (of every map index with ``all_map_indices``)."""
+
+    @abstractmethod
+    async def aget(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> str | None:
+        """Async twin of :meth:`get`."""
+
+    @abstractmethod
+    async def aset(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """Async twin of :meth:`set`."""
+
+    @abstractmethod
+    async def adelete(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> None:
+        """Async twin of :meth:`delete`."""
+
+    @abstractmethod
+    async def aclear(
+        self,
+        scope: StateScope,
+        *,
+        all_map_indices: bool = False,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """Async twin of :meth:`clear`."""
+
+    # -- optional, with safe defaults -----------------------------------------------
+
+    def cleanup(self, *, now: datetime | None = None) -> int:
+        """Delete expired task state and return how many keys went; default: nothing.
+
+        statestore's own maintenance commands only clean the metastore backend; a
+        custom backend with its own retention implements this and calls it from its
+        own maintenance process.
+        """
+        return 0
+
+    async def acleanup(self, *, now: datetime | None = None) -> int:
+        """Async twin of :meth:`cleanup`."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - optional hook, deliberately a no-op
+        """Release connections and other resources; the default holds none."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Async twin of :meth:`close`."""
+
+    # -- worker-side hooks: identity by default ----------------------------------------
+
+    def serialize_task_state_to_ref(self, *, value: str, key: str, scope: TaskScope) -> str:
+        """Store ``value`` elsewhere and return a reference to keep in its place.
+
+        Only called on the backend named by ``[workers] state_backend``. The reference
+        must be deterministic for ``(scope, key)`` so a retry overwrites, never orphans.
+        """
+        return value
+
+    def deserialize_task_state_from_ref(self, stored: str) -> str:
+        """Resolve a reference made by :meth:`serialize_task_state_to_ref`."""
+        return stored
+
+    def serialize_asset_state_to_ref(self, *, value: str, key: str, scope: AssetScope) -> str:
+        """Asset-state twin of :meth:`serialize_task_state_to_ref`."""
+        return value
+
+    def deserialize_asset_state_from_ref(self, stored: str) -> str:
+        """Asset-state twin of :meth:`deserialize_task_state_from_ref`."""
+        return stored
+
+    async def aserialize_task_state_to_ref(
+        self, *, value: str, key: str, scope: TaskScope
+    ) -> str:
+        """Async twin of :meth:`serialize_task_state_to_ref`."""
+        return value
+
+    async def adeserialize_task_state_from_ref(self, stored: str) -> str:
+        """Async twin of :meth:`deserialize_task_state_from_ref`."""
+        return stored
+
+    async def aserialize_asset_state_to_ref(
+        self, *, value: str, key: str, scope: AssetScope
+    ) -> str:
+        """Async twin of :meth:`serialize_asset_state_to_ref`."""
+        return value
+
+    async def adeserialize_asset_state_from_ref(self, stored: str) -> str:
+        """Async twin of :meth:`deserialize_asset_state_from_ref`."""
+        return stored
+
+
+def load_backend(path: str, *, setting: str = "[state_store] backend") -> type[BaseStateBackend]:
+    """Resolve ``"package.module.Class"`` to a :class:`BaseStateBackend` subclass.
+
+    Nothing is instantiated here, and anything that is not such a subclass (a missing
+    module, a function, an unrelated class, the ABC itself) is a :class:`ConfigError`
+    naming the setting, so a typo fails at start-up rather than at the first write.
+    """
+    module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{setting} = {path!r}: expected a dotted path like 'pkg.mod.Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{setting} = {path!r}: cannot import {module_name!r}: {exc}") from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{setting} = {path!r}: {module_name!r} has no {attr!r}") from None
+    if not isinstance(obj, type) or not issubclass(obj, BaseStateBackend):
+        raise ConfigError(f"{setting} = {path!r}: not a BaseStateBackend subclass")
+    if obj is BaseStateBackend or getattr(obj, "__abstractmethods__", None):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ()))) or "all"
+        raise ConfigError(f"{setting} = {path!r}: abstract backend (missing: {missing})")
+    return obj

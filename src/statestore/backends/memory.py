@@ -1,0 +1,191 @@
+"""A complete backend in a dict: for tests, notebooks and ephemeral runs.
+
+It keeps every promise of the contract (expiry on read, exact keys, scope isolation,
+atomic overwrite) so code tested against it behaves the same on the metastore. Nothing
+survives the process. One lock guards the dicts; the async methods take the same lock
+and never await while holding it, so they are safe from threads and tasks alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from statestore.backends.base import BaseStateBackend
+from statestore.exceptions import UnknownAssetError
+from statestore.retention import is_expired, utcnow
+from statestore.scopes import AssetScope, StateScope, TaskScope
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+__all__ = ["InMemoryStateBackend"]
+
+_Entries = dict[str, tuple[str, datetime | None]]
+
+
+@dataclass
+class _Asset:
+    name: str
+    uri: str | None
+    asset_id: int
+
+
+class InMemoryStateBackend(BaseStateBackend):
+    """Thread-safe, asyncio-safe, process-local state. Honours ``expires_at`` on read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (dag_id, run_id, task_id) -> map_index -> key -> (value, expires_at); nesting
+        # by task keeps clear(all_map_indices=True) proportional to that task's state.
+        self._tasks: dict[tuple[str, str, str], dict[int, _Entries]] = {}
+        self._assets: dict[str, _Entries] = {}
+        self._registry: dict[str, _Asset] = {}
+
+    # -- asset identity -------------------------------------------------------------
+
+    def _find_asset(self, scope: AssetScope) -> _Asset | None:
+        if scope.name is not None:
+            return self._registry.get(scope.name)
+        for asset in self._registry.values():
+            if (scope.uri is not None and asset.uri == scope.uri) or (
+                scope.asset_id is not None and asset.asset_id == scope.asset_id
+            ):
+                return asset
+        return None
+
+    def _asset_for_write(self, scope: AssetScope) -> _Asset:
+        asset = self._find_asset(scope)
+        if asset is None:
+            if scope.name is None and scope.uri is None:
+                raise UnknownAssetError(f"no asset has id {scope.asset_id}")
+            # Like the reference: an asset given only by uri is named by its uri.
+            name = scope.name if scope.name is not None else scope.uri
+            assert name is not None
+            asset = _Asset(name=name, uri=scope.uri, asset_id=len(self._registry) + 1)
+            self._registry[name] = asset
+        elif asset.uri is None and scope.uri is not None:
+            asset.uri = scope.uri
+        return asset
+
+    # -- the shared, lock-held core -------------------------------------------------------
+
+    def _entries(self, scope: StateScope, *, create: bool) -> _Entries | None:
+        if isinstance(scope, TaskScope):
+            task_key = (scope.dag_id, scope.run_id, scope.task_id)
+            if create:
+                return self._tasks.setdefault(task_key, {}).setdefault(scope.map_index, {})
+            return self._tasks.get(task_key, {}).get(scope.map_index)
+        if create:
+            return self._assets.setdefault(self._asset_for_write(scope).name, {})
+        asset = self._find_asset(scope)
+        return None if asset is None else self._assets.get(asset.name)
+
+    def _get(self, scope: StateScope, key: str) -> str | None:
+        with self._lock:
+            entries = self._entries(scope, create=False)
+            found = None if entries is None else entries.get(key)
+        if found is None or is_expired(found[1], utcnow()):
+            return None
+        return found[0]
+
+    def _set(self, scope: StateScope, key: str, value: str, expires_at: datetime | None) -> None:
+        with self._lock:
+            entries = self._entries(scope, create=True)
+            assert entries is not None
+            entries[key] = (value, expires_at)
+
+    def _delete(self, scope: StateScope, key: str) -> None:
+        with self._lock:
+            entries = self._entries(scope, create=False)
+            if entries is not None:
+                entries.pop(key, None)
+
+    def _clear(self, scope: StateScope, all_map_indices: bool) -> None:
+        with self._lock:
+            if isinstance(scope, TaskScope):
+                task_key = (scope.dag_id, scope.run_id, scope.task_id)
+                if all_map_indices:
+                    self._tasks.pop(task_key, None)
+                else:
+                    self._tasks.get(task_key, {}).pop(scope.map_index, None)
+                return
+            asset = self._find_asset(scope)
+            if asset is not None:
+                self._assets.pop(asset.name, None)
+
+    def _cleanup(self, now: datetime | None) -> int:
+        now = now or utcnow()
+        deleted = 0
+        with self._lock:
+            for by_index in self._tasks.values():
+                for entries in by_index.values():
+                    expired = [k for k, (_, exp) in entries.items() if is_expired(exp, now)]
+                    for key in expired:
+                        del entries[key]
+                    deleted += len(expired)
+        return deleted
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
+        return self._get(scope, key)
+
+    def set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self._set(scope, key, value, expires_at)
+
+    def delete(self, scope: StateScope, key: str, *, session: Session | None = None) -> None:
+        self._delete(scope, key)
+
+    def clear(
+        self, scope: StateScope, *, all_map_indices: bool = False, session: Session | None = None
+    ) -> None:
+        self._clear(scope, all_map_indices)
+
+    async def aget(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> str | None:
+        return self._get(scope, key)
+
+    async def aset(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        self._set(scope, key, value, expires_at)
+
+    async def adelete(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> None:
+        self._delete(scope, key)
+
+    async def aclear(
+        self,
+        scope: StateScope,
+        *,
+        all_map_indices: bool = False,
+        session: AsyncSession | None = None,
+    ) -> None:
+        self._clear(scope, all_map_indices)
+
+    def cleanup(self, *, now: datetime | None = None) -> int:
+        """Drop expired task state (asset state never expires) and return the count."""
+        return self._cleanup(now)
+
+    async def acleanup(self, *, now: datetime | None = None) -> int:
+        return self._cleanup(now)

@@ -1,0 +1,70 @@
+"""The root ``statestore`` command: global options, error handling, sub-commands.
+
+Every error a user can cause becomes one line on stderr and a non-zero exit; the
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from statestore.cli import db
+from statestore.cli.common import CliState, echo_error
+from statestore.exceptions import StateStoreError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="statestore",
+    help="Durable task state and asset state for workflow code.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar=None, help="Database URL (default: from configuration)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Machine-readable JSON output.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    ctx.obj = CliState(url=url, json=json_output, debug=debug)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (used by the console script and ``-m``)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except StateStoreError as exc:
+        if debug:
+            raise
+        echo_error(str(exc))
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        echo_error("aborted")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
+        import click  # noqa: PLC0415
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if debug:
+            raise
+        echo_error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        return 1
+    return 0

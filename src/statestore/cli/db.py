@@ -1,0 +1,90 @@
+"""``statestore db``: create, migrate and inspect the metastore schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from statestore.cli.common import echo_json, load_config, state_of
+from statestore.exceptions import SchemaOutOfDateError
+from statestore.metastore import schema
+from statestore.metastore.engine import derive_urls
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Create, migrate and check the database schema.", no_args_is_help=True)
+console = Console()
+
+
+def _target(ctx: typer.Context) -> str:
+    url = load_config(state_of(ctx)).database.url
+    derive_urls(url)  # validates, with a clear error for unsupported URLs
+    return url
+
+
+def _shown(url: str) -> str:
+    return derive_urls(url)[0].render_as_string(hide_password=True)
+
+
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create the statestore tables or migrate them to this release."""
+    url = _target(ctx)
+    before = schema.current_revision(url)
+    schema.upgrade(url, revision)
+    after = schema.current_revision(url)
+    if state_of(ctx).json:
+        echo_json({"database": _shown(url), "from": before, "to": after})
+    else:
+        console.print(f"{_shown(url)}: schema {before or '(none)'} -> {after}")
+
+
+@app.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops all.")],
+) -> None:
+    """Migrate the schema down to REVISION ('base' removes every statestore table)."""
+    url = _target(ctx)
+    before = schema.current_revision(url)
+    schema.downgrade(url, revision)
+    after = schema.current_revision(url)
+    if state_of(ctx).json:
+        echo_json({"database": _shown(url), "from": before, "to": after})
+    else:
+        console.print(f"{_shown(url)}: schema {before or '(none)'} -> {after or '(none)'}")
+
+
+@app.command()
+def current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and the one this release needs."""
+    url = _target(ctx)
+    revision = schema.current_revision(url)
+    head = schema.head_revision()
+    if state_of(ctx).json:
+        echo_json({"database": _shown(url), "current": revision, "head": head})
+    else:
+        console.print(f"{_shown(url)}: current {revision or '(none)'}, head {head}")
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Exit 0 if the schema is up to date, else print what to run and exit 1."""
+    url = _target(ctx)
+    revision = schema.current_revision(url)
+    head = schema.head_revision()
+    if state_of(ctx).json:
+        echo_json({"database": _shown(url), "current": revision, "head": head,
+                   "up_to_date": revision == head})
+    if revision != head:
+        raise SchemaOutOfDateError(
+            f"{_shown(url)} is at {revision or 'no schema'}, this release needs {head}; "
+            "run `statestore db upgrade`"
+        )
+    if not state_of(ctx).json:
+        console.print(f"{_shown(url)}: up to date ({head})")

@@ -1,0 +1,100 @@
+"""Values <-> JSON text, with every check done before anything is written.
+
+Backends store JSON *strings*; the accessor encodes here, so every backend sees the same
+compact, validated text and ``get`` returns a value equal to the one set. JSON alone is
+not strict enough for that promise: ``json.dumps`` silently turns tuples into lists,
+int dict keys into strings and accepts NaN, so the value is walked first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from statestore.exceptions import InvalidValueError, UnserializableValueError, ValueTooLargeError
+
+__all__ = ["MAX_NESTING_DEPTH", "decode_value", "encode_value", "utf8_size"]
+
+MAX_NESTING_DEPTH = 200
+"""Deepest allowed nesting of lists/dicts; deeper values would break JSON decoders."""
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
+_SCALARS = (str, int, float)  # bool is an int
+
+
+def _path(parts: tuple[str | int, ...]) -> str:
+    return "value" + "".join(f"[{part!r}]" for part in parts)
+
+
+def _check_scalar(item: object, parts: tuple[str | int, ...]) -> None:
+    if isinstance(item, float) and not math.isfinite(item):
+        raise InvalidValueError(f"{_path(parts)}: {item!r} is not allowed in JSON")
+    if isinstance(item, str):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValueError(
+                f"{_path(parts)}: string contains a lone surrogate and is not valid UTF-8"
+            ) from None
+
+
+def _validate(value: object) -> None:
+    """Walk ``value`` iteratively (no recursion limit) and raise on the first bad part."""
+    if value is None:
+        raise InvalidValueError("value must not be None; use delete() to remove a key")
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, parts = stack.pop()
+        if item is None and parts:
+            continue
+        if isinstance(item, _SCALARS):
+            _check_scalar(item, parts)
+            continue
+        if len(parts) >= MAX_NESTING_DEPTH:
+            raise InvalidValueError(
+                f"{_path(parts[:3])}...: nested deeper than {MAX_NESTING_DEPTH} levels"
+            )
+        if isinstance(item, list):
+            stack.extend((child, (*parts, i)) for i, child in enumerate(item))
+        elif isinstance(item, dict):
+            for k, child in item.items():
+                if not isinstance(k, str):
+                    raise UnserializableValueError(
+                        f"{_path(parts)}: dict key {k!r} is {type(k).__name__}, "
+                        "but JSON object keys must be str"
+                    )
+                stack.append((child, (*parts, k)))
+        else:
+            raise UnserializableValueError(f"{_path(parts)}: {type(item).__name__} is not JSON")
+
+
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes as UTF-8, without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def encode_value(value: Any, *, max_bytes: int) -> str:
+    """Validate ``value`` and return its compact JSON text.
+
+    Raises ``InvalidValueError`` (``None``, NaN/inf, lone surrogates, too deep, int too
+    large to print), ``UnserializableValueError`` (a non-JSON type, naming its path), or
+    ``ValueTooLargeError`` when the UTF-8 text exceeds ``max_bytes`` (0 = no limit).
+    Pure: no I/O, so a rejected value can never have been half-written.
+    """
+    _validate(value)
+    try:
+        text = _encoder.encode(value)
+    except ValueError as exc:  # e.g. an int beyond sys.get_int_max_str_digits()
+        raise InvalidValueError(f"value cannot be encoded as JSON: {exc}") from None
+    if max_bytes:
+        size = utf8_size(text)
+        if size > max_bytes:
+            raise ValueTooLargeError(size, max_bytes)
+    return text
+
+
+def decode_value(text: str) -> Any:
+    """Parse stored JSON text back into a Python value (ints stay ints)."""
+    return _decoder.decode(text)

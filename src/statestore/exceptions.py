@@ -1,0 +1,138 @@
+"""Every error statestore raises, in one place.
+
+Each class derives from :class:`StateStoreError` *and* from the builtin a user would
+naturally catch, so ``except ValueError`` keeps working for code that never heard of
+statestore::
+
+    StateStoreError
+    ├── InvalidKeyError            (ValueError)   key is not 1..512 chars or contains NUL
+    ├── InvalidValueError          (ValueError)   None, NaN/±inf, or otherwise unusable
+    │   └── ValueTooLargeError     (ValueError)   serialized value over max_value_bytes
+    ├── UnserializableValueError   (TypeError)    not JSON: bytes, set, datetime, ...
+    ├── InvalidScopeError          (ValueError)   bad dag/run/task id, map index or asset
+    ├── InvalidRetentionError      (ValueError)   timedelta <= 0
+    ├── ConfigError                (ValueError)   bad setting, names key and source
+    ├── UnknownAssetError          (KeyError)     asset not registered (auto-register off)
+    ├── UndeclaredAssetError       (KeyError)     not an inlet/outlet of this task
+    ├── AmbiguousAssetError        (ValueError)   shorthand used with != 1 declared asset
+    ├── InactiveAssetError         (LookupError)  writing to a deactivated asset
+    ├── VersionConflictError       (ValueError)   compare-and-set lost (versioned writes)
+    ├── UnsupportedOperationError  (NotImplementedError)  optional backend capability
+    ├── SchemaOutOfDateError       (RuntimeError) database not migrated to this release
+    └── BackendUnavailableError    (ConnectionError)  database down / unreachable
+
+Type errors on *types* (a key that is not a ``str``, a retention that is not a
+``timedelta``) are raised as :class:`InvalidTypeError`, a ``TypeError``.
+
+Backends translate driver errors into these at one boundary, keeping ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousAssetError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "InactiveAssetError",
+    "InvalidKeyError",
+    "InvalidRetentionError",
+    "InvalidScopeError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "SchemaOutOfDateError",
+    "StateStoreError",
+    "UndeclaredAssetError",
+    "UnknownAssetError",
+    "UnserializableValueError",
+    "UnsupportedOperationError",
+    "ValueTooLargeError",
+    "VersionConflictError",
+]
+
+
+class StateStoreError(Exception):
+    """Root of every error raised by statestore."""
+
+
+class InvalidTypeError(StateStoreError, TypeError):
+    """An argument has the wrong Python type (e.g. a key that is not ``str``)."""
+
+
+class InvalidKeyError(StateStoreError, ValueError):
+    """A key is a ``str`` but not a valid one: empty, longer than 512 chars, or has NUL."""
+
+
+class InvalidValueError(StateStoreError, ValueError):
+    """A value cannot be stored: ``None`` at the top level, NaN or infinity."""
+
+
+class ValueTooLargeError(InvalidValueError):
+    """The serialized value is larger than ``max_value_bytes``; nothing was written."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"value is {size} bytes as UTF-8 JSON, over the limit of {limit} bytes "
+            "([state_store] max_value_bytes); store large values through a worker-side "
+            "backend ([workers] state_backend) or raise the limit"
+        )
+
+
+class UnserializableValueError(StateStoreError, TypeError):
+    """A value (or something nested in it) is not JSON: the message names the path."""
+
+
+class InvalidScopeError(StateStoreError, ValueError):
+    """A scope field is invalid: empty or over-long id, NUL, ``map_index < -1``."""
+
+
+class InvalidRetentionError(StateStoreError, ValueError):
+    """A retention ``timedelta`` is zero or negative."""
+
+
+class ConfigError(StateStoreError, ValueError):
+    """A setting is invalid; the message names the key and where the value came from."""
+
+
+class UnknownAssetError(StateStoreError, KeyError):
+    """The asset is not registered and auto-registration is off."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a sentence reads better unquoted.
+        return str(self.args[0]) if self.args else ""
+
+
+class UndeclaredAssetError(StateStoreError, KeyError):
+    """Subscripted ``AssetStateAccessors`` with an asset the task did not declare."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousAssetError(StateStoreError, ValueError):
+    """The single-asset shorthand was used, but the task declares zero or several assets."""
+
+
+class InactiveAssetError(StateStoreError, LookupError):
+    """The asset was deactivated; its state can be read and cleared but not written."""
+
+
+class VersionConflictError(StateStoreError, ValueError):
+    """A versioned write lost: the key's current version is not the expected one."""
+
+    def __init__(self, message: str, *, current_version: int | None) -> None:
+        self.current_version = current_version
+        super().__init__(message)
+
+
+class UnsupportedOperationError(StateStoreError, NotImplementedError):
+    """The backend does not offer an optional capability (listing, versions, ...)."""
+
+
+class SchemaOutOfDateError(StateStoreError, RuntimeError):
+    """The database schema is missing or older than this release expects."""
+
+
+class BackendUnavailableError(StateStoreError, ConnectionError):
+    """The storage cannot be reached; the message names the host, never a password."""

@@ -1,0 +1,280 @@
+"""``MetastoreStateBackend``: task and asset state in a SQL database via SQLAlchemy.
+
+Each operation is planned by pure functions in ``plans`` (statement + parameters) and
+executed here on a real sync or a real async engine; the two paths differ only by
+``await``. A steady-state get/set/delete/clear is one autocommit statement, one round
+trip. The schema is checked once, on first use; SQLite may migrate itself then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from statestore.backends.base import BaseStateBackend
+from statestore.exceptions import ConfigError
+from statestore.metastore import plans
+from statestore.metastore.engine import (
+    create_async_state_engine,
+    create_sync_state_engine,
+    derive_urls,
+    dialect_family,
+)
+from statestore.metastore.errors import translate_errors
+from statestore.metastore.schema import check_schema, run_upgrade, upgrade
+from statestore.metastore.statements import build_statements
+from statestore.retention import utcnow
+from statestore.scopes import StateScope
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+    from statestore.config import StateStoreConfig
+
+__all__ = ["MetastoreStateBackend"]
+
+
+class MetastoreStateBackend(BaseStateBackend):
+    """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
+
+    Give a URL (sync or async driver; the twin is derived) or your own engines. The
+    engines are created lazily: a sync-only program never imports an async driver.
+    An async engine is kept per event loop, because async connections belong to the
+    loop that opened them.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        engine: Engine | None = None,
+        async_engine: AsyncEngine | None = None,
+        auto_migrate_sqlite: bool = True,
+        auto_register_assets: bool = True,
+    ) -> None:
+        given = engine.url if engine is not None else None
+        given = given or (async_engine.url if async_engine is not None else None)
+        if url is None and given is None:
+            raise ConfigError("MetastoreStateBackend needs a url or an engine")
+        self._sync_url, self._async_url = derive_urls(url if url is not None else given)  # type: ignore[arg-type]
+        self._family = dialect_family(self._sync_url)
+        self._statements = build_statements(self._family)
+        self._own_engine = engine is None
+        self._engine = engine
+        self._host_async_engine = async_engine
+        self._async_engines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncEngine
+        ] = weakref.WeakKeyDictionary()
+        self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"
+        self._auto_register = auto_register_assets
+        self._lock = threading.Lock()
+        self._schema_ready = False
+
+    @classmethod
+    def from_config(
+        cls,
+        config: StateStoreConfig,
+        *,
+        engine: Engine | None = None,
+        async_engine: AsyncEngine | None = None,
+    ) -> MetastoreStateBackend:
+        """Build from ``[database]`` and ``[state_store]`` settings (engines win over url)."""
+        return cls(
+            None if engine is not None or async_engine is not None else config.database.url,
+            engine=engine,
+            async_engine=async_engine,
+            auto_migrate_sqlite=config.database.auto_migrate_sqlite,
+            auto_register_assets=config.state_store.auto_register_assets,
+        )
+
+    def __repr__(self) -> str:
+        return f"MetastoreStateBackend({self._sync_url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def url(self) -> URL:
+        """The sync URL (its password is kept; render with ``hide_password=True``)."""
+        return self._sync_url
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql``."""
+        return self._family
+
+    # -- engines and the schema, once -----------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The sync engine, created on first use."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = create_sync_state_engine(self._sync_url)
+        return self._engine
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """The async engine of the running event loop, created on first use there."""
+        if self._host_async_engine is not None:
+            return self._host_async_engine
+        loop = asyncio.get_running_loop()
+        engine = self._async_engines.get(loop)
+        if engine is None:
+            engine = create_async_state_engine(self._async_url)
+            self._async_engines[loop] = engine
+        return engine
+
+    def _ensure_schema(self, connection: Connection) -> None:
+        # Runs inside the first operation's connection; cheap after that (one flag).
+        if self._auto_migrate:
+            run_upgrade(connection)
+        else:
+            check_schema(connection)
+        self._schema_ready = True
+
+    def upgrade(self) -> None:
+        """Create or migrate the schema to this release's head."""
+        with translate_errors(self._sync_url):
+            upgrade(self.engine)
+        self._schema_ready = True
+
+    # -- sync execution -------------------------------------------------------------------
+
+    def _run(self, plan: plans.Plan) -> Any:
+        with translate_errors(self._sync_url), self.engine.connect() as conn:
+            if not self._schema_ready:
+                self._ensure_schema(conn)
+            if plan.kind == "asset_write":
+                return self._asset_write(conn, plan)
+            result = conn.execute(plan.statement, plan.params)
+            return result.scalar() if plan.kind == "read" else None
+
+    def _asset_write(self, conn: Connection, plan: plans.Plan) -> None:
+        # Fast path: one INSERT … SELECT that only matches an active, registered asset.
+        if conn.execute(plan.statement, plan.params).rowcount:
+            return
+        found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
+        if found is None:
+            register = plans.register_asset(
+                self._statements, plan.scope, self._auto_register, utcnow()
+            )
+            try:
+                conn.execute(register.statement, register.params)
+            except sa_exc.IntegrityError as exc:
+                raise plans.uri_taken(plan.scope) from exc
+        found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
+        plans.check_writable(plan.scope, found)
+        if not conn.execute(plan.statement, plan.params).rowcount:
+            plans.check_writable(plan.scope, None)
+
+    def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
+        result: str | None = self._run(plans.get(self._statements, scope, key, utcnow()))
+        return result
+
+    def set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self._run(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
+
+    def delete(self, scope: StateScope, key: str, *, session: Session | None = None) -> None:
+        self._run(plans.delete(self._statements, scope, key))
+
+    def clear(
+        self, scope: StateScope, *, all_map_indices: bool = False, session: Session | None = None
+    ) -> None:
+        self._run(plans.clear(self._statements, scope, all_map_indices))
+
+    # -- async execution: the same plans, awaited -------------------------------------------
+
+    async def _arun(self, plan: plans.Plan) -> Any:
+        with translate_errors(self._async_url):
+            async with self.async_engine.connect() as conn:
+                if not self._schema_ready:
+                    await conn.run_sync(self._ensure_schema)
+                if plan.kind == "asset_write":
+                    return await self._aasset_write(conn, plan)
+                result = await conn.execute(plan.statement, plan.params)
+                return result.scalar() if plan.kind == "read" else None
+
+    async def _aasset_write(self, conn: AsyncConnection, plan: plans.Plan) -> None:
+        if (await conn.execute(plan.statement, plan.params)).rowcount:
+            return
+        found = (await conn.execute(*plans.find_asset(self._statements, plan.scope))).first()
+        if found is None:
+            register = plans.register_asset(
+                self._statements, plan.scope, self._auto_register, utcnow()
+            )
+            try:
+                await conn.execute(register.statement, register.params)
+            except sa_exc.IntegrityError as exc:
+                raise plans.uri_taken(plan.scope) from exc
+        found = (await conn.execute(*plans.find_asset(self._statements, plan.scope))).first()
+        plans.check_writable(plan.scope, found)
+        if not (await conn.execute(plan.statement, plan.params)).rowcount:
+            plans.check_writable(plan.scope, None)
+
+    async def aget(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> str | None:
+        result: str | None = await self._arun(plans.get(self._statements, scope, key, utcnow()))
+        return result
+
+    async def aset(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        await self._arun(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
+
+    async def adelete(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> None:
+        await self._arun(plans.delete(self._statements, scope, key))
+
+    async def aclear(
+        self,
+        scope: StateScope,
+        *,
+        all_map_indices: bool = False,
+        session: AsyncSession | None = None,
+    ) -> None:
+        await self._arun(plans.clear(self._statements, scope, all_map_indices))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Dispose the engines this backend created (a host's own engines are left alone)."""
+        if self._own_engine and self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        for engine in list(self._async_engines.values()):
+            # Connections of another (maybe closed) loop cannot be awaited from here.
+            engine.sync_engine.dispose(close=False)
+        self._async_engines.clear()
+
+    async def aclose(self) -> None:
+        """Dispose the async engine of this loop, then everything :meth:`close` does."""
+        loop = asyncio.get_running_loop()
+        engine = self._async_engines.pop(loop, None)
+        if engine is not None:
+            await engine.dispose()
+        self.close()
+

@@ -1,0 +1,133 @@
+"""Engines tuned for one-statement, one-round-trip operations.
+
+Every steady-state get/set/delete is a single autocommit statement. SQLAlchemy's usual
+"BEGIN … ROLLBACK on return" would add trips the operation does not need, so engines
+here run in ``AUTOCOMMIT`` with ``skip_autocommit_rollback`` and no reset-on-return;
+the few multi-statement operations open an explicit transaction themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from statestore.exceptions import ConfigError
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "create_async_state_engine",
+    "create_sync_state_engine",
+    "derive_urls",
+    "dialect_family",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the lock before giving up (many writers, one file)."""
+
+CONNECT_TIMEOUT_S = 10
+
+# backend family -> (sync driver, async driver) this library installs via its extras.
+_DRIVERS = {
+    "sqlite": ("pysqlite", "aiosqlite"),
+    "postgresql": ("psycopg", "psycopg"),
+    "mysql": ("pymysql", "asyncmy"),
+    "mariadb": ("pymysql", "asyncmy"),
+}
+_ASYNC_DRIVERS = {"aiosqlite", "asyncpg", "psycopg_async", "aiomysql", "asyncmy"}
+_TUNING: dict[str, Any] = {"skip_autocommit_rollback": True, "pool_reset_on_return": None}
+
+
+def dialect_family(url: URL) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB counts as MySQL)."""
+    name = url.get_backend_name()
+    return "mysql" if name == "mariadb" else name
+
+
+def derive_urls(url: str | URL) -> tuple[URL, URL]:
+    """Return ``(sync_url, async_url)`` for a URL given with either kind of driver.
+
+    ``postgresql://`` means psycopg 3 (sync and async), ``mysql://`` means PyMySQL and
+    asyncmy, ``sqlite://`` the stdlib and aiosqlite. A driver named explicitly is kept
+    for its own side, so ``mysql+mysqldb`` stays mysqlclient for sync calls.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception as exc:  # sqlalchemy raises ArgumentError with the bad text
+        raise ConfigError(f"[database] url: not a database URL ({type(exc).__name__})") from None
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
+        raise ConfigError(
+            f"[database] url: unsupported database {backend!r}; "
+            "use sqlite, postgresql, mysql or mariadb"
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(
+            "[database] url: an in-memory SQLite database is private to one connection; "
+            "use a file path, or InMemoryStateBackend for throwaway state"
+        )
+    sync_driver, async_driver = _DRIVERS[backend]
+    driver = parsed.get_driver_name()
+    given_async = driver in _ASYNC_DRIVERS or (
+        backend == "postgresql" and driver == "psycopg" and parsed.drivername.endswith("_async")
+    )
+    explicit = "+" in parsed.drivername
+    if given_async:
+        return parsed.set(drivername=f"{backend}+{sync_driver}"), parsed
+    sync_url = parsed if explicit else parsed.set(drivername=f"{backend}+{sync_driver}")
+    return sync_url, parsed.set(drivername=f"{backend}+{async_driver}")
+
+
+def _mysql_query(url: URL) -> URL:
+    # utf8mb4 or 4-byte characters (emoji) are mangled; binary collations need it too.
+    return url if "charset" in url.query else url.update_query_dict({"charset": "utf8mb4"})
+
+
+def _connect_args(url: URL, *, is_async: bool) -> dict[str, Any]:
+    family = dialect_family(url)
+    if family == "postgresql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    if family == "mysql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside one writer; NORMAL sync is durable across app crashes
+    # (not power loss) in WAL mode; busy_timeout makes writers queue instead of failing.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def create_sync_state_engine(url: URL, *, autocommit: bool = True) -> Engine:
+    """A sync engine for ``url`` with the tuning described in this module's docstring.
+
+    ``autocommit=False`` gives an ordinary transactional engine (for migrations).
+    """
+    if dialect_family(url) == "mysql":
+        url = _mysql_query(url)
+    tuning: dict[str, Any] = dict(_TUNING, isolation_level="AUTOCOMMIT") if autocommit else {}
+    engine = create_engine(url, connect_args=_connect_args(url, is_async=False), **tuning)
+    if dialect_family(url) == "sqlite":
+        event.listen(engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+def create_async_state_engine(url: URL) -> AsyncEngine:
+    """The async twin of :func:`create_sync_state_engine`."""
+    if dialect_family(url) == "mysql":
+        url = _mysql_query(url)
+    engine = create_async_engine(
+        url, connect_args=_connect_args(url, is_async=True), isolation_level="AUTOCOMMIT", **_TUNING
+    )
+    if dialect_family(url) == "sqlite":
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    return engine

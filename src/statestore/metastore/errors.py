@@ -1,0 +1,64 @@
+"""Driver errors become statestore errors here, and nowhere else.
+
+The original exception stays as ``__cause__`` for debugging; the message names the
+database host but never the password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+
+from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError
+
+__all__ = ["describe_url", "translate_errors"]
+
+_MISSING_TABLE = re.compile(
+    r"no such table|does not exist|doesn't exist|undefinedtable|1146", re.IGNORECASE
+)
+
+
+def describe_url(url: URL) -> str:
+    """``dialect://host:port/database`` with no user or password, for messages."""
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite file {url.database}"
+    port = f":{url.port}" if url.port else ""
+    return f"{url.get_backend_name()}://{url.host or 'localhost'}{port}/{url.database or ''}"
+
+
+def _reason(exc: BaseException, url: URL) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text
+
+
+@contextmanager
+def translate_errors(url: URL) -> Iterator[None]:
+    """Re-raise connection-level driver errors as ``BackendUnavailableError`` and a
+    missing table as ``SchemaOutOfDateError``; anything else passes through."""
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.InterfaceError) as exc:
+        reason = _reason(exc, url)
+        if _MISSING_TABLE.search(reason):
+            raise SchemaOutOfDateError(
+                f"the {describe_url(url)} has no statestore tables ({reason}); "
+                "run `statestore db upgrade` first"
+            ) from exc
+        if isinstance(exc, sa_exc.ProgrammingError):
+            raise
+        raise BackendUnavailableError(f"{describe_url(url)} is unavailable: {reason}") from exc
+    except (sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
+        raise BackendUnavailableError(
+            f"{describe_url(url)} is unavailable: {_reason(exc, url)}"
+        ) from exc
+    except OSError as exc:  # a socket error that escaped the driver's own wrapping
+        raise BackendUnavailableError(
+            f"{describe_url(url)} is unavailable: {_reason(exc, url)}"
+        ) from exc

@@ -1,0 +1,161 @@
+"""Pure planning of each backend operation: which statement, with which parameters.
+
+Shared by the sync and async execution paths of ``MetastoreStateBackend`` so that they
+cannot drift apart; nothing here touches a connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Executable
+
+from statestore.exceptions import InactiveAssetError, InvalidScopeError, UnknownAssetError
+from statestore.metastore.digests import key_digest, ref_digest, task_digest, task_row_id
+from statestore.metastore.statements import AssetLookup, Statements
+from statestore.scopes import AssetScope, StateScope, TaskScope
+
+__all__ = [
+    "Plan",
+    "check_writable",
+    "clear",
+    "delete",
+    "find_asset",
+    "get",
+    "register_asset",
+    "set_",
+    "uri_taken",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One statement to execute and how to read its result."""
+
+    kind: Literal["read", "write", "asset_write"]
+    statement: Executable
+    params: dict[str, Any]
+    scope: StateScope
+
+
+def _asset_lookup(scope: AssetScope) -> tuple[AssetLookup, dict[str, Any]]:
+    # An asset is identified by name; a uri-only scope resolves through the registry.
+    if scope.name is not None:
+        return "name", {"asset_digest": ref_digest(scope.name)}
+    if scope.uri is not None:
+        return "uri", {"asset_digest": ref_digest(scope.uri)}
+    return "id", {"asset_id": scope.asset_id}
+
+
+def get(stmts: Statements, scope: StateScope, key: str, now: datetime) -> Plan:
+    """Read one key; expired rows are filtered out by the statement itself."""
+    if isinstance(scope, TaskScope):
+        return Plan("read", stmts.task_get, {"row_id": task_row_id(scope, key), "now": now}, scope)
+    lookup, params = _asset_lookup(scope)
+    params.update(key_digest=key_digest(key), now=now)
+    return Plan("read", stmts.asset_get[lookup], params, scope)
+
+
+def set_(
+    stmts: Statements,
+    scope: StateScope,
+    key: str,
+    value: str,
+    expires_at: datetime | None,
+    now: datetime,
+) -> Plan:
+    """Upsert one key."""
+    if isinstance(scope, TaskScope):
+        params = {
+            "row_id": task_row_id(scope, key),
+            "task_digest": task_digest(scope),
+            "dag_id": scope.dag_id,
+            "run_id": scope.run_id,
+            "task_id": scope.task_id,
+            "map_index": scope.map_index,
+            "key": key,
+            "value": value,
+            "expires_at": expires_at,
+            "updated_at": now,
+        }
+        return Plan("write", stmts.task_set, params, scope)
+    lookup, params = _asset_lookup(scope)
+    params.update(
+        key_digest=key_digest(key), key=key, value=value, expires_at=expires_at, updated_at=now
+    )
+    return Plan("asset_write", stmts.asset_set[lookup], params, scope)
+
+
+def delete(stmts: Statements, scope: StateScope, key: str) -> Plan:
+    """Delete one key (no-op when absent)."""
+    if isinstance(scope, TaskScope):
+        return Plan("write", stmts.task_delete, {"row_id": task_row_id(scope, key)}, scope)
+    lookup, params = _asset_lookup(scope)
+    params["key_digest"] = key_digest(key)
+    return Plan("write", stmts.asset_delete[lookup], params, scope)
+
+
+def clear(stmts: Statements, scope: StateScope, all_map_indices: bool) -> Plan:
+    """Delete every key of a scope (of every map index with ``all_map_indices``)."""
+    if isinstance(scope, TaskScope):
+        params: dict[str, Any] = {"task_digest": task_digest(scope)}
+        if all_map_indices:
+            return Plan("write", stmts.task_clear_all, params, scope)
+        params["map_index"] = scope.map_index
+        return Plan("write", stmts.task_clear_one, params, scope)
+    lookup, params = _asset_lookup(scope)
+    return Plan("write", stmts.asset_clear[lookup], params, scope)
+
+
+def find_asset(stmts: Statements, scope: StateScope) -> tuple[Executable, dict[str, Any]]:
+    """The registry row (id, active) of an asset scope."""
+    assert isinstance(scope, AssetScope)
+    lookup, params = _asset_lookup(scope)
+    return stmts.asset_find[lookup], params
+
+
+def register_asset(
+    stmts: Statements, scope: StateScope, auto_register: bool, now: datetime
+) -> Plan:
+    """Register an unknown asset, or refuse with ``UnknownAssetError``."""
+    assert isinstance(scope, AssetScope)
+    name = scope.name if scope.name is not None else scope.uri
+    if not auto_register or name is None:
+        raise UnknownAssetError(
+            f"{scope.describe()} is not registered"
+            + ("" if name is None else " and [state_store] auto_register_assets is off")
+        )
+    params = {
+        "name": name,
+        "name_digest": ref_digest(name),
+        "uri": scope.uri,
+        "uri_digest": None if scope.uri is None else ref_digest(scope.uri),
+        "active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return Plan("write", stmts.asset_register, params, scope)
+
+
+def check_writable(scope: StateScope, found: Any) -> None:
+    """Raise the right error for an asset write that matched no active asset."""
+    assert isinstance(scope, AssetScope)
+    if found is None:
+        raise uri_taken(scope) if scope.uri is not None else UnknownAssetError(
+            f"{scope.describe()} is not registered"
+        )
+    if not found.active:
+        raise InactiveAssetError(
+            f"{scope.describe()} is inactive; its state can be read and cleared, not written"
+        )
+
+
+def uri_taken(scope: StateScope) -> InvalidScopeError:
+    """The error for registering an asset whose uri already belongs to another name."""
+    assert isinstance(scope, AssetScope)
+    return InvalidScopeError(
+        f"cannot register {scope.describe()}: its uri {scope.uri!r} already belongs to "
+        "another asset"
+    )

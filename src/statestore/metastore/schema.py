@@ -1,0 +1,172 @@
+"""Create, migrate and check the metastore schema with Alembic, programmatically.
+
+The migration scripts ship inside the package; this module points Alembic at them by
+absolute path and hands it the caller's connection, so the same code serves
+``store.upgrade()``, ``statestore db upgrade`` and a host's own start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL, Engine
+
+from statestore.exceptions import SchemaOutOfDateError
+from statestore.metastore.engine import create_sync_state_engine, derive_urls, dialect_family
+from statestore.metastore.errors import translate_errors
+from statestore.metastore.tables import VERSION_TABLE
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "check_schema",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "upgrade",
+]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Serialises concurrent upgrades on the servers; SQLite serialises through BEGIN IMMEDIATE.
+_PG_LOCK_KEY = 0x5354_4154  # "STAT"
+_MYSQL_LOCK_NAME = "statestore_migrations"
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The revision this release of statestore expects."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _revision_of(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+@contextmanager
+def _engine_for(target: str | URL | Engine) -> Iterator[Engine]:
+    if isinstance(target, Engine):
+        yield target
+        return
+    url = derive_urls(target)[0]
+    # SQLite migrates in autocommit mode under our own BEGIN IMMEDIATE (see below);
+    # the servers use ordinary transactions so their DDL is transactional where possible.
+    engine = create_sync_state_engine(url, autocommit=dialect_family(url) == "sqlite")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _sqlite_raw(connection: Connection, sql: str, *, quiet: bool = False) -> None:
+    # Below SQLAlchemy on purpose: its own transaction bookkeeping must not see this one.
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+    except Exception:
+        if not quiet:
+            raise
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold a database-wide lock so two processes never migrate at once."""
+    family = dialect_family(connection.engine.url)
+    if connection.in_transaction():
+        connection.commit()  # end an autobegun read; Alembic must own the transactions
+    if family == "sqlite":
+        if connection.get_isolation_level() != "AUTOCOMMIT":
+            yield  # a host's own engine: it manages its own transactions
+            return
+        # One write transaction around the whole upgrade: atomic, and a second process
+        # waits on the lock (busy_timeout), then finds the schema already at head.
+        _sqlite_raw(connection, "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            _sqlite_raw(connection, "ROLLBACK", quiet=True)
+            raise
+        _sqlite_raw(connection, "COMMIT", quiet=True)  # Alembic may have committed it
+        return
+    if family == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+    else:
+        connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": _MYSQL_LOCK_NAME})
+    if connection.in_transaction():
+        connection.commit()  # the lock is session-level and survives this
+    try:
+        yield
+    finally:
+        if family == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+        else:
+            connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _MYSQL_LOCK_NAME})
+        if connection.in_transaction():
+            connection.commit()
+
+
+def run_upgrade(connection: Connection, revision: str = "head") -> None:
+    """Upgrade on an open connection (used by ``run_sync`` from the async path too)."""
+    with _migration_lock(connection):
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
+    """Create or migrate the schema of the database at ``target`` to ``revision``.
+
+    Safe to call from several processes at once: the first migrates, the others wait
+    and then find nothing to do.
+    """
+    with _engine_for(target) as engine, translate_errors(engine.url), engine.connect() as conn:
+        run_upgrade(conn, revision)
+
+
+def downgrade(target: str | URL | Engine, revision: str) -> None:
+    """Migrate the schema down to ``revision`` (``"base"`` drops every statestore table)."""
+    with (
+        _engine_for(target) as engine,
+        translate_errors(engine.url),
+        engine.connect() as conn,
+        _migration_lock(conn),
+    ):
+        command.downgrade(_alembic_config(conn), revision)
+
+
+def current_revision(target: str | URL | Engine) -> str | None:
+    """The revision the database is at, or ``None`` if statestore was never installed."""
+    with _engine_for(target) as engine, translate_errors(engine.url), engine.connect() as conn:
+        return _revision_of(conn)
+
+
+def check_schema(connection: Connection) -> None:
+    """Raise :class:`SchemaOutOfDateError` unless the schema is at this release's head."""
+    current = _revision_of(connection)
+    head = head_revision()
+    if current == head:
+        return
+    url = connection.engine.url.render_as_string(hide_password=True)
+    if current is None:
+        problem = "has no statestore tables"
+    else:
+        problem = f"is at schema revision {current}, this release needs {head}"
+    raise SchemaOutOfDateError(
+        f"the database {url} {problem}; run `statestore db upgrade` "
+        "(or call statestore.metastore.upgrade(url)) first"
+    )

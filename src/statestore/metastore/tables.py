@@ -1,0 +1,106 @@
+"""The schema: three ``statestore_`` tables that can live inside a host's database.
+
+Rows are found by a SHA-256 digest of their identity rather than by the text columns:
+MySQL/InnoDB cannot index 3 x 250 + 512 utf8mb4 characters (3072-byte limit), and a
+fixed 32-byte key keeps every index small on every dialect. The text columns stay for
+queries, listings and humans; they use binary collations so MySQL compares them exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+    true,
+)
+
+from statestore.metastore.types import Digest, ExactString, JsonText, UTCDateTime
+from statestore.scopes import MAX_ASSET_REF_LENGTH, MAX_ID_LENGTH, MAX_KEY_LENGTH
+
+__all__ = ["VERSION_TABLE", "asset", "asset_state", "metadata", "task_state"]
+
+VERSION_TABLE = "statestore_alembic_version"
+"""Alembic's version table for our migrations, apart from a host's ``alembic_version``."""
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_MYSQL_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mariadb_engine": "InnoDB",
+    "mariadb_charset": "utf8mb4",
+    "mariadb_collate": "utf8mb4_bin",
+}
+
+task_state = Table(
+    "statestore_task_state",
+    metadata,
+    # sha256(dag \0 run \0 task \0 map_index \0 key): the one unique key.
+    Column("row_id", Digest(), nullable=False),
+    # sha256(dag \0 run \0 task): clear() of one or all map indices is an index range.
+    Column("task_digest", Digest(), nullable=False),
+    Column("dag_id", ExactString(MAX_ID_LENGTH), nullable=False),
+    Column("run_id", ExactString(MAX_ID_LENGTH), nullable=False),
+    Column("task_id", ExactString(MAX_ID_LENGTH), nullable=False),
+    Column("map_index", Integer(), nullable=False),
+    Column("key", ExactString(MAX_KEY_LENGTH), nullable=False),
+    Column("value", JsonText(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("row_id"),
+    Index(None, "task_digest", "map_index"),
+    # Cleanup reads only the expired rows; NULL (never expires) sorts out of the range.
+    Index(None, "expires_at"),
+    **_MYSQL_OPTIONS,
+)
+
+asset = Table(
+    "statestore_asset",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("name", ExactString(MAX_ASSET_REF_LENGTH), nullable=False),
+    Column("name_digest", Digest(), nullable=False),
+    Column("uri", ExactString(MAX_ASSET_REF_LENGTH), nullable=True),
+    Column("uri_digest", Digest(), nullable=True),
+    Column("active", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name_digest"),
+    UniqueConstraint("uri_digest"),
+    **_MYSQL_OPTIONS,
+)
+
+asset_state = Table(
+    "statestore_asset_state",
+    metadata,
+    Column(
+        "asset_id",
+        Integer(),
+        ForeignKey("statestore_asset.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("key_digest", Digest(), nullable=False),
+    Column("key", ExactString(MAX_KEY_LENGTH), nullable=False),
+    Column("value", JsonText(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("asset_id", "key_digest"),
+    **_MYSQL_OPTIONS,
+)

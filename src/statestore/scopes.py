@@ -1,0 +1,181 @@
+"""Scopes: *whose* state a key belongs to.
+
+A :class:`TaskScope` names one task instance (dag, run, task, map index); an
+:class:`AssetScope` names one data asset. Both are frozen and hashable so they can key
+dicts and caches, and both validate on construction so a backend never sees a bad one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from statestore.exceptions import InvalidKeyError, InvalidScopeError, InvalidTypeError
+
+__all__ = [
+    "MAX_ASSET_REF_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_KEY_LENGTH",
+    "AssetScope",
+    "StateScope",
+    "TaskScope",
+    "check_key",
+    "to_asset_scope",
+]
+
+MAX_ID_LENGTH = 250
+"""Longest dag, run or task id (matches the reference's column widths)."""
+
+MAX_KEY_LENGTH = 512
+"""Longest key, in characters."""
+
+MAX_ASSET_REF_LENGTH = 1500
+"""Longest asset name or uri, in characters."""
+
+
+def _is_utf8(text: str) -> bool:
+    # A lone surrogate ("\ud800") is a valid Python str but not storable text anywhere.
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(field: str, value: object, limit: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{field} must be a str, not {type(value).__name__}")
+    if not value:
+        raise InvalidScopeError(f"{field} must not be empty")
+    if len(value) > limit:
+        raise InvalidScopeError(f"{field} is {len(value)} characters; the limit is {limit}")
+    if "\x00" in value:
+        raise InvalidScopeError(f"{field} must not contain NUL characters")
+    if not _is_utf8(value):
+        raise InvalidScopeError(f"{field} contains a lone surrogate; it is not valid UTF-8")
+
+
+def check_key(key: object) -> None:
+    """Reject a key that no backend may store: not a ``str``, empty, > 512 chars, NUL.
+
+    Called by every accessor method before any I/O, so a bad key never reaches storage.
+    """
+    # Fast path first: this runs on every get/set/delete.
+    if (
+        type(key) is str
+        and 0 < len(key) <= MAX_KEY_LENGTH
+        and "\x00" not in key
+        and _is_utf8(key)
+    ):
+        return
+    if not isinstance(key, str):
+        raise InvalidTypeError(f"key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError("key must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
+    if "\x00" in key:
+        raise InvalidKeyError("key must not contain NUL characters")
+    if not _is_utf8(key):
+        raise InvalidKeyError("key contains a lone surrogate; it is not valid UTF-8")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskScope:
+    """One task instance: the unit that task state belongs to.
+
+    ``map_index`` is ``-1`` for an unmapped task and the position (``>= 0``) of a
+    mapped task instance; ``clear(all_map_indices=True)`` spans every position.
+    """
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+
+    def __post_init__(self) -> None:
+        _check_text("dag_id", self.dag_id, MAX_ID_LENGTH)
+        _check_text("run_id", self.run_id, MAX_ID_LENGTH)
+        _check_text("task_id", self.task_id, MAX_ID_LENGTH)
+        # bool is an int subclass; True as a map index is always a mistake.
+        if not isinstance(self.map_index, int) or isinstance(self.map_index, bool):
+            raise InvalidTypeError(
+                f"map_index must be an int, not {type(self.map_index).__name__}"
+            )
+        if self.map_index < -1:
+            raise InvalidScopeError(f"map_index must be >= -1, not {self.map_index}")
+
+    def describe(self) -> str:
+        """A short human-readable form for messages and logs."""
+        suffix = "" if self.map_index == -1 else f"[{self.map_index}]"
+        return f"task {self.dag_id}/{self.run_id}/{self.task_id}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class AssetScope:
+    """One data asset: the unit that asset state belongs to.
+
+    At least one of ``asset_id`` (a backend's own integer id), ``name`` or ``uri`` must be
+    set. Backends identify an asset by ``name``; a scope with only a ``uri`` refers to the
+    asset registered with that uri (or, if there is none, to the asset named by the uri).
+    """
+
+    asset_id: int | None = None
+    name: str | None = None
+    uri: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.asset_id is None and self.name is None and self.uri is None:
+            raise InvalidScopeError("AssetScope needs at least one of asset_id, name or uri")
+        if self.asset_id is not None and (
+            not isinstance(self.asset_id, int) or isinstance(self.asset_id, bool)
+        ):
+            raise InvalidTypeError(
+                f"asset_id must be an int, not {type(self.asset_id).__name__}"
+            )
+        if self.name is not None:
+            _check_text("asset name", self.name, MAX_ASSET_REF_LENGTH)
+        if self.uri is not None:
+            _check_text("asset uri", self.uri, MAX_ASSET_REF_LENGTH)
+
+    def describe(self) -> str:
+        """A short human-readable form for messages and logs."""
+        if self.name is not None:
+            return f"asset {self.name!r}"
+        if self.uri is not None:
+            return f"asset with uri {self.uri!r}"
+        return f"asset #{self.asset_id}"
+
+    def matches(self, other: AssetScope) -> bool:
+        """True if both scopes refer to the same asset by any field they share."""
+        return (
+            (self.name is not None and self.name == other.name)
+            or (self.uri is not None and self.uri == other.uri)
+            or (self.asset_id is not None and self.asset_id == other.asset_id)
+        )
+
+
+StateScope: TypeAlias = TaskScope | AssetScope
+"""Either kind of scope; backends dispatch on the type."""
+
+
+def to_asset_scope(asset: object) -> AssetScope:
+    """Turn any asset reference into an :class:`AssetScope`.
+
+    Accepts an ``AssetScope``, a name ``str``, or any object with ``name`` and/or ``uri``
+    attributes (so an Airflow ``Asset`` works without importing Airflow).
+    """
+    if isinstance(asset, AssetScope):
+        return asset
+    if isinstance(asset, str):
+        return AssetScope(name=asset)
+    name = getattr(asset, "name", None)
+    uri = getattr(asset, "uri", None)
+    if name is None and uri is None:
+        raise InvalidTypeError(
+            "an asset must be an AssetScope, a name str, or an object with .name/.uri, "
+            f"not {type(asset).__name__}"
+        )
+    return AssetScope(name=name, uri=uri)

@@ -1,0 +1,225 @@
+"""The facade a host builds once: configuration, a backend, and accessor factories.
+
+``StateStore()`` with no arguments reads :class:`StateStoreConfig` (arguments, env, INI,
+defaults) and opens the configured backend — the metastore on a local SQLite file
+unless told otherwise. Hosts that already have a database pass a URL or their own
+SQLAlchemy engines; tests pass ``backend=InMemoryStateBackend()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskStateAccessor
+from statestore.backends.base import BaseStateBackend, load_backend
+from statestore.config import StateStoreConfig
+from statestore.exceptions import ConfigError, InvalidTypeError, UnsupportedOperationError
+from statestore.scopes import TaskScope
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from statestore.metastore import MetastoreStateBackend
+
+__all__ = ["StateStore", "default_store", "set_default_store"]
+
+
+def _config_with_url(config: StateStoreConfig | None, url: str | None) -> StateStoreConfig:
+    if config is None:
+        return StateStoreConfig(database={"url": url}) if url else StateStoreConfig()
+    if url is None:
+        return config
+    if not isinstance(config, StateStoreConfig):
+        raise InvalidTypeError(f"config must be a StateStoreConfig, not {type(config).__name__}")
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    try:
+        make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"[database] url (argument): not a database URL: {exc}") from None
+    database = config.database.model_copy(update={"url": url})
+    return config.model_copy(update={"database": database})
+
+
+def _build_backend(
+    config: StateStoreConfig,
+    *,
+    url_given: bool,
+    engine: Engine | None,
+    async_engine: AsyncEngine | None,
+) -> BaseStateBackend:
+    backend_cls = load_backend(config.state_store.backend)
+    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415 - heavy import
+
+    if issubclass(backend_cls, MetastoreStateBackend):
+        return backend_cls.from_config(config, engine=engine, async_engine=async_engine)
+    if url_given or engine is not None or async_engine is not None:
+        raise ConfigError(
+            f"[state_store] backend = {config.state_store.backend!r} is not the metastore "
+            "backend, so a database url or engine cannot be used with it"
+        )
+    return backend_cls()
+
+
+class StateStore:
+    """Configuration + backend + accessor factories + maintenance + lifecycle.
+
+    Build one per process (or use :func:`default_store`), share it between threads and
+    tasks, and close it on shutdown — or use it as a (async) context manager.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: Engine | None = None,
+        async_engine: AsyncEngine | None = None,
+        config: StateStoreConfig | None = None,
+        backend: BaseStateBackend | None = None,
+    ) -> None:
+        if url is not None and not isinstance(url, str):
+            url = str(url)  # a sqlalchemy URL object; render_as_string keeps the password
+        self._config = _config_with_url(config, url)
+        if backend is not None:
+            if not isinstance(backend, BaseStateBackend):
+                raise InvalidTypeError(
+                    f"backend must be a BaseStateBackend, not {type(backend).__name__}"
+                )
+            if url is not None or engine is not None or async_engine is not None:
+                raise ConfigError("pass either backend= or a url/engine, not both")
+            self._backend = backend
+        else:
+            self._backend = _build_backend(
+                self._config, url_given=url is not None, engine=engine, async_engine=async_engine
+            )
+
+    # -- what it holds -----------------------------------------------------------------
+
+    @property
+    def config(self) -> StateStoreConfig:
+        """The effective settings."""
+        return self._config
+
+    @property
+    def backend(self) -> BaseStateBackend:
+        """The backend every accessor of this store writes through."""
+        return self._backend
+
+    def __repr__(self) -> str:
+        return f"StateStore(backend={type(self._backend).__name__})"
+
+    # -- accessor factories ----------------------------------------------------------------
+
+    def task_state(self, scope: TaskScope) -> TaskStateAccessor:
+        """The task state of one task instance."""
+        return TaskStateAccessor(scope, store=self)
+
+    def asset_state(self, asset: object) -> AssetStateAccessor:
+        """The state of one asset (an ``AssetScope``, a name, or an object with .name/.uri)."""
+        return AssetStateAccessor(asset, store=self)
+
+    def asset_states(
+        self, inlets: Iterable[object] = (), outlets: Iterable[object] = ()
+    ) -> AssetStateAccessors:
+        """The asset state of a task's declared inlets and outlets."""
+        return AssetStateAccessors(inlets, outlets, store=self)
+
+    # -- host hooks -------------------------------------------------------------------------
+
+    def on_task_success(self, scope: TaskScope) -> None:
+        """Call when a task instance succeeds; clears its task state if configured.
+
+        Only with ``[state_store] clear_on_success`` on, and only that map index's task
+        state: asset state is never touched.
+        """
+        if not isinstance(scope, TaskScope):
+            raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
+        if self._config.state_store.clear_on_success:
+            self._backend.clear(scope)
+
+    async def aon_task_success(self, scope: TaskScope) -> None:
+        """Async twin of :meth:`on_task_success`."""
+        if not isinstance(scope, TaskScope):
+            raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
+        if self._config.state_store.clear_on_success:
+            await self._backend.aclear(scope)
+
+    def _metastore(self, operation: str) -> MetastoreStateBackend:
+        from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
+
+        if not isinstance(self._backend, MetastoreStateBackend):
+            raise UnsupportedOperationError(
+                f"{operation} needs the metastore backend; this store uses "
+                f"{type(self._backend).__name__}"
+            )
+        return self._backend
+
+    def upgrade(self) -> None:
+        """Create or migrate the metastore schema to this release (Alembic)."""
+        self._metastore("upgrade").upgrade()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the backend's connections. The store must not be used afterwards."""
+        self._backend.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self._backend.aclose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> StateStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+_default_lock = threading.Lock()
+_default: StateStore | None = None
+
+
+def default_store() -> StateStore:
+    """The process-wide store, built on first use from :class:`StateStoreConfig`.
+
+    Accessors created with ``store=None`` use it. A host that builds its own store can
+    install it with :func:`set_default_store`.
+    """
+    global _default  # noqa: PLW0603 - one store per process is the point
+    with _default_lock:
+        if _default is None:
+            _default = StateStore()
+        return _default
+
+
+def set_default_store(store: StateStore | None) -> StateStore | None:
+    """Install ``store`` as the process-wide default (``None`` forgets it); returns the old one.
+
+    The old store is not closed: whoever built it owns it.
+    """
+    global _default
+    if store is not None and not isinstance(store, StateStore):
+        raise InvalidTypeError(f"store must be a StateStore, not {type(store).__name__}")
+    with _default_lock:
+        previous, _default = _default, store
+    return previous

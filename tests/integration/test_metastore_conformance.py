@@ -1,0 +1,40 @@
+"""The shipped conformance suite, run against the metastore on every dialect.
+
+Sync tests use each dialect's sync driver (sqlite3, psycopg, PyMySQL); async tests use
+its async driver (aiosqlite, psycopg async, aiomysql): six combinations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy.engine import URL
+
+from statestore.metastore import MetastoreStateBackend
+from statestore.testing import AsyncBackendConformance, BackendConformance
+
+
+def _assert_no_leak(backend: MetastoreStateBackend) -> None:
+    engine = backend._engine
+    if engine is not None:
+        assert engine.pool.checkedout() == 0, "a connection was not returned to the pool"
+
+
+class TestMetastoreSync(BackendConformance):
+    @pytest.fixture
+    def backend(self, migrated_url: URL) -> Iterator[MetastoreStateBackend]:
+        backend = MetastoreStateBackend(migrated_url)
+        yield backend
+        _assert_no_leak(backend)
+        backend.close()
+
+
+class TestMetastoreAsync(AsyncBackendConformance):
+    @pytest.fixture
+    async def backend(self, migrated_url: URL) -> AsyncIterator[MetastoreStateBackend]:
+        backend = MetastoreStateBackend(migrated_url)
+        yield backend
+        engine = backend.async_engine
+        assert engine.pool.checkedout() == 0, "a connection was not returned to the pool"
+        await backend.aclose()

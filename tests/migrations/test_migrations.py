@@ -1,0 +1,118 @@
+"""The migrations are the schema: single head, reversible, identical to ``tables.py``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import URL
+
+from statestore.exceptions import SchemaOutOfDateError
+from statestore.metastore import current_revision, downgrade, head_revision, upgrade
+from statestore.metastore.schema import MIGRATIONS_DIR, _alembic_config, check_schema
+from statestore.metastore.tables import VERSION_TABLE, metadata
+
+OUR_TABLES = {"statestore_task_state", "statestore_asset", "statestore_asset_state"}
+
+
+def test_single_head() -> None:
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    assert len(scripts.get_heads()) == 1
+    assert scripts.get_current_head() == head_revision()
+
+
+def _tables(url: URL) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(db_url: URL) -> None:
+    assert current_revision(db_url) is None
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    assert OUR_TABLES | {VERSION_TABLE} <= _tables(db_url)
+    downgrade(db_url, "base")
+    assert current_revision(db_url) is None
+    assert not OUR_TABLES & _tables(db_url)
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+
+
+def test_upgrade_twice_is_a_no_op(db_url: URL) -> None:
+    upgrade(db_url)
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+
+
+def test_migrated_schema_matches_tables(migrated_url: URL) -> None:
+    engine = create_engine(migrated_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "version_table": VERSION_TABLE,
+                    "include_object": lambda obj, name, type_, *_: type_ != "table"
+                    or bool(name and name.startswith("statestore_") and name != VERSION_TABLE),
+                },
+            )
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_check_schema_names_the_command(db_url: URL) -> None:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn, pytest.raises(SchemaOutOfDateError) as info:
+            check_schema(conn)
+        assert "statestore db upgrade" in str(info.value)
+    finally:
+        engine.dispose()
+
+
+def test_coexists_with_host_tables_and_alembic_version(db_url: URL) -> None:
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('host_rev_1')"))
+            conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY)"))
+        upgrade(db_url)
+        downgrade(db_url, "base")
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
+                "host_rev_1"
+            )
+        assert {"orders", "alembic_version"} <= _tables(db_url)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_wheel_contains_migrations(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("statestore-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for path in MIGRATIONS_DIR.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            relative = path.relative_to(MIGRATIONS_DIR.parents[1]).as_posix()
+            assert f"statestore/{relative}" in names
+    assert "statestore/py.typed" in names
