@@ -40,6 +40,7 @@ from statestore.scopes import AssetScope, StateScope, TaskScope
 from statestore.store import StateStore, default_store, set_default_store
 
 if TYPE_CHECKING:
+    from statestore.cleanup import CleanupReport, cleanup_task_states, sweep_asset_states
     from statestore.metastore import MetastoreStateBackend
 
 __version__ = "0.1.0.dev0"
@@ -52,6 +53,10 @@ def __getattr__(name: str) -> Any:
         from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
 
         return MetastoreStateBackend
+    if name in {"CleanupReport", "cleanup_task_states", "sweep_asset_states"}:
+        from statestore import cleanup  # noqa: PLC0415
+
+        return getattr(cleanup, name)
     raise AttributeError(f"module 'statestore' has no attribute {name!r}")
 
 
@@ -62,6 +67,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
     "AssetStateAccessors",
     "BackendUnavailableError",
     "BaseStateBackend",
+    "CleanupReport",
     "ConfigError",
     "InMemoryStateBackend",
     "InactiveAssetError",
@@ -85,6 +91,8 @@ __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
     "UnsupportedOperationError",
     "ValueTooLargeError",
     "VersionConflictError",
+    "cleanup_task_states",
     "default_store",
     "set_default_store",
+    "sweep_asset_states",
 ]

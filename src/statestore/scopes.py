@@ -63,12 +63,7 @@ def check_key(key: object) -> None:
     Called by every accessor method before any I/O, so a bad key never reaches storage.
     """
     # Fast path first: this runs on every get/set/delete.
-    if (
-        type(key) is str
-        and 0 < len(key) <= MAX_KEY_LENGTH
-        and "\x00" not in key
-        and _is_utf8(key)
-    ):
+    if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and "\x00" not in key and _is_utf8(key):
         return
     if not isinstance(key, str):
         raise InvalidTypeError(f"key must be a str, not {type(key).__name__}")
@@ -101,9 +96,7 @@ class TaskScope:
         _check_text("task_id", self.task_id, MAX_ID_LENGTH)
         # bool is an int subclass; True as a map index is always a mistake.
         if not isinstance(self.map_index, int) or isinstance(self.map_index, bool):
-            raise InvalidTypeError(
-                f"map_index must be an int, not {type(self.map_index).__name__}"
-            )
+            raise InvalidTypeError(f"map_index must be an int, not {type(self.map_index).__name__}")
         if self.map_index < -1:
             raise InvalidScopeError(f"map_index must be >= -1, not {self.map_index}")
 
@@ -132,9 +125,7 @@ class AssetScope:
         if self.asset_id is not None and (
             not isinstance(self.asset_id, int) or isinstance(self.asset_id, bool)
         ):
-            raise InvalidTypeError(
-                f"asset_id must be an int, not {type(self.asset_id).__name__}"
-            )
+            raise InvalidTypeError(f"asset_id must be an int, not {type(self.asset_id).__name__}")
         if self.name is not None:
             _check_text("asset name", self.name, MAX_ASSET_REF_LENGTH)
         if self.uri is not None:

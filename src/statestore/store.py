@@ -17,13 +17,14 @@ from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskSt
 from statestore.backends.base import BaseStateBackend, load_backend
 from statestore.config import StateStoreConfig
 from statestore.exceptions import ConfigError, InvalidTypeError, UnsupportedOperationError
-from statestore.scopes import TaskScope
+from statestore.scopes import TaskScope, to_asset_scope
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from statestore.metastore import MetastoreStateBackend
+    from statestore.metastore.maintenance import AssetInfo
 
 __all__ = ["StateStore", "default_store", "set_default_store"]
 
@@ -35,14 +36,7 @@ def _config_with_url(config: StateStoreConfig | None, url: str | None) -> StateS
         return config
     if not isinstance(config, StateStoreConfig):
         raise InvalidTypeError(f"config must be a StateStoreConfig, not {type(config).__name__}")
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-    try:
-        make_url(url)
-    except Exception as exc:
-        raise ConfigError(f"[database] url (argument): not a database URL: {exc}") from None
-    database = config.database.model_copy(update={"url": url})
-    return config.model_copy(update={"database": database})
+    return config.with_database_url(url)
 
 
 def _build_backend(
@@ -161,6 +155,38 @@ class StateStore:
     def upgrade(self) -> None:
         """Create or migrate the metastore schema to this release (Alembic)."""
         self._metastore("upgrade").upgrade()
+
+    # -- the asset registry (metastore only) --------------------------------------------------
+
+    def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
+        """Registered assets, by name; ``active`` filters on the flag."""
+        return self._metastore("list_assets").list_assets(active)
+
+    async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
+        """Async twin of :meth:`list_assets`."""
+        return await self._metastore("alist_assets").alist_assets(active)
+
+    def deactivate_assets(self, *assets: object) -> int:
+        """Mark assets inactive: their state can be read and cleared, not written, and the
+        next :func:`~statestore.cleanup.sweep_asset_states` deletes it. Returns how many
+        assets changed; unknown assets are ignored."""
+        scopes = [to_asset_scope(a) for a in assets]
+        return self._metastore("deactivate_assets").set_assets_active(scopes, active=False)
+
+    async def adeactivate_assets(self, *assets: object) -> int:
+        """Async twin of :meth:`deactivate_assets`."""
+        scopes = [to_asset_scope(a) for a in assets]
+        return await self._metastore("adeactivate_assets").aset_assets_active(scopes, active=False)
+
+    def activate_assets(self, *assets: object) -> int:
+        """Re-activate assets (their swept state does not come back)."""
+        scopes = [to_asset_scope(a) for a in assets]
+        return self._metastore("activate_assets").set_assets_active(scopes, active=True)
+
+    async def aactivate_assets(self, *assets: object) -> int:
+        """Async twin of :meth:`activate_assets`."""
+        scopes = [to_asset_scope(a) for a in assets]
+        return await self._metastore("aactivate_assets").aset_assets_active(scopes, active=True)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -81,9 +81,7 @@ class ServerDatabases:
         if self.dialect == "postgresql":
             self.run_engine.dispose()
             with self.admin.connect() as conn:
-                conn.exec_driver_sql(
-                    f'DROP DATABASE IF EXISTS "{self.run_database}" WITH (FORCE)'
-                )
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.run_database}" WITH (FORCE)')
         self.admin.dispose()
 
 

@@ -28,8 +28,11 @@ def test_keys_and_ids_are_exact(migrated_url: URL) -> None:
         for i, key in enumerate(keys):
             backend.set(TASK, key, str(i))
         assert [backend.get(TASK, key) for key in keys] == [str(i) for i in range(len(keys))]
-        scopes = [TaskScope("Dag", "run", "task"), TaskScope("dag ", "run", "task"),
-                  TaskScope("d" * 250, "r" * 250, "t" * 250, 7)]
+        scopes = [
+            TaskScope("Dag", "run", "task"),
+            TaskScope("dag ", "run", "task"),
+            TaskScope("d" * 250, "r" * 250, "t" * 250, 7),
+        ]
         for i, scope in enumerate(scopes):
             backend.set(scope, "Key", f"scope{i}")
         assert [backend.get(s, "Key") for s in scopes] == [f"scope{i}" for i in range(3)]
@@ -53,9 +56,7 @@ def test_values_round_trip_byte_exactly(migrated_url: URL) -> None:
         backend.close()
 
 
-def test_unmigrated_server_database_raises_schema_out_of_date(
-    db_url: URL, dialect: str
-) -> None:
+def test_unmigrated_server_database_raises_schema_out_of_date(db_url: URL, dialect: str) -> None:
     backend = MetastoreStateBackend(db_url, auto_migrate_sqlite=False)
     try:
         with pytest.raises(SchemaOutOfDateError, match="statestore db upgrade"):
@@ -94,8 +95,9 @@ async def test_sqlite_migrates_itself_on_first_async_use(tmp_path: object) -> No
 def test_server_is_never_migrated_implicitly(db_url: URL, dialect: str) -> None:
     if dialect == "sqlite":
         pytest.skip("SQLite migrates itself by default")
-    with StateStore(db_url.render_as_string(hide_password=False)) as store, pytest.raises(
-        SchemaOutOfDateError
+    with (
+        StateStore(db_url.render_as_string(hide_password=False)) as store,
+        pytest.raises(SchemaOutOfDateError),
     ):
         store.task_state(TASK).set("k", 1)
     assert current_revision(db_url) is None

@@ -10,15 +10,20 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import Pool
 
 from statestore.metastore import MetastoreStateBackend
 from statestore.testing import AsyncBackendConformance, BackendConformance
 
 
+def _checked_out(pool: Pool) -> int:
+    return int(getattr(pool, "checkedout", lambda: 0)())
+
+
 def _assert_no_leak(backend: MetastoreStateBackend) -> None:
     engine = backend._engine
     if engine is not None:
-        assert engine.pool.checkedout() == 0, "a connection was not returned to the pool"
+        assert _checked_out(engine.pool) == 0, "a connection was not returned to the pool"
 
 
 class TestMetastoreSync(BackendConformance):
@@ -36,5 +41,5 @@ class TestMetastoreAsync(AsyncBackendConformance):
         backend = MetastoreStateBackend(migrated_url)
         yield backend
         engine = backend.async_engine
-        assert engine.pool.checkedout() == 0, "a connection was not returned to the pool"
+        assert _checked_out(engine.pool) == 0, "a connection was not returned to the pool"
         await backend.aclose()

@@ -7,7 +7,7 @@ every further operation must cost exactly one request, sync and async alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from sqlalchemy.engine import URL
@@ -76,7 +76,7 @@ def test_sync_operations_cost_one_round_trip(proxied: tuple[TcpProxy, URL]) -> N
 async def test_async_operations_cost_one_round_trip(proxied: tuple[TcpProxy, URL]) -> None:
     proxy, url = proxied
     backend = MetastoreStateBackend(url)
-    ops = {
+    ops: dict[str, Callable[[int], Awaitable[object]]] = {
         "task set": lambda i: backend.aset(TASK, f"k{i % 3}", str(i)),
         "task get": lambda i: backend.aget(TASK, f"k{i % 3}"),
         "task delete": lambda i: backend.adelete(TASK, f"k{i % 3}"),

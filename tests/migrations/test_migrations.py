@@ -63,8 +63,10 @@ def test_migrated_schema_matches_tables(migrated_url: URL) -> None:
                 opts={
                     "compare_type": True,
                     "version_table": VERSION_TABLE,
-                    "include_object": lambda obj, name, type_, *_: type_ != "table"
-                    or bool(name and name.startswith("statestore_") and name != VERSION_TABLE),
+                    "include_object": lambda obj, name, type_, *_: (
+                        type_ != "table"
+                        or bool(name and name.startswith("statestore_") and name != VERSION_TABLE)
+                    ),
                 },
             )
             assert compare_metadata(context, metadata) == []

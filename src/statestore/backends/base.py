@@ -144,9 +144,7 @@ class BaseStateBackend(ABC):
         """Asset-state twin of :meth:`deserialize_task_state_from_ref`."""
         return stored
 
-    async def aserialize_task_state_to_ref(
-        self, *, value: str, key: str, scope: TaskScope
-    ) -> str:
+    async def aserialize_task_state_to_ref(self, *, value: str, key: str, scope: TaskScope) -> str:
         """Async twin of :meth:`serialize_task_state_to_ref`."""
         return value
 

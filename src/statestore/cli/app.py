@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         echo_error("aborted")
         return 1
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
+    except Exception as exc:
         import click  # noqa: PLC0415
 
         if isinstance(exc, click.ClickException):

@@ -79,8 +79,14 @@ def check(ctx: typer.Context) -> None:
     revision = schema.current_revision(url)
     head = schema.head_revision()
     if state_of(ctx).json:
-        echo_json({"database": _shown(url), "current": revision, "head": head,
-                   "up_to_date": revision == head})
+        echo_json(
+            {
+                "database": _shown(url),
+                "current": revision,
+                "head": head,
+                "up_to_date": revision == head,
+            }
+        )
     if revision != head:
         raise SchemaOutOfDateError(
             f"{_shown(url)} is at {revision or 'no schema'}, this release needs {head}; "

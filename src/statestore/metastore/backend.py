@@ -20,8 +20,8 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statestore.backends.base import BaseStateBackend
-from statestore.exceptions import ConfigError
-from statestore.metastore import plans
+from statestore.exceptions import ConfigError, SchemaOutOfDateError
+from statestore.metastore import maintenance, plans
 from statestore.metastore.engine import (
     create_async_state_engine,
     create_sync_state_engine,
@@ -29,10 +29,11 @@ from statestore.metastore.engine import (
     dialect_family,
 )
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.maintenance import AssetInfo
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
-from statestore.scopes import StateScope
+from statestore.scopes import AssetScope, StateScope
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +42,19 @@ if TYPE_CHECKING:
     from statestore.config import StateStoreConfig
 
 __all__ = ["MetastoreStateBackend"]
+
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_lock() -> asyncio.Lock:
+    """One schema lock per event loop, shared by every backend on it."""
+    loop = asyncio.get_running_loop()
+    lock = _loop_locks.get(loop)
+    if lock is None:
+        lock = _loop_locks[loop] = asyncio.Lock()
+    return lock
 
 
 class MetastoreStateBackend(BaseStateBackend):
@@ -71,12 +85,13 @@ class MetastoreStateBackend(BaseStateBackend):
         self._own_engine = engine is None
         self._engine = engine
         self._host_async_engine = async_engine
-        self._async_engines: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncEngine
-        ] = weakref.WeakKeyDictionary()
+        self._async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
+            weakref.WeakKeyDictionary()
+        )
         self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"
         self._auto_register = auto_register_assets
         self._lock = threading.Lock()
+        self._schema_lock = threading.Lock()
         self._schema_ready = False
 
     @classmethod
@@ -133,12 +148,37 @@ class MetastoreStateBackend(BaseStateBackend):
         return engine
 
     def _ensure_schema(self, connection: Connection) -> None:
-        # Runs inside the first operation's connection; cheap after that (one flag).
-        if self._auto_migrate:
-            run_upgrade(connection)
-        else:
-            check_schema(connection)
-        self._schema_ready = True
+        # Runs inside the first operation's connection; after that it is one flag test.
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            try:
+                check_schema(connection)
+            except SchemaOutOfDateError:
+                if not self._auto_migrate:
+                    raise
+                run_upgrade(connection)
+            self._schema_ready = True
+
+    async def _aensure_schema(self, connection: AsyncConnection) -> None:
+        # One task per loop at a time: a task blocked on the threading lock inside
+        # run_sync would block the loop that the lock holder needs to finish.
+        async with _loop_lock():
+            if not self._schema_ready:
+                await connection.run_sync(self._ensure_schema)
+
+    def ensure_schema(self) -> None:
+        """Check (or, for SQLite with auto-migrate, create) the schema if not done yet."""
+        if not self._schema_ready:
+            with translate_errors(self._sync_url), self.engine.connect() as conn:
+                self._ensure_schema(conn)
+
+    async def aensure_schema(self) -> None:
+        """Async twin of :meth:`ensure_schema`."""
+        if not self._schema_ready:
+            with translate_errors(self._async_url):
+                async with self.async_engine.connect() as conn:
+                    await self._aensure_schema(conn)
 
     def upgrade(self) -> None:
         """Create or migrate the schema to this release's head."""
@@ -204,7 +244,7 @@ class MetastoreStateBackend(BaseStateBackend):
         with translate_errors(self._async_url):
             async with self.async_engine.connect() as conn:
                 if not self._schema_ready:
-                    await conn.run_sync(self._ensure_schema)
+                    await self._aensure_schema(conn)
                 if plan.kind == "asset_write":
                     return await self._aasset_write(conn, plan)
                 result = await conn.execute(plan.statement, plan.params)
@@ -258,6 +298,34 @@ class MetastoreStateBackend(BaseStateBackend):
     ) -> None:
         await self._arun(plans.clear(self._statements, scope, all_map_indices))
 
+    # -- the asset registry ----------------------------------------------------------------
+
+    def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
+        """Registered assets by name, with their number of state keys."""
+        self.ensure_schema()
+        with translate_errors(self._sync_url), self.engine.connect() as conn:
+            return maintenance.list_assets(conn, active)
+
+    async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
+        """Async twin of :meth:`list_assets`."""
+        await self.aensure_schema()
+        with translate_errors(self._async_url):
+            async with self.async_engine.connect() as conn:
+                return await conn.run_sync(maintenance.list_assets, active)
+
+    def set_assets_active(self, assets: list[AssetScope], active: bool) -> int:
+        """(De)activate registered assets; returns how many changed state."""
+        self.ensure_schema()
+        with translate_errors(self._sync_url), self.engine.connect() as conn:
+            return maintenance.set_assets_active(conn, assets, active, utcnow())
+
+    async def aset_assets_active(self, assets: list[AssetScope], active: bool) -> int:
+        """Async twin of :meth:`set_assets_active`."""
+        await self.aensure_schema()
+        with translate_errors(self._async_url):
+            async with self.async_engine.connect() as conn:
+                return await conn.run_sync(maintenance.set_assets_active, assets, active, utcnow())
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -277,4 +345,3 @@ class MetastoreStateBackend(BaseStateBackend):
         if engine is not None:
             await engine.dispose()
         self.close()
-

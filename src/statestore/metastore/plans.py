@@ -143,8 +143,10 @@ def check_writable(scope: StateScope, found: Any) -> None:
     """Raise the right error for an asset write that matched no active asset."""
     assert isinstance(scope, AssetScope)
     if found is None:
-        raise uri_taken(scope) if scope.uri is not None else UnknownAssetError(
-            f"{scope.describe()} is not registered"
+        raise (
+            uri_taken(scope)
+            if scope.uri is not None
+            else UnknownAssetError(f"{scope.describe()} is not registered")
         )
     if not found.active:
         raise InactiveAssetError(

@@ -7,6 +7,7 @@ absolute path and hands it the caller's connection, so the same code serves
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent upgrades on the servers; SQLite serialises through BEGIN IMMEDIATE.
 _PG_LOCK_KEY = 0x5354_4154  # "STAT"
 _MYSQL_LOCK_NAME = "statestore_migrations"
+# Alembic's `context`/`op` proxies are process globals: one migration at a time per process.
+_ALEMBIC_LOCK = threading.RLock()
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
@@ -124,7 +127,7 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
 
 def run_upgrade(connection: Connection, revision: str = "head") -> None:
     """Upgrade on an open connection (used by ``run_sync`` from the async path too)."""
-    with _migration_lock(connection):
+    with _ALEMBIC_LOCK, _migration_lock(connection):
         command.upgrade(_alembic_config(connection), revision)
 
 
@@ -144,6 +147,7 @@ def downgrade(target: str | URL | Engine, revision: str) -> None:
         _engine_for(target) as engine,
         translate_errors(engine.url),
         engine.connect() as conn,
+        _ALEMBIC_LOCK,
         _migration_lock(conn),
     ):
         command.downgrade(_alembic_config(conn), revision)

@@ -149,9 +149,7 @@ def build_statements(dialect: str) -> Statements:
             for lookup in _LOOKUPS
         },
         asset_clear={
-            lookup: delete(asset_state).where(
-                asset_state.c.asset_id.in_(_asset_ids(lookup))
-            )
+            lookup: delete(asset_state).where(asset_state.c.asset_id.in_(_asset_ids(lookup)))
             for lookup in _LOOKUPS
         },
         asset_find={

@@ -50,9 +50,7 @@ def upgrade() -> None:
         "statestore_task_state",
         ["task_digest", "map_index"],
     )
-    op.create_index(
-        "ix_statestore_task_state_expires_at", "statestore_task_state", ["expires_at"]
-    )
+    op.create_index("ix_statestore_task_state_expires_at", "statestore_task_state", ["expires_at"])
     op.create_table(
         "statestore_asset",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

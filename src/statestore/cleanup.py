@@ -1,0 +1,197 @@
+"""Maintenance a host application runs: expired task state and the orphan asset sweep.
+
+statestore never cleans up behind your back. Schedule :func:`cleanup` (or the
+``statestore cleanup`` command) from cron, a systemd timer, a Kubernetes CronJob or a
+workflow of your own. Only the metastore backend is cleaned: any other backend is
+*explicitly not cleaned up* — the report says so and nothing raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from statestore.exceptions import InvalidTypeError, InvalidValueError
+from statestore.metastore import maintenance
+from statestore.metastore.backend import MetastoreStateBackend
+from statestore.metastore.errors import translate_errors
+from statestore.metastore.maintenance import ExpiredTaskState
+from statestore.retention import utcnow
+
+if TYPE_CHECKING:
+    from statestore.store import StateStore
+
+__all__ = [
+    "CleanupReport",
+    "ExpiredTaskState",
+    "cleanup",
+    "cleanup_task_states",
+    "iter_expired_task_states",
+    "sweep_asset_states",
+]
+
+Progress = Callable[[int], None]
+"""Called with the running total of rows processed, after each batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport:
+    """What a cleanup or sweep did, or (``dry_run``) would do."""
+
+    deleted: int = 0
+    would_delete: int = 0
+    batches: int = 0
+    dry_run: bool = False
+    skipped_reason: str | None = None
+
+    def __add__(self, other: CleanupReport) -> CleanupReport:
+        reasons = [r for r in (self.skipped_reason, other.skipped_reason) if r]
+        return CleanupReport(
+            deleted=self.deleted + other.deleted,
+            would_delete=self.would_delete + other.would_delete,
+            batches=self.batches + other.batches,
+            dry_run=self.dry_run or other.dry_run,
+            skipped_reason=reasons[0] if reasons else None,
+        )
+
+
+def _resolve(store: StateStore | None) -> StateStore:
+    if store is None:
+        from statestore.store import default_store  # noqa: PLC0415
+
+        return default_store()
+    return store
+
+
+def _metastore(store: StateStore) -> MetastoreStateBackend | None:
+    backend = store.backend
+    return backend if isinstance(backend, MetastoreStateBackend) else None
+
+
+def _skipped(store: StateStore, dry_run: bool) -> CleanupReport:
+    name = type(store.backend).__name__
+    return CleanupReport(
+        dry_run=dry_run,
+        skipped_reason=f"{name} is not the metastore backend; it is explicitly not cleaned up "
+        "(implement BaseStateBackend.cleanup() and call it from your own maintenance)",
+    )
+
+
+def _check_now(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if not isinstance(now, datetime):
+        raise InvalidTypeError(f"now must be a datetime, not {type(now).__name__}")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InvalidTypeError("now must be a timezone-aware datetime")
+    return now
+
+
+def _check_batch_size(batch_size: int | None, store: StateStore) -> int:
+    if batch_size is None:
+        return store.config.state_store.state_cleanup_batch_size
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
+        raise InvalidTypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+    if batch_size < 0:
+        raise InvalidValueError(f"batch_size must be >= 0, not {batch_size}")
+    return batch_size
+
+
+def cleanup_task_states(
+    store: StateStore | None = None,
+    *,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> CleanupReport:
+    """Delete task-state rows whose ``expires_at < now``; never asset state.
+
+    Never-expiring rows (``NEVER_EXPIRE``, or written while the default retention was 0)
+    are never touched. ``batch_size`` (default ``[state_store]
+    state_cleanup_batch_size``): 0 deletes in one statement, N in batches of N rows,
+    each committed, until none remain. Safe to run from two processes at once and to
+    interrupt and re-run. A dry run deletes nothing and counts what would go; use
+    :func:`iter_expired_task_states` to list those rows.
+    """
+    store = _resolve(store)
+    moment = _check_now(now)
+    size = _check_batch_size(batch_size, store)
+    backend = _metastore(store)
+    if backend is None:
+        return _skipped(store, dry_run)
+    with translate_errors(backend.url):
+        backend.ensure_schema()
+        if dry_run:
+            with backend.engine.connect() as conn:
+                count = maintenance.count_expired(conn, moment)
+            if progress is not None:
+                progress(count)
+            return CleanupReport(would_delete=count, dry_run=True)
+        deleted = batches = 0
+        for batch in maintenance.delete_expired_batches(
+            backend.engine, backend.dialect, moment, size
+        ):
+            deleted += batch
+            batches += 1
+            if progress is not None:
+                progress(deleted)
+    return CleanupReport(deleted=deleted, batches=batches)
+
+
+def iter_expired_task_states(
+    store: StateStore | None = None, *, now: datetime | None = None
+) -> Iterator[ExpiredTaskState]:
+    """Stream every expired task-state key, grouped by dag, run, task, map index, key.
+
+    Constant memory however many rows expired (a server-side cursor). Yields nothing
+    for a backend that is not the metastore.
+    """
+    store = _resolve(store)
+    moment = _check_now(now)
+    backend = _metastore(store)
+    if backend is None:
+        return
+    with translate_errors(backend.url):
+        backend.ensure_schema()
+        yield from maintenance.iter_expired(backend.engine, moment)
+
+
+def sweep_asset_states(store: StateStore | None = None, *, dry_run: bool = False) -> CleanupReport:
+    """Delete the state of every *inactive* asset (the orphan sweep).
+
+    Active assets are never touched, and the registry keeps the inactive assets so they
+    can be re-activated (with empty state).
+    """
+    store = _resolve(store)
+    backend = _metastore(store)
+    if backend is None:
+        return _skipped(store, dry_run)
+    with translate_errors(backend.url):
+        backend.ensure_schema()
+        with backend.engine.connect() as conn:
+            if dry_run:
+                return CleanupReport(would_delete=maintenance.count_sweepable(conn), dry_run=True)
+            deleted = maintenance.sweep_inactive(conn)
+    return CleanupReport(deleted=deleted, batches=1)
+
+
+def cleanup(
+    store: StateStore | None = None,
+    *,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    now: datetime | None = None,
+    sweep_assets: bool = True,
+    progress: Progress | None = None,
+) -> CleanupReport:
+    """The one call a maintenance script makes: expired task state, then the sweep."""
+    store = _resolve(store)
+    report = cleanup_task_states(
+        store, dry_run=dry_run, batch_size=batch_size, now=now, progress=progress
+    )
+    if sweep_assets and report.skipped_reason is None:
+        report += sweep_asset_states(store, dry_run=dry_run)
+    return report

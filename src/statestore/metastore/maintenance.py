@@ -1,0 +1,177 @@
+"""Maintenance SQL of the metastore: expired task state, the asset registry, the sweep.
+
+Cleanup touches only ``statestore_task_state`` rows with ``expires_at < now`` — found
+through the ``expires_at`` index, so the work is proportional to the expired rows, not
+the table — and deletes them in one statement or in committed batches. Listing streams
+rows through a server-side cursor, so memory stays flat however many rows expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Delete, bindparam, delete, func, select, true, update
+from sqlalchemy.engine import Engine
+
+from statestore.metastore.digests import ref_digest
+from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.scopes import AssetScope
+
+__all__ = [
+    "AssetInfo",
+    "ExpiredTaskState",
+    "count_expired",
+    "count_sweepable",
+    "delete_expired_batches",
+    "iter_expired",
+    "list_assets",
+    "set_assets_active",
+    "sweep_inactive",
+]
+
+_ts = task_state.c
+_EXPIRED = _ts.expires_at < bindparam("now", type_=_ts.expires_at.type)
+_STREAM_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredTaskState:
+    """One task-state key that cleanup would delete (or did)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    key: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    """One asset of the registry, and how many state keys it holds."""
+
+    asset_id: int
+    name: str
+    uri: str | None
+    active: bool
+    keys: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def count_expired(conn: Connection, now: datetime) -> int:
+    """How many task-state rows have expired by ``now``."""
+    return int(conn.execute(select(func.count()).where(_EXPIRED), {"now": now}).scalar_one())
+
+
+def _batch_delete(dialect: str, batch_size: int) -> Delete:
+    if dialect == "mysql":
+        # MySQL cannot delete from a table it selects from in a subquery, but it has
+        # DELETE … LIMIT, which walks the expires_at index directly.
+        limited: Delete = delete(task_state).where(_EXPIRED)
+        return limited.with_dialect_options(mysql_limit=batch_size, mariadb_limit=batch_size)
+    victims = select(_ts.row_id).where(_EXPIRED).order_by(_ts.expires_at).limit(batch_size)
+    return delete(task_state).where(_ts.row_id.in_(victims))
+
+
+def delete_expired_batches(
+    engine: Engine, dialect: str, now: datetime, batch_size: int
+) -> Iterator[int]:
+    """Delete expired rows, yielding the count of each committed batch.
+
+    ``batch_size`` 0 is one statement. Otherwise batches run until one deletes nothing:
+    a short batch does not prove the end when another cleanup runs concurrently, and an
+    interrupted run has lost only rows that had expired anyway.
+    """
+    statement = delete(task_state).where(_EXPIRED) if not batch_size else None
+    if statement is not None:
+        with engine.connect() as conn:
+            yield conn.execute(statement, {"now": now}).rowcount
+        return
+    batch = _batch_delete(dialect, batch_size)
+    while True:
+        with engine.connect() as conn:  # autocommit: each batch is its own transaction
+            deleted = conn.execute(batch, {"now": now}).rowcount
+        if not deleted:
+            return
+        yield deleted
+
+
+def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:
+    """Stream the expired rows grouped by dag, run, task, map index and key."""
+    query = (
+        select(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, _ts.expires_at)
+        .where(_EXPIRED)
+        .order_by(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key)
+    )
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            # A server-side cursor needs a transaction on PostgreSQL, and one snapshot is
+            # what a listing should see. SQLite's cursor is lazy and WAL-consistent as is.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            streamed = conn.execution_options(stream_results=True, yield_per=_STREAM_PAGE)
+            for row in streamed.execute(query, {"now": now}):
+                yield ExpiredTaskState(*row)
+
+
+def _assets_matching(assets: list[AssetScope]) -> Any:
+    names = [ref_digest(a.name) for a in assets if a.name is not None]
+    uris = [ref_digest(a.uri) for a in assets if a.name is None and a.uri is not None]
+    ids = [a.asset_id for a in assets if a.name is None and a.uri is None]
+    return asset.c.name_digest.in_(names) | asset.c.uri_digest.in_(uris) | asset.c.id.in_(ids)
+
+
+def set_assets_active(
+    conn: Connection, assets: list[AssetScope], active: bool, now: datetime
+) -> int:
+    """Mark assets (in)active; returns how many changed. Unknown assets are ignored."""
+    statement = (
+        update(asset)
+        .where(_assets_matching(assets), asset.c.active != active)
+        .values(active=active, updated_at=now)
+    )
+    return int(conn.execute(statement).rowcount)
+
+
+def list_assets(conn: Connection, active: bool | None) -> list[AssetInfo]:
+    """Every registered asset (optionally only active or inactive ones), by name."""
+    keys = (
+        select(func.count())
+        .where(asset_state.c.asset_id == asset.c.id)
+        .correlate(asset)
+        .scalar_subquery()
+    )
+    query = select(
+        asset.c.id,
+        asset.c.name,
+        asset.c.uri,
+        asset.c.active,
+        keys,
+        asset.c.created_at,
+        asset.c.updated_at,
+    ).order_by(asset.c.name)
+    if active is not None:
+        query = query.where(asset.c.active == active)
+    return [
+        AssetInfo(row[0], row[1], row[2], bool(row[3]), int(row[4]), row[5], row[6])
+        for row in conn.execute(query)
+    ]
+
+
+_INACTIVE_IDS = select(asset.c.id).where(asset.c.active != true())
+
+
+def count_sweepable(conn: Connection) -> int:
+    """How many asset-state rows belong to inactive assets."""
+    query = select(func.count()).where(asset_state.c.asset_id.in_(_INACTIVE_IDS))
+    return int(conn.execute(query).scalar_one())
+
+
+def sweep_inactive(conn: Connection) -> int:
+    """Delete the state of every inactive asset (the registry rows stay)."""
+    statement = delete(asset_state).where(asset_state.c.asset_id.in_(_INACTIVE_IDS))
+    return int(conn.execute(statement).rowcount)
