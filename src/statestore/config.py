@@ -17,6 +17,8 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from statestore.exceptions import ConfigError
 
@@ -39,10 +41,8 @@ _PASSWORD = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (safe to print or log)."""
     try:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415 - only when needed
-
         parsed = make_url(url)
-    except Exception:
+    except (ArgumentError, ValueError):
         return _PASSWORD.sub(r"\1***\3", url)
     if parsed.password is None:
         return url
@@ -74,11 +74,9 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415
-
         try:
             make_url(value)
-        except Exception:
+        except (ArgumentError, ValueError):
             raise ValueError("not a database URL (expected dialect+driver://...)") from None
         return value
 

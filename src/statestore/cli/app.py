@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from statestore.cli import db
-from statestore.cli.common import CliState, echo_error
+from statestore.cli import assets_cmds, config_cmds, db, demo, maintenance_cmds, state_cmds
+from statestore.cli.common import CliState, CliUsageError, echo_error
 from statestore.exceptions import StateStoreError
 
 __all__ = ["app", "main"]
@@ -25,6 +25,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+maintenance_cmds.register(app)
+app.add_typer(state_cmds.task_app, name="task-state")
+app.add_typer(state_cmds.asset_app, name="asset-state")
+app.add_typer(assets_cmds.app, name="assets")
+app.add_typer(config_cmds.app, name="config")
+app.command("demo")(demo.demo)
 
 
 @app.callback()
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         echo_error(str(exc))
-        return 1
+        return 2 if isinstance(exc, CliUsageError) else 1
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
@@ -61,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         import click  # noqa: PLC0415
 
         if isinstance(exc, click.ClickException):
-            exc.show()
+            # Usage errors too are one line, not click's usage block.
+            echo_error(exc.format_message())
             return exc.exit_code
         if debug:
             raise

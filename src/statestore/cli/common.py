@@ -8,10 +8,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import typer
+from rich.console import Console
 
 from statestore.config import StateStoreConfig
+from statestore.exceptions import StateStoreError
+from statestore.store import StateStore
 
-__all__ = ["CliState", "echo_error", "echo_json", "load_config"]
+__all__ = [
+    "CliState",
+    "CliUsageError",
+    "console",
+    "echo_error",
+    "echo_json",
+    "load_config",
+    "open_store",
+    "state_of",
+]
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+class CliUsageError(StateStoreError, ValueError):
+    """A command was called wrongly (missing option, bad JSON): exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -31,18 +49,24 @@ def state_of(ctx: typer.Context) -> CliState:
 
 
 def load_config(state: CliState) -> StateStoreConfig:
-    """The library's configuration, with ``--url`` taking precedence."""
-    if state.url:
-        return StateStoreConfig(database={"url": state.url})
-    return StateStoreConfig()
+    """The library's own configuration, with ``--url`` taking precedence."""
+    config = StateStoreConfig()
+    return config.with_database_url(state.url) if state.url else config
+
+
+def open_store(ctx: typer.Context) -> StateStore:
+    """The store this invocation works on; closed when the command ends."""
+    store = StateStore(config=load_config(state_of(ctx)))
+    ctx.call_on_close(store.close)
+    return store
 
 
 def echo_error(message: str) -> None:
     """One line on stderr: what went wrong and, where there is one, what to do."""
-    first = message.strip().splitlines()[0] if message.strip() else "error"
-    sys.stderr.write(f"statestore: error: {first}\n")
+    text = " ".join(message.split()) or "error"
+    sys.stderr.write(f"statestore: error: {text}\n")
 
 
 def echo_json(payload: Any) -> None:
     """Stable machine output: sorted keys, one document per invocation."""
-    sys.stdout.write(json.dumps(payload, sort_keys=True, default=str) + "\n")
+    sys.stdout.write(json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False) + "\n")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 
-from statestore.cli.common import echo_json, load_config, state_of
+from statestore.cli.common import console, echo_json, load_config, state_of
 from statestore.exceptions import SchemaOutOfDateError
 from statestore.metastore import schema
 from statestore.metastore.engine import derive_urls
@@ -15,7 +15,6 @@ from statestore.metastore.engine import derive_urls
 __all__ = ["app"]
 
 app = typer.Typer(help="Create, migrate and check the database schema.", no_args_is_help=True)
-console = Console()
 
 
 def _target(ctx: typer.Context) -> str:
@@ -41,7 +40,7 @@ def upgrade(
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "from": before, "to": after})
     else:
-        console.print(f"{_shown(url)}: schema {before or '(none)'} -> {after}")
+        console.print(f"{escape(_shown(url))}: schema {before or '(none)'} -> {after}")
 
 
 @app.command()
@@ -57,7 +56,7 @@ def downgrade(
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "from": before, "to": after})
     else:
-        console.print(f"{_shown(url)}: schema {before or '(none)'} -> {after or '(none)'}")
+        console.print(f"{escape(_shown(url))}: schema {before or '(none)'} -> {after or '(none)'}")
 
 
 @app.command()
@@ -69,7 +68,7 @@ def current(ctx: typer.Context) -> None:
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "current": revision, "head": head})
     else:
-        console.print(f"{_shown(url)}: current {revision or '(none)'}, head {head}")
+        console.print(f"{escape(_shown(url))}: current {revision or '(none)'}, head {head}")
 
 
 @app.command()
@@ -93,4 +92,4 @@ def check(ctx: typer.Context) -> None:
             "run `statestore db upgrade`"
         )
     if not state_of(ctx).json:
-        console.print(f"{_shown(url)}: up to date ({head})")
+        console.print(f"{escape(_shown(url))}: up to date ({head})")

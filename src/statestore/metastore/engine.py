@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from statestore.exceptions import ConfigError
@@ -55,7 +56,7 @@ def derive_urls(url: str | URL) -> tuple[URL, URL]:
     """
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except Exception as exc:  # sqlalchemy raises ArgumentError with the bad text
+    except (ArgumentError, ValueError) as exc:
         raise ConfigError(f"[database] url: not a database URL ({type(exc).__name__})") from None
     backend = parsed.get_backend_name()
     if backend not in _DRIVERS:

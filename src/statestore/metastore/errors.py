@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
-from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError
+from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError, StateStoreError
 
 __all__ = ["describe_url", "translate_errors"]
 
@@ -44,6 +44,8 @@ def translate_errors(url: URL) -> Iterator[None]:
     missing table as ``SchemaOutOfDateError``; anything else passes through."""
     try:
         yield
+    except StateStoreError:
+        raise  # already translated (nested boundaries), or ours to begin with
     except (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.InterfaceError) as exc:
         reason = _reason(exc, url)
         if _MISSING_TABLE.search(reason):

@@ -16,18 +16,21 @@ from typing import Any
 from sqlalchemy import Connection, Delete, bindparam, delete, func, select, true, update
 from sqlalchemy.engine import Engine
 
-from statestore.metastore.digests import ref_digest
+from statestore.metastore.digests import ref_digest, task_digest
 from statestore.metastore.tables import asset, asset_state, task_state
-from statestore.scopes import AssetScope
+from statestore.scopes import AssetScope, TaskScope
 
 __all__ = [
     "AssetInfo",
     "ExpiredTaskState",
+    "StoredKey",
     "count_expired",
     "count_sweepable",
     "delete_expired_batches",
     "iter_expired",
+    "list_asset_state",
     "list_assets",
+    "list_task_state",
     "set_assets_active",
     "sweep_inactive",
 ]
@@ -175,3 +178,43 @@ def sweep_inactive(conn: Connection) -> int:
     """Delete the state of every inactive asset (the registry rows stay)."""
     statement = delete(asset_state).where(asset_state.c.asset_id.in_(_INACTIVE_IDS))
     return int(conn.execute(statement).rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """One stored key as the CLI lists it."""
+
+    map_index: int | None
+    key: str
+    value: str
+    expires_at: datetime | None
+    updated_at: datetime
+
+
+def list_task_state(
+    conn: Connection, scope_ids: tuple[str, str, str], map_index: int | None, now: datetime
+) -> list[StoredKey]:
+    """Unexpired task-state keys of a task (one map index, or all), by map index and key."""
+    digest = task_digest(TaskScope(*scope_ids))
+    query = (
+        select(_ts.map_index, _ts.key, _ts.value, _ts.expires_at, _ts.updated_at)
+        .where(_ts.task_digest == digest)
+        .where((_ts.expires_at.is_(None)) | (_ts.expires_at >= now))
+        .order_by(_ts.map_index, _ts.key)
+    )
+    if map_index is not None:
+        query = query.where(_ts.map_index == map_index)
+    return [StoredKey(*row) for row in conn.execute(query)]
+
+
+def list_asset_state(conn: Connection, scope: AssetScope, now: datetime) -> list[StoredKey]:
+    """Unexpired keys of one asset, by key."""
+    s = asset_state.c
+    query = (
+        select(s.key, s.value, s.expires_at, s.updated_at)
+        .join(asset, asset.c.id == s.asset_id)
+        .where(_assets_matching([scope]))
+        .where((s.expires_at.is_(None)) | (s.expires_at >= now))
+        .order_by(s.key)
+    )
+    return [StoredKey(None, *row) for row in conn.execute(query)]

@@ -272,7 +272,7 @@ class BackendConformance:
                     backend.set(TASK, "hot", f"{w}:{i}")
                     backend.set(make_task_scope(map_index=w), "own", f"{w}:{i}")
                     backend.set(ASSET, "hot", f"{w}:{i}")
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - asserted empty below
                 errors.append(exc)
 
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
