@@ -42,8 +42,8 @@ def list_cmd(
     table = Table("name", "uri", "active", "keys", "updated at")
     for a in assets:
         table.add_row(
-            a.name,
-            a.uri or "",
+            escape(a.name),
+            escape(a.uri or ""),
             "yes" if a.active else "no",
             str(a.keys),
             a.updated_at.isoformat(timespec="seconds"),
