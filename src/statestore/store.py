@@ -156,6 +156,10 @@ class StateStore:
         """Create or migrate the metastore schema to this release (Alembic)."""
         self._metastore("upgrade").upgrade()
 
+    async def aupgrade(self) -> None:
+        """Async twin of :meth:`upgrade`."""
+        await self._metastore("aupgrade").aupgrade()
+
     # -- the asset registry (metastore only) --------------------------------------------------
 
     def list_assets(self, active: bool | None = None) -> list[AssetInfo]:

@@ -182,8 +182,17 @@ class MetastoreStateBackend(BaseStateBackend):
 
     def upgrade(self) -> None:
         """Create or migrate the schema to this release's head."""
-        with translate_errors(self._sync_url):
-            upgrade(self.engine)
+        # Our own engine runs in autocommit; migrate through a transactional one instead.
+        upgrade(self._sync_url if self._own_engine else self.engine)
+        self._schema_ready = True
+
+    async def aupgrade(self) -> None:
+        """Async twin of :meth:`upgrade`, on the async driver."""
+        with translate_errors(self._async_url):
+            async with self.async_engine.connect() as conn:
+                if self._family != "sqlite":  # SQLite migrates under BEGIN IMMEDIATE
+                    await conn.execution_options(isolation_level="READ COMMITTED")
+                await conn.run_sync(run_upgrade)
         self._schema_ready = True
 
     # -- sync execution -------------------------------------------------------------------
