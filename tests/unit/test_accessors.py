@@ -65,7 +65,8 @@ def test_task_state_round_trip(store: StateStore) -> None:
 
 def test_falsy_values_are_not_defaults(store: StateStore) -> None:
     state = store.task_state(SCOPE)
-    for value in (0, "", False, [], {}, 0.0):
+    falsy: list[object] = [0, "", False, [], {}, 0.0]
+    for value in falsy:
         state.set("k", value)
         assert state.get("k", "default") == value
 

@@ -18,7 +18,7 @@ SPEC_NAMES = {
 
 def test_all_is_sorted_and_complete() -> None:
     assert statestore.__all__ == sorted(statestore.__all__)
-    assert SPEC_NAMES <= set(statestore.__all__)
+    assert set(statestore.__all__) >= SPEC_NAMES
     for name in statestore.__all__:
         assert getattr(statestore, name) is not None
 

@@ -18,7 +18,7 @@ def expires(retention: object, days: int = 30) -> datetime | None:
 
 
 def test_never_expire_is_timedelta_max() -> None:
-    assert NEVER_EXPIRE == timedelta.max
+    assert timedelta.max == NEVER_EXPIRE
     assert expires(NEVER_EXPIRE) is None
     assert expires(NEVER_EXPIRE, days=0) is None
 

@@ -66,9 +66,9 @@ def test_map_index_rejects(index: object, error: type[Exception]) -> None:
 
 
 def test_scope_errors_are_builtin_errors() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty"):
         TaskScope("", "r", "t")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be a str"):
         TaskScope(1, "r", "t")  # type: ignore[arg-type]
 
 
