@@ -140,7 +140,7 @@ def test_passwords_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATESTORE__DATABASE__URL", "postgresql://app:hunter2@db/app")
     config = StateStoreConfig()
     assert "hunter2" not in str(config.as_dict())
-    assert config.as_dict(mask_secrets=False)["database"]["url"].endswith("hunter2@db/app")
+    assert str(config.as_dict(mask_secrets=False)["database"]["url"]).endswith("hunter2@db/app")
     assert mask_url("mysql://u:pw@h/db") == "mysql://u:***@h/db"
     assert mask_url("not a url://u:pw@h") == "not a url://u:***@h"
     assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
@@ -149,7 +149,7 @@ def test_passwords_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_frozen_and_url_override() -> None:
     config = StateStoreConfig()
     with pytest.raises(ValidationError):
-        config.state_store.max_value_bytes = 1  # type: ignore[misc]
+        config.state_store.max_value_bytes = 1
     other = config.with_database_url("sqlite:///other.db")
     assert other.database.url == "sqlite:///other.db"
     assert other.describe_sources()["database.url"] == "argument"
