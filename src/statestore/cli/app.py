@@ -64,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         echo_error("aborted")
         return 1
     except Exception as exc:
-        import click  # noqa: PLC0415
-
-        if isinstance(exc, click.ClickException):
-            # Usage errors too are one line, not click's usage block.
-            echo_error(exc.format_message())
-            return exc.exit_code
+        # Usage errors (click's, or the copy typer vendors) are one line too, not a
+        # usage block: recognise them by shape rather than by one copy's class.
+        format_message = getattr(exc, "format_message", None)
+        exit_code = getattr(exc, "exit_code", None)
+        if callable(format_message) and isinstance(exit_code, int):
+            echo_error(str(format_message()))
+            return exit_code
         if debug:
             raise
         echo_error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
