@@ -8,7 +8,7 @@ rows through a server-side cursor, so memory stays flat however many rows expire
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -82,7 +82,7 @@ def _batch_delete(dialect: str, batch_size: int) -> Delete:
 
 def delete_expired_batches(
     engine: Engine, dialect: str, now: datetime, batch_size: int
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """Delete expired rows, yielding the count of each committed batch.
 
     ``batch_size`` 0 is one statement. Otherwise batches run until one deletes nothing:
