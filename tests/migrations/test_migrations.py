@@ -118,3 +118,21 @@ def test_wheel_contains_migrations(tmp_path: Path) -> None:
             relative = path.relative_to(MIGRATIONS_DIR.parents[1]).as_posix()
             assert f"statestore/{relative}" in names
     assert "statestore/py.typed" in names
+
+
+def _upgrade_in_process(url: str) -> None:
+    upgrade(url)
+
+
+def test_concurrent_upgrades_from_several_processes(db_url: URL) -> None:
+    import multiprocessing
+
+    url = db_url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_upgrade_in_process, args=(url,)) for _ in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+    assert current_revision(db_url) == head_revision()
