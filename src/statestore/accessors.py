@@ -11,8 +11,14 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from statestore.backends.worker import MARKER, escape_value, parse_envelope
 from statestore.codec import decode_value, encode_value
-from statestore.exceptions import AmbiguousAssetError, InvalidTypeError, UndeclaredAssetError
+from statestore.exceptions import (
+    AmbiguousAssetError,
+    ConfigError,
+    InvalidTypeError,
+    UndeclaredAssetError,
+)
 from statestore.retention import compute_expires_at, utcnow
 from statestore.scopes import AssetScope, TaskScope, check_key, to_asset_scope
 
@@ -34,7 +40,25 @@ def _resolve_store(store: StateStore | None) -> StateStore:
 
 
 def _decode(raw: str | None, default: Any) -> Any:
-    return default if raw is None else decode_value(raw)
+    if raw is None:
+        return default
+    value = decode_value(raw)
+    if isinstance(value, dict) and MARKER in value:
+        envelope = parse_envelope(value)
+        if envelope.ref is not None:
+            raise ConfigError(
+                "this value was stored through a worker-side backend; set [workers] "
+                "state_backend (and its settings) to read it"
+            )
+        return envelope.value
+    return value
+
+
+def _value_limit(store: StateStore) -> int:
+    # With a worker-side backend, values go to it whatever their size, under its limit.
+    if store.worker_backend is not None:
+        return store.config.workers.max_object_bytes
+    return store.config.state_store.max_value_bytes
 
 
 class TaskStateAccessor:
@@ -48,9 +72,8 @@ class TaskStateAccessor:
         self._scope = scope
         self._store = _resolve_store(store)
         self._backend: BaseStateBackend = self._store.backend
-        settings = self._store.config.state_store
-        self._max_bytes = settings.max_value_bytes
-        self._retention_days = settings.default_retention_days
+        self._max_bytes = _value_limit(self._store)
+        self._retention_days = self._store.config.state_store.default_retention_days
 
     @property
     def scope(self) -> TaskScope:
@@ -62,7 +85,7 @@ class TaskStateAccessor:
 
     def _prepare_set(self, key: str, value: Any, retention: object) -> tuple[str, datetime | None]:
         check_key(key)
-        text = encode_value(value, max_bytes=self._max_bytes)
+        text = encode_value(escape_value(value), max_bytes=self._max_bytes)
         expires_at = compute_expires_at(
             retention, now=utcnow(), default_retention_days=self._retention_days
         )
@@ -120,7 +143,7 @@ class AssetStateAccessor:
         self._scope = to_asset_scope(asset)
         self._store = _resolve_store(store)
         self._backend: BaseStateBackend = self._store.backend
-        self._max_bytes = self._store.config.state_store.max_value_bytes
+        self._max_bytes = _value_limit(self._store)
 
     @property
     def scope(self) -> AssetScope:
@@ -132,7 +155,7 @@ class AssetStateAccessor:
 
     def _prepare_set(self, key: str, value: Any) -> str:
         check_key(key)
-        return encode_value(value, max_bytes=self._max_bytes)
+        return encode_value(escape_value(value), max_bytes=self._max_bytes)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is absent."""

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from statestore.exceptions import InvalidTypeError, InvalidValueError
+from statestore.backends.base import BaseStateBackend
+from statestore.exceptions import InvalidTypeError, InvalidValueError, UnsupportedOperationError
 from statestore.metastore import maintenance
 from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.maintenance import ExpiredTaskState
 from statestore.retention import utcnow
+from statestore.scopes import TaskScope
 
 if TYPE_CHECKING:
     from statestore.store import StateStore
@@ -26,8 +28,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CleanupReport",
     "ExpiredTaskState",
+    "ObjectsReport",
     "cleanup",
     "cleanup_task_states",
+    "gc_objects",
     "iter_expired_task_states",
     "sweep_asset_states",
 ]
@@ -66,12 +70,12 @@ def _resolve(store: StateStore | None) -> StateStore:
 
 
 def _metastore(store: StateStore) -> MetastoreStateBackend | None:
-    backend = store.backend
+    backend = store.primary_backend
     return backend if isinstance(backend, MetastoreStateBackend) else None
 
 
 def _skipped(store: StateStore, dry_run: bool) -> CleanupReport:
-    name = type(store.backend).__name__
+    name = type(store.primary_backend).__name__
     return CleanupReport(
         dry_run=dry_run,
         skipped_reason=f"{name} is not the metastore backend; it is explicitly not cleaned up "
@@ -131,14 +135,35 @@ def cleanup_task_states(
                 progress(count)
             return CleanupReport(would_delete=count, dry_run=True)
         deleted = batches = 0
-        for batch in maintenance.delete_expired_batches(
-            backend.engine, backend.dialect, moment, size
-        ):
-            deleted += batch
+        worker = store.worker_backend
+        if worker is None:
+            for batch in maintenance.delete_expired_batches(
+                backend.engine, backend.dialect, moment, size
+            ):
+                deleted += batch
+                batches += 1
+                if progress is not None:
+                    progress(deleted)
+            return CleanupReport(deleted=deleted, batches=batches)
+        # With a worker-side backend: rows first (committed), then their objects.
+        for count, refs in maintenance.delete_expired_returning_refs(backend.engine, moment, size):
+            for item in refs:
+                _delete_object(worker, item)
+            deleted += count
             batches += 1
             if progress is not None:
                 progress(deleted)
     return CleanupReport(deleted=deleted, batches=batches)
+
+
+def _delete_object(worker: BaseStateBackend, item: maintenance.DeletedRef) -> None:
+    delete_ref = getattr(worker, "delete_ref", None)
+    if callable(delete_ref):
+        delete_ref(item.ref)
+    elif isinstance(item.scope, TaskScope):
+        worker.delete_task_state_objects(scope=item.scope, key=item.key)
+    else:
+        worker.delete_asset_state_objects(scope=item.scope, key=item.key)
 
 
 def iter_expired_task_states(
@@ -174,7 +199,12 @@ def sweep_asset_states(store: StateStore | None = None, *, dry_run: bool = False
         with backend.engine.connect() as conn:
             if dry_run:
                 return CleanupReport(would_delete=maintenance.count_sweepable(conn), dry_run=True)
+            swept = maintenance.inactive_assets_with_state(conn)
             deleted = maintenance.sweep_inactive(conn)
+    worker = store.worker_backend
+    if worker is not None:  # rows first, then the objects
+        for scope in swept:
+            worker.delete_asset_state_objects(scope=scope)
     return CleanupReport(deleted=deleted, batches=1)
 
 
@@ -195,3 +225,55 @@ def cleanup(
     if sweep_assets and report.skipped_reason is None:
         report += sweep_asset_states(store, dry_run=dry_run)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsReport:
+    """What ``gc_objects`` found and did."""
+
+    scanned: int
+    orphans: list[str]
+    deleted: int
+    dry_run: bool
+
+
+def gc_objects(
+    store: StateStore | None = None,
+    *,
+    dry_run: bool = False,
+    grace: timedelta = timedelta(hours=1),
+    now: datetime | None = None,
+) -> ObjectsReport:
+    """Delete objects that no row references and that are older than ``grace``.
+
+    Such orphans are what a crash between "delete the row" and "delete the object"
+    leaves behind. The grace period protects objects whose row is being written right
+    now (the object is written first). Needs an object-store worker-side backend.
+    """
+    from statestore.backends.objectstore import ObjectStoreStateBackend  # noqa: PLC0415
+
+    store = _resolve(store)
+    moment = _check_now(now)
+    worker = store.worker_backend
+    backend = _metastore(store)
+    if not isinstance(worker, ObjectStoreStateBackend) or backend is None:
+        raise UnsupportedOperationError(
+            "objects gc needs [workers] state_backend = ObjectStoreStateBackend "
+            "and the metastore backend"
+        )
+    objects = worker.iter_objects()
+    old = [ref for ref, modified in objects if modified is None or modified < moment - grace]
+    with translate_errors(backend.url):
+        backend.ensure_schema()
+        with backend.engine.connect() as conn:
+            held = maintenance.referenced(conn, old)
+    orphans = sorted(set(old) - held)
+    if not dry_run:
+        for ref in orphans:
+            worker.delete_ref(ref)
+    return ObjectsReport(
+        scanned=len(objects),
+        orphans=orphans,
+        deleted=0 if dry_run else len(orphans),
+        dry_run=dry_run,
+    )

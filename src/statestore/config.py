@@ -126,13 +126,23 @@ class StateStoreSettings(_Section):
 
 
 class WorkersSettings(_Section):
-    """``[workers]``: worker-side value storage."""
+    """``[workers]``: where values live when they do not live in the database."""
 
     state_backend: str = Field(
-        default="", description="Dotted path to a worker-side backend; empty = values stay inline."
+        default="", description="Dotted path to a worker-side backend; empty = values inline."
+    )
+    object_store_url: str = Field(
+        default="",
+        description="Base URL of ObjectStoreStateBackend (file://, memory://, s3://, ...).",
+    )
+    max_object_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Largest value stored through a worker-side backend; 0 = unlimited.",
     )
 
     _path = field_validator("state_backend")(_dotted_path)
+    _ints = field_validator("max_object_bytes", mode="before")(_non_negative_int)
 
 
 SECTIONS: dict[str, type[_Section]] = {

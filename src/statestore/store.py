@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskStateAccessor
 from statestore.backends.base import BaseStateBackend, load_backend
+from statestore.backends.offload import WorkerBackedStateBackend
 from statestore.config import StateStoreConfig
 from statestore.exceptions import ConfigError, InvalidTypeError, UnsupportedOperationError
 from statestore.scopes import TaskScope, to_asset_scope
@@ -37,6 +38,18 @@ def _config_with_url(config: StateStoreConfig | None, url: str | None) -> StateS
     if not isinstance(config, StateStoreConfig):
         raise InvalidTypeError(f"config must be a StateStoreConfig, not {type(config).__name__}")
     return config.with_database_url(url)
+
+
+def _build_worker(config: StateStoreConfig) -> BaseStateBackend | None:
+    path = config.workers.state_backend
+    if not path:
+        return None
+    worker_cls = load_backend(path, setting="[workers] state_backend")
+    from_config = getattr(worker_cls, "from_config", None)
+    worker = from_config(config) if callable(from_config) else worker_cls()
+    if not isinstance(worker, BaseStateBackend):
+        raise ConfigError(f"[workers] state_backend = {path!r}: from_config() built no backend")
+    return worker
 
 
 def _build_backend(
@@ -90,6 +103,10 @@ class StateStore:
             self._backend = _build_backend(
                 self._config, url_given=url is not None, engine=engine, async_engine=async_engine
             )
+        self._worker = _build_worker(self._config)
+        if self._worker is not None:
+            # Rows keep references, the worker-side backend keeps the values.
+            self._backend = WorkerBackedStateBackend(self._backend, self._worker)
 
     # -- what it holds -----------------------------------------------------------------
 
@@ -102,6 +119,17 @@ class StateStore:
     def backend(self) -> BaseStateBackend:
         """The backend every accessor of this store writes through."""
         return self._backend
+
+    @property
+    def worker_backend(self) -> BaseStateBackend | None:
+        """The worker-side backend holding values (``[workers] state_backend``), if any."""
+        return self._worker
+
+    @property
+    def primary_backend(self) -> BaseStateBackend:
+        """The backend holding the rows: :attr:`backend` unless a worker-side one wraps it."""
+        backend = self._backend
+        return backend.primary if isinstance(backend, WorkerBackedStateBackend) else backend
 
     def __repr__(self) -> str:
         return f"StateStore(backend={type(self._backend).__name__})"
@@ -145,12 +173,12 @@ class StateStore:
     def _metastore(self, operation: str) -> MetastoreStateBackend:
         from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
 
-        if not isinstance(self._backend, MetastoreStateBackend):
+        backend = self.primary_backend
+        if not isinstance(backend, MetastoreStateBackend):
             raise UnsupportedOperationError(
-                f"{operation} needs the metastore backend; this store uses "
-                f"{type(self._backend).__name__}"
+                f"{operation} needs the metastore backend; this store uses {type(backend).__name__}"
             )
-        return self._backend
+        return backend
 
     def upgrade(self) -> None:
         """Create or migrate the metastore schema to this release (Alembic)."""

@@ -48,3 +48,28 @@ def test_processes_write_concurrently(migrated_url: URL) -> None:
         assert backend.get(AssetScope(name="shared_asset"), "cursor") in last_writes
     finally:
         backend.close()
+
+
+def _first_use(url: str, worker: int) -> None:
+    from statestore import StateStore
+
+    with StateStore(url) as store:
+        store.task_state(TaskScope("dag", "run", "task", worker)).set("k", worker)
+
+
+def test_processes_migrate_a_fresh_sqlite_file_on_first_use(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_first_use, args=(url, w)) for w in range(PROCESSES)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+    assert [p.exitcode for p in workers] == [0] * PROCESSES
+    backend = MetastoreStateBackend(url)
+    try:
+        assert [backend.get(TaskScope("dag", "run", "task", w), "k") for w in range(4)] == [
+            "0", "1", "2", "3",
+        ]  # fmt: skip
+    finally:
+        backend.close()

@@ -123,18 +123,33 @@ class BaseStateBackend(ABC):
         """Async twin of :meth:`close`."""
 
     # -- worker-side hooks: identity by default ----------------------------------------
+    #
+    # Only called on the backend named by ``[workers] state_backend``. ``value`` is the
+    # validated JSON text of the value; the returned reference is stored in its place.
 
     def serialize_task_state_to_ref(self, *, value: str, key: str, scope: TaskScope) -> str:
         """Store ``value`` elsewhere and return a reference to keep in its place.
 
-        Only called on the backend named by ``[workers] state_backend``. The reference
-        must be deterministic for ``(scope, key)`` so a retry overwrites, never orphans.
+        The reference must be deterministic for ``(scope, key)`` so that a retry
+        overwrites the object instead of orphaning one.
         """
         return value
 
     def deserialize_task_state_from_ref(self, stored: str) -> str:
-        """Resolve a reference made by :meth:`serialize_task_state_to_ref`."""
+        """Resolve a reference made by :meth:`serialize_task_state_to_ref`.
+
+        Raise ``LookupError`` if the object is gone; the key then reads as absent.
+        """
         return stored
+
+    def delete_task_state_objects(  # noqa: B027 - optional hook, a no-op by default
+        self, *, scope: TaskScope, key: str | None = None, all_map_indices: bool = False
+    ) -> None:
+        """Delete the objects of one key, or (``key=None``) of a whole task instance.
+
+        Called *after* the database rows are gone, so a crash in between leaves an
+        orphan object (found by ``statestore objects gc``), never a dangling reference.
+        """
 
     def serialize_asset_state_to_ref(self, *, value: str, key: str, scope: AssetScope) -> str:
         """Asset-state twin of :meth:`serialize_task_state_to_ref`."""
@@ -144,23 +159,40 @@ class BaseStateBackend(ABC):
         """Asset-state twin of :meth:`deserialize_task_state_from_ref`."""
         return stored
 
+    def delete_asset_state_objects(  # noqa: B027
+        self, *, scope: AssetScope, key: str | None = None
+    ) -> None:
+        """Asset-state twin of :meth:`delete_task_state_objects`."""
+
     async def aserialize_task_state_to_ref(self, *, value: str, key: str, scope: TaskScope) -> str:
         """Async twin of :meth:`serialize_task_state_to_ref`."""
-        return value
+        return self.serialize_task_state_to_ref(value=value, key=key, scope=scope)
 
     async def adeserialize_task_state_from_ref(self, stored: str) -> str:
         """Async twin of :meth:`deserialize_task_state_from_ref`."""
-        return stored
+        return self.deserialize_task_state_from_ref(stored)
+
+    async def adelete_task_state_objects(
+        self, *, scope: TaskScope, key: str | None = None, all_map_indices: bool = False
+    ) -> None:
+        """Async twin of :meth:`delete_task_state_objects`."""
+        self.delete_task_state_objects(scope=scope, key=key, all_map_indices=all_map_indices)
 
     async def aserialize_asset_state_to_ref(
         self, *, value: str, key: str, scope: AssetScope
     ) -> str:
         """Async twin of :meth:`serialize_asset_state_to_ref`."""
-        return value
+        return self.serialize_asset_state_to_ref(value=value, key=key, scope=scope)
 
     async def adeserialize_asset_state_from_ref(self, stored: str) -> str:
         """Async twin of :meth:`deserialize_asset_state_from_ref`."""
-        return stored
+        return self.deserialize_asset_state_from_ref(stored)
+
+    async def adelete_asset_state_objects(
+        self, *, scope: AssetScope, key: str | None = None
+    ) -> None:
+        """Async twin of :meth:`delete_asset_state_objects`."""
+        self.delete_asset_state_objects(scope=scope, key=key)
 
 
 def load_backend(path: str, *, setting: str = "[state_store] backend") -> type[BaseStateBackend]:

@@ -73,6 +73,7 @@ def _stream_json_rows(report: CleanupReport, rows: Iterator[ExpiredTaskState]) -
             "map_index": row.map_index,
             "key": row.key,
             "expires_at": row.expires_at.isoformat(),
+            "object_ref": row.object_ref,
         }
         sys.stdout.write(("," if i else "") + json.dumps(item, sort_keys=True, ensure_ascii=False))
     sys.stdout.write("]}\n")

@@ -22,15 +22,19 @@ from statestore.scopes import AssetScope, TaskScope
 
 __all__ = [
     "AssetInfo",
+    "DeletedRef",
     "ExpiredTaskState",
     "StoredKey",
     "count_expired",
     "count_sweepable",
     "delete_expired_batches",
+    "delete_expired_returning_refs",
+    "inactive_assets_with_state",
     "iter_expired",
     "list_asset_state",
     "list_assets",
     "list_task_state",
+    "referenced",
     "set_assets_active",
     "sweep_inactive",
 ]
@@ -50,6 +54,8 @@ class ExpiredTaskState:
     map_index: int
     key: str
     expires_at: datetime
+    object_ref: str | None = None
+    """The worker-side object holding the value, when there is one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +111,12 @@ def delete_expired_batches(
 
 def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:
     """Stream the expired rows grouped by dag, run, task, map index and key."""
+    from statestore.backends.offload import ref_of  # noqa: PLC0415 - avoids a cycle
+
+    # A reference envelope is short; a prefix of the value is enough to recognise one.
+    head = func.substr(_ts.value, 1, 400)
     query = (
-        select(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, _ts.expires_at)
+        select(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, _ts.expires_at, head)
         .where(_EXPIRED)
         .order_by(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key)
     )
@@ -118,7 +128,7 @@ def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:
         with conn.begin():
             streamed = conn.execution_options(stream_results=True, yield_per=_STREAM_PAGE)
             for row in streamed.execute(query, {"now": now}):
-                yield ExpiredTaskState(*row)
+                yield ExpiredTaskState(*row[:6], object_ref=ref_of(row[6]))
 
 
 def _assets_matching(assets: list[AssetScope]) -> Any:
@@ -218,3 +228,119 @@ def list_asset_state(conn: Connection, scope: AssetScope, now: datetime) -> list
         .order_by(s.key)
     )
     return [StoredKey(None, *row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedRef:
+    """An object reference whose row a cleanup or sweep has deleted."""
+
+    scope: TaskScope | AssetScope
+    key: str
+    ref: str
+
+
+def delete_expired_returning_refs(
+    engine: Engine, now: datetime, batch_size: int
+) -> Generator[tuple[int, list[DeletedRef]], None, None]:
+    """Like :func:`delete_expired_batches`, also returning the references of the rows
+    deleted, so their objects can be removed *after* the rows (never before).
+
+    Each batch locks its rows (``FOR UPDATE``; a write transaction on SQLite), deletes
+    exactly them, and commits: a row rewritten meanwhile is not expired any more and is
+    neither deleted nor reported.
+    """
+    from statestore.backends.offload import ref_of  # noqa: PLC0415 - avoids a cycle
+
+    size = batch_size or 1000
+    picked = (
+        select(_ts.row_id, _ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, _ts.value)
+        .where(_EXPIRED)
+        .order_by(_ts.expires_at)
+        .limit(size)
+    )
+    while True:
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execution_options(isolation_level="READ COMMITTED")
+                conn.begin()
+            try:
+                rows = conn.execute(
+                    picked if sqlite else picked.with_for_update(), {"now": now}
+                ).all()
+                if rows:
+                    conn.execute(
+                        delete(task_state)
+                        .where(_ts.row_id.in_([r[0] for r in rows]))
+                        .where(_EXPIRED),
+                        {"now": now},
+                    )
+            except BaseException:
+                if sqlite:
+                    conn.exec_driver_sql("ROLLBACK")
+                else:
+                    conn.rollback()
+                raise
+            if sqlite:
+                conn.exec_driver_sql("COMMIT")
+            else:
+                conn.commit()
+        if not rows:
+            return
+        refs = [
+            DeletedRef(TaskScope(r[1], r[2], r[3], r[4]), r[5], ref)
+            for r in rows
+            if (ref := ref_of(r[6])) is not None
+        ]
+        yield len(rows), refs
+
+
+def inactive_assets_with_state(conn: Connection) -> list[AssetScope]:
+    """Inactive assets that still hold state (the sweep's targets)."""
+    query = (
+        select(asset.c.name, asset.c.uri)
+        .where(asset.c.active != true())
+        .where(asset.c.id.in_(select(asset_state.c.asset_id)))
+    )
+    return [AssetScope(name=name, uri=uri) for name, uri in conn.execute(query)]
+
+
+def referenced(conn: Connection, refs: list[str]) -> set[str]:
+    """Which of ``refs`` (object references) a row still holds — by digest, indexed.
+
+    Object names carry the row's own digests (see ``backends.objectstore``), so each
+    check is a primary-key lookup, not a scan of stored values.
+    """
+    from statestore.backends.worker import ref_envelope  # noqa: PLC0415
+
+    held: set[str] = set()
+    tasks = {bytes.fromhex(r.split("/")[3][:64]): r for r in refs if r.startswith("task/")}
+    assets = {
+        (bytes.fromhex(r.split("/")[1]), bytes.fromhex(r.split("/")[2][:64])): r
+        for r in refs
+        if r.startswith("asset/")
+    }
+    ids = list(tasks)
+    for start in range(0, len(ids), 500):
+        query = select(_ts.row_id, _ts.value).where(_ts.row_id.in_(ids[start : start + 500]))
+        for row_id, value in conn.execute(query):
+            if value == ref_envelope(tasks[row_id]):
+                held.add(tasks[row_id])
+    pairs = list(assets)
+    s = asset_state.c
+    for start in range(0, len(pairs), 500):
+        part = pairs[start : start + 500]
+        query = (
+            select(asset.c.name_digest, s.key_digest, s.value)
+            .join(asset, asset.c.id == s.asset_id)
+            .where(asset.c.name_digest.in_({p[0] for p in part}))
+            .where(s.key_digest.in_({p[1] for p in part}))
+        )
+        for row in conn.execute(query):
+            ref = assets.get((bytes(row[0]), bytes(row[1])))
+            value = row[2]
+            if ref is not None and value == ref_envelope(ref):
+                held.add(ref)
+    return held

@@ -95,7 +95,9 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
     if connection.in_transaction():
         connection.commit()  # end an autobegun read; Alembic must own the transactions
     if family == "sqlite":
-        if connection.get_isolation_level() != "AUTOCOMMIT":
+        # sqlite3 (and aiosqlite) expose autocommit as isolation_level None; SQLAlchemy's
+        # get_isolation_level() reports the database's level, never "AUTOCOMMIT".
+        if getattr(connection.connection.dbapi_connection, "isolation_level", "") is not None:
             yield  # a host's own engine: it manages its own transactions
             return
         # One write transaction around the whole upgrade: atomic, and a second process
