@@ -173,3 +173,31 @@ def test_module_and_console_script_agree(cli: Cli) -> None:
                     "asset-state", "assets", "config", "demo"):  # fmt: skip
         assert command in result.stdout
     assert json.loads(cli("--json", "config", "show").stdout)["database"]
+
+
+def test_objects_gc(cli: Cli, tmp_path: Path) -> None:
+    cli.env["STATESTORE__WORKERS__STATE_BACKEND"] = (
+        "statestore.backends.objectstore.ObjectStoreStateBackend"
+    )
+    cli.env["STATESTORE__WORKERS__OBJECT_STORE_URL"] = f"file://{tmp_path / 'objects'}"
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert cli("--url", url, "task-state", "set", "k", '"v"', *SCOPE).code == 0
+    assert cli("--url", url, "task-state", "set", "gone", '"v"', *SCOPE).code == 0
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a crash after the row went, before the object did
+        conn.execute(text("DELETE FROM statestore_task_state WHERE key = 'gone'"))
+    engine.dispose()
+    dry = cli("--url", url, "--json", "objects", "gc", "--dry-run", "--grace-hours", "0")
+    assert dry.code == 0, dry.stderr
+    assert dry.json()["scanned"] == 2
+    assert len(dry.json()["orphans"]) == 1
+    done = cli("--url", url, "objects", "gc", "--grace-hours", "0")
+    assert done.code == 0
+    assert "1 orphan(s), deleted 1" in done.stdout
+    assert cli("--url", url, "--json", "task-state", "get", "k", *SCOPE).json()["value"] == "v"
+    del cli.env["STATESTORE__WORKERS__STATE_BACKEND"]
+    nothing = cli("--url", url, "objects", "gc")
+    assert nothing.code == 1
+    assert "ObjectStoreStateBackend" in nothing.stderr

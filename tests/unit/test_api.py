@@ -7,6 +7,7 @@ from pathlib import Path
 
 import statestore
 from statestore import exceptions
+from statestore.backends.offload import WorkerBackedStateBackend
 
 SPEC_NAMES = {
     "NEVER_EXPIRE", "AssetScope", "AssetStateAccessor", "AssetStateAccessors",
@@ -46,6 +47,7 @@ PARITY_CLASSES = [
     statestore.InMemoryStateBackend,
     statestore.MetastoreStateBackend,
     statestore.StateStore,
+    WorkerBackedStateBackend,
 ]
 # Methods that do no I/O and so have no reason for an async twin.
 NO_IO = {"task_state", "asset_state", "asset_states", "from_config", "describe", "matches"}

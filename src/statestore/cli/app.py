@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from statestore.cli import assets_cmds, config_cmds, db, demo, maintenance_cmds, state_cmds
+from statestore.cli import (
+    assets_cmds,
+    config_cmds,
+    db,
+    demo,
+    maintenance_cmds,
+    objects_cmds,
+    state_cmds,
+)
 from statestore.cli.common import CliState, CliUsageError, echo_error
 from statestore.exceptions import StateStoreError
 
@@ -30,6 +38,7 @@ app.add_typer(state_cmds.task_app, name="task-state")
 app.add_typer(state_cmds.asset_app, name="asset-state")
 app.add_typer(assets_cmds.app, name="assets")
 app.add_typer(config_cmds.app, name="config")
+app.add_typer(objects_cmds.app, name="objects")
 app.command("demo")(demo.demo)
 
 
