@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.metastore import maintenance, plans
+from statestore.metastore.compiled import CompiledStatement, compile_statement
 from statestore.metastore.engine import (
     create_async_state_engine,
     create_sync_state_engine,
@@ -82,6 +83,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._sync_url, self._async_url = derive_urls(url if url is not None else given)  # type: ignore[arg-type]
         self._family = dialect_family(self._sync_url)
         self._statements = build_statements(self._family)
+        self._compiled: dict[int, CompiledStatement] = {}
         self._own_engine = engine is None
         self._engine = engine
         self._host_async_engine = async_engine
@@ -198,18 +200,53 @@ class MetastoreStateBackend(BaseStateBackend):
     # -- sync execution -------------------------------------------------------------------
 
     def _run(self, plan: plans.Plan) -> Any:
+        if self._own_engine:
+            return self._run_fast(plan)
+        # A host's engine: its own transaction settings, so go through SQLAlchemy.
         with translate_errors(self._sync_url), self.engine.connect() as conn:
             if not self._schema_ready:
                 self._ensure_schema(conn)
             if plan.kind == "asset_write":
-                return self._asset_write(conn, plan)
+                if conn.execute(plan.statement, plan.params).rowcount:
+                    return None
+                return self._asset_write_slow(conn, plan)
             result = conn.execute(plan.statement, plan.params)
             return result.scalar() if plan.kind == "read" else None
 
-    def _asset_write(self, conn: Connection, plan: plans.Plan) -> None:
-        # Fast path: one INSERT … SELECT that only matches an active, registered asset.
-        if conn.execute(plan.statement, plan.params).rowcount:
-            return
+    def _run_fast(self, plan: plans.Plan) -> Any:
+        engine = self.engine
+        with translate_errors(self._sync_url, engine.dialect.loaded_dbapi):
+            if not self._schema_ready:
+                self.ensure_schema()
+            compiled = self._compiled.get(id(plan.statement))
+            if compiled is None:
+                compiled = compile_statement(plan.statement, engine.dialect, list(plan.params))
+                self._compiled[id(plan.statement)] = compiled
+            connection = engine.raw_connection()
+            cursor = None
+            try:
+                cursor = connection.cursor()
+                cursor.execute(compiled.sql, compiled.parameters(plan.params))
+                if plan.kind == "read":
+                    row = cursor.fetchone()
+                    return None if row is None else row[0]
+                written = cursor.rowcount
+            except Exception as exc:
+                dbapi_connection = connection.dbapi_connection
+                if engine.dialect.is_disconnect(exc, dbapi_connection, cursor):  # type: ignore[arg-type]
+                    connection.invalidate(exc)  # never hand a dead connection out again
+                raise
+            finally:
+                if cursor is not None:
+                    cursor.close()
+                connection.close()
+            if plan.kind == "asset_write" and not written:
+                with engine.connect() as conn:
+                    self._asset_write_slow(conn, plan)
+            return None
+
+    def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> None:
+        # The one INSERT … SELECT matched no active, registered asset: find out why.
         found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
         if found is None:
             register = plans.register_asset(

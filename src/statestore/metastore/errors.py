@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
@@ -38,14 +39,35 @@ def _reason(exc: BaseException, url: URL) -> str:
     return text
 
 
+def _dbapi_classes(dbapi: Any) -> tuple[type[BaseException], ...]:
+    names = ("OperationalError", "InterfaceError", "ProgrammingError")
+    found = (getattr(dbapi, name, None) for name in names) if dbapi is not None else ()
+    return tuple(cls for cls in found if isinstance(cls, type))
+
+
 @contextmanager
-def translate_errors(url: URL) -> Iterator[None]:
+def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
     """Re-raise connection-level driver errors as ``BackendUnavailableError`` and a
-    missing table as ``SchemaOutOfDateError``; anything else passes through."""
+    missing table as ``SchemaOutOfDateError``; anything else passes through.
+
+    ``dbapi``: the driver module, for code that runs on DBAPI cursors directly, whose
+    errors SQLAlchemy has not wrapped.
+    """
+    raw_errors = _dbapi_classes(dbapi)
     try:
         yield
     except StateStoreError:
         raise  # already translated (nested boundaries), or ours to begin with
+    except raw_errors as exc:
+        reason = _reason(exc, url)
+        if _MISSING_TABLE.search(reason):
+            raise SchemaOutOfDateError(
+                f"the {describe_url(url)} has no statestore tables ({reason}); "
+                "run `statestore db upgrade` first"
+            ) from exc
+        if type(exc).__name__ == "ProgrammingError":
+            raise
+        raise BackendUnavailableError(f"{describe_url(url)} is unavailable: {reason}") from exc
     except (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.InterfaceError) as exc:
         reason = _reason(exc, url)
         if _MISSING_TABLE.search(reason):

@@ -1,0 +1,1 @@
+"""Ratio benchmarks of statestore against raw drivers (``python -m benchmarks``)."""

@@ -1,0 +1,231 @@
+"""``python -m benchmarks``: statestore against raw drivers, in one run, as ratios.
+
+For each database (SQLite always; PostgreSQL and MariaDB from
+``STATESTORE_TEST_POSTGRES_URL`` / ``STATESTORE_TEST_MYSQL_URL`` with the local
+defaults), every workload runs on every target in interleaved rounds; the table shows
+the median ops/s, p50/p99 latency and the ratio to the raw driver of the same run.
+Nothing here asserts a speed: the numbers are for reading, and for the JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from benchmarks import async_targets, cleanup_bench
+from benchmarks.targets import SyncTarget, StatestoreTarget, build_sync_targets, raw_psycopg
+from benchmarks.targets import raw_pymysql, raw_sqlite
+from statestore.metastore import upgrade
+
+VALUE = {"status": "running", "rows": 123456, "note": "x" * 84}  # 128 bytes as JSON
+if len(json.dumps(VALUE, separators=(",", ":"))) != 128:  # keep the workload honest
+    raise SystemExit("the benchmark value must be 128 bytes of JSON")
+
+SERVERS = {
+    "postgresql": ("STATESTORE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "mysql": ("STATESTORE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+
+def _fresh_database(dialect: str, workdir: Path) -> tuple[str, Callable[[], None]]:
+    """A migrated database only this run uses, and how to drop it."""
+    if dialect == "sqlite":
+        url = f"sqlite:///{workdir / 'bench.db'}"
+        upgrade(url)
+        return url, lambda: None
+    env, default = SERVERS[dialect]
+    admin_url = make_url(os.environ.get(env, default))
+    name = f"statestore_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    quote = '"' if dialect == "postgresql" else "`"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {quote}{name}{quote}")
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+
+    def drop() -> None:
+        suffix = " WITH (FORCE)" if dialect == "postgresql" else ""
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{suffix}")
+        admin.dispose()
+
+    return url, drop
+
+
+def _time(op: Callable[[int], object], n: int) -> tuple[float, list[int]]:
+    latencies = []
+    started = time.perf_counter_ns()
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        op(i)
+        latencies.append(time.perf_counter_ns() - t0)
+    return n / ((time.perf_counter_ns() - started) / 1e9), latencies
+
+
+def _workloads(target: SyncTarget, n: int, round_no: int) -> dict[str, Callable[[int], object]]:
+    prefix = f"r{round_no}"
+    return {
+        "task set (new keys)": lambda i: target.set(f"{prefix}new{i}", VALUE),
+        "task get (hits)": lambda i: target.get(f"{prefix}new{i}"),
+        "task get (missing)": lambda i: target.get(f"{prefix}missing{i}"),
+        "task overwrite": lambda i: target.set(f"{prefix}new{i}", VALUE),
+        "asset set": lambda i: target.asset_set(f"{prefix}a{i % 100}", VALUE),
+        "asset get": lambda i: target.asset_get(f"{prefix}a{i % 100}"),
+        "mixed 80/20": lambda i: (
+            target.set(f"{prefix}new{i}", VALUE) if i % 5 == 0 else target.get(f"{prefix}new{i}")
+        ),
+    }
+
+
+def _threaded(make: Callable[[], SyncTarget], n: int, round_no: int) -> float:
+    """4 threads of concurrent sets; each thread its own target (connection)."""
+    targets = [make() for _ in range(4)]
+    per = n // 4
+
+    def work(t: int) -> None:
+        for i in range(per):
+            targets[t].set(f"r{round_no}t{t}k{i}", VALUE)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for target in targets:
+        target.close()
+    return per * 4 / elapsed
+
+
+Results = dict[str, dict[str, dict[str, Any]]]
+
+
+def _record(results: Results, workload: str, target: str, ops: float, lat: list[int]) -> None:
+    entry = results.setdefault(workload, {}).setdefault(target, {"ops": [], "lat": []})
+    entry["ops"].append(ops)
+    entry["lat"].extend(lat)
+
+
+def run_dialect(dialect: str, ops: int, rounds: int, cleanup_rows: int, workdir: Path) -> Results:
+    url, drop = _fresh_database(dialect, workdir)
+    results: Results = {}
+    try:
+        targets = build_sync_targets(dialect, url)
+        raw_factory = {"sqlite": raw_sqlite, "postgresql": raw_psycopg, "mysql": raw_pymysql}[
+            dialect
+        ]
+        shared = targets[0]
+        assert isinstance(shared, StatestoreTarget)
+        for round_no in range(rounds):
+            for target in targets:  # warm-up: connections, statements, schema check
+                for i in range(20):
+                    target.set(f"warm{i}", VALUE)
+                    target.get(f"warm{i}")
+                    target.asset_set(f"warm{i}", VALUE)
+            for workload in _workloads(targets[0], ops, round_no):
+                for target in targets:
+                    op = _workloads(target, ops, round_no)[workload]
+                    _record(results, workload, target.name, *_time(op, ops))
+            _record(results, "4 threads set", "statestore",
+                    _threaded(lambda: shared, ops, round_no), [])  # fmt: skip
+            _record(
+                results, "4 threads set", targets[1].name,
+                _threaded(lambda: raw_factory(make_url(url)), ops, round_no), [],
+            )  # fmt: skip
+            for name, (ops_s, lat) in asyncio.run(
+                async_targets.run_async(dialect, url, ops, round_no, VALUE)
+            ).items():
+                workload, target_name = name
+                _record(results, workload, target_name, ops_s, lat)
+        for target in targets:
+            target.close()
+        if cleanup_rows:
+            for name, figures in cleanup_bench.run(url, cleanup_rows, rounds).items():
+                results.setdefault("cleanup (rows/s)", {})[name] = figures
+    finally:
+        drop()
+    return results
+
+
+def _summary(results: Results, dialect: str) -> list[dict[str, Any]]:
+    raw_name = {"sqlite": "raw_sqlite3", "postgresql": "raw_psycopg", "mysql": "raw_pymysql"}[
+        dialect
+    ]
+    rows = []
+    for workload, by_target in results.items():
+        raw_ops = None
+        for name, entry in by_target.items():
+            if name.startswith("raw"):
+                raw_ops = statistics.median(entry["ops"])
+        for name, entry in by_target.items():
+            ops = statistics.median(entry["ops"])
+            lat = sorted(entry.get("lat") or [])
+            row = {
+                "database": dialect,
+                "workload": workload,
+                "target": name,
+                "ops_per_s": round(ops, 1),
+                "p50_us": round(lat[len(lat) // 2] / 1000, 1) if lat else None,
+                "p99_us": round(lat[int(len(lat) * 0.99)] / 1000, 1) if lat else None,
+                "ratio_to_raw": round(ops / raw_ops, 3) if raw_ops else None,
+                "raw": raw_name if "async" not in workload else "raw async driver",
+            }
+            row.update({k: v for k, v in entry.items() if k not in ("ops", "lat")})
+            rows.append(row)
+    return rows
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    header = f"{'database':<10} {'workload':<22} {'target':<18} {'ops/s':>10} {'p50 µs':>8} {'p99 µs':>8} {'× raw':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ratio = f"{r['ratio_to_raw']:.2f}" if r["ratio_to_raw"] is not None else ""
+        p50 = f"{r['p50_us']:.0f}" if r["p50_us"] is not None else ""
+        p99 = f"{r['p99_us']:.0f}" if r["p99_us"] is not None else ""
+        extra = f"  peak RSS {r['peak_rss_mib']} MiB" if "peak_rss_mib" in r else ""
+        print(f"{r['database']:<10} {r['workload']:<22} {r['target']:<18} "
+              f"{r['ops_per_s']:>10.0f} {p50:>8} {p99:>8} {ratio:>6}{extra}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
+    parser.add_argument("--ops", type=int, default=2000, help="operations per workload and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cleanup-rows", type=int, default=20_000,
+                        help="expired rows for the cleanup benchmark (0 = skip)")  # fmt: skip
+    parser.add_argument("--json", default="benchmark-results.json", help="where to write JSON")
+    args = parser.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp:
+        for dialect in args.dialects.split(","):
+            print(f"… {dialect}", file=sys.stderr)
+            results = run_dialect(dialect, args.ops, args.rounds, args.cleanup_rows, Path(tmp))
+            rows.extend(_summary(results, dialect))
+    _print(rows)
+    meta = {"python": platform.python_version(), "machine": platform.machine(),
+            "ops": args.ops, "rounds": args.rounds, "cleanup_rows": args.cleanup_rows}  # fmt: skip
+    Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

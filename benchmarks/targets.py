@@ -1,0 +1,256 @@
+"""What is measured: statestore, and the same work done by raw drivers, SQLAlchemy Core
+and diskcache, each behind the same four-method shape.
+
+Every target stores into the *same* table shape (the statestore schema, migrated), under
+its own dag id, so the comparison is the cost of the library, not of a different table.
+Raw targets do what a careful hand-written store would: ``json.dumps`` the value, hash
+the identity, one prepared autocommit statement per operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import tempfile
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from statestore import StateStore, StateStoreConfig, TaskScope
+
+__all__ = ["SyncTarget", "build_sync_targets"]
+
+
+class SyncTarget(Protocol):
+    name: str
+
+    def set(self, key: str, value: Any) -> None: ...
+    def get(self, key: str) -> Any: ...
+    def asset_set(self, key: str, value: Any) -> None: ...
+    def asset_get(self, key: str) -> Any: ...
+    def close(self) -> None: ...
+
+
+def _ids(dag: str, key: str, asset: bool = False) -> tuple[bytes, bytes]:
+    if asset:
+        return hashlib.sha256(dag.encode()).digest(), hashlib.sha256(key.encode()).digest()
+    task = hashlib.sha256(f"{dag}\x00run\x00task".encode()).digest()
+    row = hashlib.sha256(f"{dag}\x00run\x00task\x00-1\x00{key}".encode()).digest()
+    return row, task
+
+
+class StatestoreTarget:
+    """The library, exactly as an application uses it (validation included)."""
+
+    def __init__(self, url: str, name: str = "statestore") -> None:
+        self.name = name
+        self.store = StateStore(
+            config=StateStoreConfig(
+                database={"url": url}, state_store={"default_retention_days": 0}
+            )
+        )
+        self.task = self.store.task_state(TaskScope(name, "run", "task"))
+        self.asset = self.store.asset_state(f"{name}_asset")
+
+    def set(self, key: str, value: Any) -> None:
+        self.task.set(key, value)
+
+    def get(self, key: str) -> Any:
+        return self.task.get(key)
+
+    def asset_set(self, key: str, value: Any) -> None:
+        self.asset.set(key, value)
+
+    def asset_get(self, key: str) -> Any:
+        return self.asset.get(key)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+_SQL = {
+    "sqlite": (
+        "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
+        " map_index, key, value, expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (row_id) DO UPDATE SET value = excluded.value,"
+        " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        "SELECT value FROM statestore_task_state WHERE row_id = ?"
+        " AND (expires_at IS NULL OR expires_at >= ?)",
+    ),
+    "postgresql": (
+        "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
+        " map_index, key, value, expires_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (row_id) DO UPDATE SET value = excluded.value,"
+        " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        "SELECT value FROM statestore_task_state WHERE row_id = %s"
+        " AND (expires_at IS NULL OR expires_at >= %s)",
+    ),
+    "mysql": (
+        "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
+        " map_index, `key`, value, expires_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON DUPLICATE KEY UPDATE value = VALUES(value), expires_at = VALUES(expires_at),"
+        " updated_at = VALUES(updated_at)",
+        "SELECT value FROM statestore_task_state WHERE row_id = %s"
+        " AND (expires_at IS NULL OR expires_at >= %s)",
+    ),
+}
+
+
+class RawTarget:
+    """One DBAPI connection in autocommit, one prepared statement per operation."""
+
+    def __init__(self, dialect: str, connection: Any, name: str) -> None:
+        self.name = name
+        self.dialect = dialect
+        self.conn = connection
+        self.cursor = connection.cursor()
+        self.upsert, self.select = _SQL[dialect]
+
+    def _now(self) -> Any:
+        now = datetime.now(timezone.utc)
+        if self.dialect == "sqlite":
+            return now.replace(tzinfo=None).isoformat(sep=" ")
+        return now if self.dialect == "postgresql" else now.replace(tzinfo=None)
+
+    def set(self, key: str, value: Any) -> None:
+        row, task = _ids(self.name, key)
+        now = self._now()
+        self.cursor.execute(
+            self.upsert, (row, task, self.name, "run", "task", -1, key, json.dumps(value), None, now)
+        )
+
+    def get(self, key: str) -> Any:
+        row, _ = _ids(self.name, key)
+        self.cursor.execute(self.select, (row, self._now()))
+        found = self.cursor.fetchone()
+        return None if found is None else json.loads(found[0])
+
+    # Raw asset state: the same statements on a second identity (no registry to check).
+    def asset_set(self, key: str, value: Any) -> None:
+        self.set(f"asset:{key}", value)
+
+    def asset_get(self, key: str) -> Any:
+        return self.get(f"asset:{key}")
+
+    def close(self) -> None:
+        self.cursor.close()
+        self.conn.close()
+
+
+def raw_sqlite(url: URL) -> RawTarget:
+    conn = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return RawTarget("sqlite", conn, "raw_sqlite3")
+
+
+def raw_psycopg(url: URL) -> RawTarget:
+    import psycopg
+
+    conn = psycopg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        dbname=url.database, autocommit=True, **_pg_options(url),
+    )
+    return RawTarget("postgresql", conn, "raw_psycopg")
+
+
+def _pg_options(url: URL) -> dict[str, str]:
+    options = url.query.get("options")
+    return {"options": str(options)} if options else {}
+
+
+def raw_pymysql(url: URL) -> RawTarget:
+    import pymysql
+
+    conn = pymysql.connect(
+        host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
+        database=url.database, autocommit=True, charset="utf8mb4",
+    )
+    return RawTarget("mysql", conn, "raw_pymysql")
+
+
+class CoreTarget:
+    """Plain SQLAlchemy Core, the way most code is written: ``engine.begin()`` per call."""
+
+    def __init__(self, url: URL, dialect: str) -> None:
+        self.name = "sqlalchemy_core"
+        self.engine = create_engine(url)
+        upsert, select = _SQL[dialect]
+        marker = "?" if dialect == "sqlite" else "%s"
+        names = [f":p{i}" for i in range(10)]
+        for name in names:
+            upsert = upsert.replace(marker, name, 1)
+        self.upsert = text(upsert)
+        self.select = text(select.replace(marker, ":p0", 1).replace(marker, ":p1", 1))
+        self.dialect = dialect
+        self.raw = RawTarget.__new__(RawTarget)
+        self.raw.dialect = dialect
+
+    def set(self, key: str, value: Any) -> None:
+        row, task = _ids(self.name, key)
+        params = (row, task, self.name, "run", "task", -1, key, json.dumps(value), None,
+                  RawTarget._now(self.raw))  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(self.upsert, {f"p{i}": v for i, v in enumerate(params)})
+
+    def get(self, key: str) -> Any:
+        row, _ = _ids(self.name, key)
+        with self.engine.begin() as conn:
+            found = conn.execute(self.select, {"p0": row, "p1": RawTarget._now(self.raw)}).first()
+        return None if found is None else json.loads(found[0])
+
+    def asset_set(self, key: str, value: Any) -> None:
+        self.set(f"asset:{key}", value)
+
+    def asset_get(self, key: str) -> Any:
+        return self.get(f"asset:{key}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class DiskcacheTarget:
+    """diskcache on its own SQLite file: the usual embedded key/value baseline."""
+
+    def __init__(self) -> None:
+        import diskcache
+
+        self.name = "diskcache"
+        self.directory = tempfile.mkdtemp(prefix="bench-diskcache-")
+        self.cache = diskcache.Cache(self.directory)
+
+    def set(self, key: str, value: Any) -> None:
+        self.cache.set(key, value)
+
+    def get(self, key: str) -> Any:
+        return self.cache.get(key)
+
+    def asset_set(self, key: str, value: Any) -> None:
+        self.cache.set(f"asset:{key}", value)
+
+    def asset_get(self, key: str) -> Any:
+        return self.cache.get(f"asset:{key}")
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def build_sync_targets(dialect: str, url: str) -> list[SyncTarget]:
+    """statestore first, then the baselines for ``dialect``."""
+    parsed = make_url(url)
+    targets: list[SyncTarget] = [StatestoreTarget(url)]
+    if dialect == "sqlite":
+        targets += [raw_sqlite(parsed), CoreTarget(parsed, dialect)]
+        try:
+            targets.append(DiskcacheTarget())
+        except ImportError:
+            pass
+    elif dialect == "postgresql":
+        targets += [raw_psycopg(parsed), CoreTarget(parsed, dialect)]
+    else:
+        targets += [raw_pymysql(parsed), CoreTarget(parsed, dialect)]
+    return targets
