@@ -9,10 +9,11 @@ trip. The schema is checked once, on first use; SQLite may migrate itself then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
@@ -24,6 +25,7 @@ from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.metastore import maintenance, plans
 from statestore.metastore.compiled import CompiledStatement, compile_statement
 from statestore.metastore.engine import (
+    IdleConnections,
     create_async_state_engine,
     create_sync_state_engine,
     derive_urls,
@@ -84,6 +86,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._family = dialect_family(self._sync_url)
         self._statements = build_statements(self._family)
         self._compiled: dict[int, CompiledStatement] = {}
+        self._idle: IdleConnections | None = None
         self._own_engine = engine is None
         self._engine = engine
         self._host_async_engine = async_engine
@@ -214,36 +217,58 @@ class MetastoreStateBackend(BaseStateBackend):
             return result.scalar() if plan.kind == "read" else None
 
     def _run_fast(self, plan: plans.Plan) -> Any:
+        if not self._schema_ready:
+            self.ensure_schema()
+        compiled = self._compiled.get(id(plan.statement))
+        if compiled is None:
+            compiled = self._compile(plan)
+        idle = self._idle_connections()
+        connection = idle.acquire()
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            cursor.execute(compiled.sql, compiled.parameters(plan.params))
+            if plan.kind == "read":
+                row = cursor.fetchone()
+                result = None if row is None else row[0]
+            else:
+                result = cursor.rowcount
+            cursor.close()
+        except Exception as exc:
+            self._fail(connection, cursor, exc)
+            raise  # pragma: no cover - _fail always raises
+        idle.release(connection)
+        if plan.kind == "asset_write" and not result:
+            with translate_errors(self._sync_url), self.engine.connect() as conn:
+                self._asset_write_slow(conn, plan)
+        return result if plan.kind == "read" else None
+
+    def _compile(self, plan: plans.Plan) -> CompiledStatement:
+        compiled = compile_statement(plan.statement, self.engine.dialect, list(plan.params))
+        self._compiled[id(plan.statement)] = compiled
+        return compiled
+
+    def _idle_connections(self) -> IdleConnections:
+        idle = self._idle
+        if idle is None:
+            with self._lock:
+                if self._idle is None:
+                    self._idle = IdleConnections(self.engine, keep=8)
+                idle = self._idle
+        return idle
+
+    def _fail(self, connection: Any, cursor: Any, exc: Exception) -> NoReturn:
+        """Drop a broken connection, give a healthy one back, translate the error."""
         engine = self.engine
-        with translate_errors(self._sync_url, engine.dialect.loaded_dbapi):
-            if not self._schema_ready:
-                self.ensure_schema()
-            compiled = self._compiled.get(id(plan.statement))
-            if compiled is None:
-                compiled = compile_statement(plan.statement, engine.dialect, list(plan.params))
-                self._compiled[id(plan.statement)] = compiled
-            connection = engine.raw_connection()
-            cursor = None
-            try:
-                cursor = connection.cursor()
-                cursor.execute(compiled.sql, compiled.parameters(plan.params))
-                if plan.kind == "read":
-                    row = cursor.fetchone()
-                    return None if row is None else row[0]
-                written = cursor.rowcount
-            except Exception as exc:
-                dbapi_connection = connection.dbapi_connection
-                if engine.dialect.is_disconnect(exc, dbapi_connection, cursor):  # type: ignore[arg-type]
-                    connection.invalidate(exc)  # never hand a dead connection out again
-                raise
-            finally:
+        if engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):  # type: ignore[arg-type]
+            connection.invalidate(exc)  # never hand a dead connection out again
+        else:
+            with contextlib.suppress(Exception):
                 if cursor is not None:
                     cursor.close()
-                connection.close()
-            if plan.kind == "asset_write" and not written:
-                with engine.connect() as conn:
-                    self._asset_write_slow(conn, plan)
-            return None
+            self._idle_connections().release(connection)
+        with translate_errors(self._sync_url, engine.dialect.loaded_dbapi):
+            raise exc
 
     def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> None:
         # The one INSERT … SELECT matched no active, registered asset: find out why.
@@ -376,6 +401,9 @@ class MetastoreStateBackend(BaseStateBackend):
 
     def close(self) -> None:
         """Dispose the engines this backend created (a host's own engines are left alone)."""
+        if self._idle is not None:
+            self._idle.close()
+            self._idle = None
         if self._own_engine and self._engine is not None:
             self._engine.dispose()
             self._engine = None

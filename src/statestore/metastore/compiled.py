@@ -12,12 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 
+from statestore.exceptions import InvalidTypeError
+from statestore.metastore.types import Digest, UTCDateTime
+
 __all__ = ["CompiledStatement", "compile_statement"]
+
+_ZERO = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +53,37 @@ def compile_statement(
     compiled = statement.compile(dialect=dialect, column_keys=column_keys)  # type: ignore[attr-defined]
     if getattr(compiled, "escaped_bind_names", None):
         raise ValueError("bind names needing escapes are not supported on the fast path")
-    # SQLAlchemy's per-statement bind processors: TypeDecorator.process_bind_param plus
-    # the dialect's own conversion, exactly what Connection.execute would apply.
-    processors = tuple(
-        (name, process)
-        for name, process in compiled._bind_processors.items()
-        if process is not None
-    )
+    # SQLAlchemy's per-statement bind processors (TypeDecorator.process_bind_param plus
+    # the dialect's own conversion), except for our two hot types, converted directly to
+    # what those processors would produce: digests are plain bytes for every driver, and
+    # UTC datetimes get one C-level isoformat instead of two Python layers.
+    processors: list[tuple[str, Callable[[Any], Any]]] = []
+    for name, process in compiled._bind_processors.items():
+        bind_type = compiled.binds[name].type
+        if isinstance(bind_type, Digest):
+            continue
+        if isinstance(bind_type, UTCDateTime):
+            processors.append((name, _datetime_converter(dialect.name)))
+        elif process is not None:
+            processors.append((name, process))
     positions = tuple(compiled.positiontup) if dialect.positional else None
-    return CompiledStatement(compiled.string, positions, processors)
+    return CompiledStatement(compiled.string, positions, tuple(processors))
+
+
+def _datetime_converter(dialect_name: str) -> Callable[[Any], Any]:
+    """Aware UTC datetime -> the driver's value, matching ``UTCDateTime`` exactly."""
+
+    def to_utc(value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidTypeError("naive datetime given; statestore stores aware UTC only")
+        return value if value.utcoffset() == _ZERO else value.astimezone(timezone.utc)
+
+    if dialect_name == "postgresql":
+        return lambda value: None if value is None else to_utc(value)
+    if dialect_name == "sqlite":
+        # SQLAlchemy's SQLite DATETIME text: "YYYY-MM-DD HH:MM:SS.ffffff" (microseconds
+        # always), which is isoformat's first 26 characters for a UTC datetime.
+        return lambda value: (
+            None if value is None else to_utc(value).isoformat(" ", "microseconds")[:26]
+        )
+    return lambda value: None if value is None else to_utc(value).replace(tzinfo=None)
