@@ -40,8 +40,46 @@ def _check_scalar(item: object, parts: tuple[str | int, ...]) -> None:
             ) from None
 
 
+_NONE = type(None)
+
+
+def _plainly_valid(value: object) -> bool:  # noqa: PLR0912 - one flat dispatch loop, for speed
+    """The fast check: exact JSON types only, no paths kept. False means "look closer"
+    (a problem, or merely a subclass such as an IntEnum), never a verdict."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif kind is int or kind is bool or kind is _NONE:
+            continue
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif depth >= MAX_NESTING_DEPTH:
+            return False
+        elif kind is list:
+            stack.extend((child, depth + 1) for child in item)
+        elif kind is dict:
+            for k, child in item.items():
+                if type(k) is not str:
+                    return False
+                stack.append((child, depth + 1))
+        else:
+            return False
+    return True
+
+
 def _validate(value: object) -> None:
-    """Walk ``value`` iteratively (no recursion limit) and raise on the first bad part."""
+    """Raise on the first bad part of ``value``, naming its path.
+
+    Runs only when the fast check declined; walks iteratively (no recursion limit).
+    """
     if value is None:
         raise InvalidValueError("value must not be None; use delete() to remove a key")
     stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
@@ -83,7 +121,10 @@ def encode_value(value: Any, *, max_bytes: int) -> str:
     ``ValueTooLargeError`` when the UTF-8 text exceeds ``max_bytes`` (0 = no limit).
     Pure: no I/O, so a rejected value can never have been half-written.
     """
-    _validate(value)
+    if value is None:
+        raise InvalidValueError("value must not be None; use delete() to remove a key")
+    if not _plainly_valid(value):
+        _validate(value)
     try:
         text = _encoder.encode(value)
     except ValueError as exc:  # e.g. an int beyond sys.get_int_max_str_digits()
