@@ -43,6 +43,14 @@ def _check_scalar(item: object, parts: tuple[str | int, ...]) -> None:
 _NONE = type(None)
 
 
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _plainly_valid(value: object) -> bool:  # noqa: PLR0912 - one flat dispatch loop, for speed
     """The fast check: exact JSON types only, no paths kept. False means "look closer"
     (a problem, or merely a subclass such as an IntEnum), never a verdict."""
@@ -67,7 +75,7 @@ def _plainly_valid(value: object) -> bool:  # noqa: PLR0912 - one flat dispatch 
             stack.extend((child, depth + 1) for child in item)
         elif kind is dict:
             for k, child in item.items():
-                if type(k) is not str:
+                if type(k) is not str or not (k.isascii() or _encodes(k)):
                     return False
                 stack.append((child, depth + 1))
         else:
@@ -102,6 +110,10 @@ def _validate(value: object) -> None:
                     raise UnserializableValueError(
                         f"{_path(parts)}: dict key {k!r} is {type(k).__name__}, "
                         "but JSON object keys must be str"
+                    )
+                if not _encodes(k):
+                    raise InvalidValueError(
+                        f"{_path(parts)}: dict key contains a lone surrogate and is not valid UTF-8"
                     )
                 stack.append((child, (*parts, k)))
         else:

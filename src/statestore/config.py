@@ -2,9 +2,9 @@
 
 Precedence, per key: explicit arguments > environment (``STATESTORE__SECTION__KEY``) >
 an INI file (``$STATESTORE_CONFIG``, else ``./statestore.cfg``) > defaults. Everything is
-read when the object is built, never at import time, and an invalid value fails right
-there with a :class:`~statestore.exceptions.ConfigError` naming ``[section] key`` and its
-source (the variable, the file, or "argument").
+read when the object is built, never at import time, and invalid settings fail right
+there with one :class:`~statestore.exceptions.ConfigError` listing every problem as
+``[section] key (source): why`` — the source being the variable, the file, or "argument".
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -23,6 +24,8 @@ from sqlalchemy.exc import ArgumentError
 from statestore.exceptions import ConfigError
 
 __all__ = [
+    "CONFIG_FILE_ENV",
+    "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "DatabaseSettings",
     "StateStoreConfig",
@@ -35,28 +38,45 @@ ENV_PREFIX = "STATESTORE__"
 CONFIG_FILE_ENV = "STATESTORE_CONFIG"
 DEFAULT_CONFIG_FILE = "statestore.cfg"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_PASSWORD = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
+# Greedy up to the last '@' before any query: an unescaped '@' in a password must not
+# leave its tail visible (SQLAlchemy itself splits at the first one).
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^?#]*(@)")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
+# Values that may carry credentials: never echoed back in an error message.
+_SECRET_KEYS = frozenset({"database.url", "workers.object_store_url"})
+
+Layer = dict[str, dict[str, Any]]
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe to print or log)."""
+    """``url`` with any password replaced by ``***``, safe to print or log."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        return _PASSWORD.sub(r"\1***\3", url)
-    if parsed.password is None:
-        return url
-    return parsed.render_as_string(hide_password=True)
+        masked = url
+    else:
+        masked = url if parsed.password is None else parsed.render_as_string(hide_password=True)
+    masked = _USERINFO_PASSWORD.sub(r"\1***\2", masked)
+    return _QUERY_PASSWORD.sub(r"\1***", masked)
 
 
 def _dotted_path(value: str) -> str:
+    # Syntax only: importing here would make loading settings import user code.
     if value and not _DOTTED.match(value):
-        raise ValueError(f"{value!r} is not a dotted path like 'package.module.Class'")
+        raise ValueError("not a dotted path like 'package.module.Class'")
+    return value
+
+
+def _whole_number(value: object) -> object:
+    # bool is an int subclass and 1.5 is "numeric": neither is a count. Text ("7" from
+    # the environment or the INI file) goes on to pydantic's own parsing.
+    if isinstance(value, (bool, float)):
+        raise ValueError(f"expected a whole number, got {value!r}")
     return value
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DatabaseSettings(_Section):
@@ -64,7 +84,7 @@ class DatabaseSettings(_Section):
 
     url: str = Field(
         default="sqlite:///statestore.db",
-        description="Any SQLAlchemy URL; sync or async driver, the other is derived. "
+        description="Any SQLAlchemy URL, sync or async driver (the other is derived). "
         "The default is a SQLite file in the working directory.",
     )
     auto_migrate_sqlite: bool = Field(
@@ -81,13 +101,6 @@ class DatabaseSettings(_Section):
         return value
 
 
-def _non_negative_int(value: object) -> object:
-    # bool is an int subclass and 1.5 is "numeric": neither is a count.
-    if isinstance(value, (bool, float)):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return value
-
-
 class StateStoreSettings(_Section):
     """``[state_store]``: behaviour of the store."""
 
@@ -96,9 +109,7 @@ class StateStoreSettings(_Section):
         description="Dotted path to a BaseStateBackend subclass.",
     )
     default_retention_days: int = Field(
-        default=30,
-        ge=0,
-        description="Retention of task-state keys set without one; 0 = never expire.",
+        default=30, ge=0, description="Retention of task-state keys set without one; 0 = never."
     )
     clear_on_success: bool = Field(
         default=False, description="on_task_success() clears the task instance's task state."
@@ -115,7 +126,7 @@ class StateStoreSettings(_Section):
 
     _ints = field_validator(
         "default_retention_days", "state_cleanup_batch_size", "max_value_bytes", mode="before"
-    )(_non_negative_int)
+    )(_whole_number)
 
     @field_validator("backend")
     @classmethod
@@ -132,8 +143,7 @@ class WorkersSettings(_Section):
         default="", description="Dotted path to a worker-side backend; empty = values inline."
     )
     object_store_url: str = Field(
-        default="",
-        description="Base URL of ObjectStoreStateBackend (file://, memory://, s3://, ...).",
+        default="", description="Base URL of ObjectStoreStateBackend (file://, memory://, s3://)."
     )
     max_object_bytes: int = Field(
         default=64 * 1024 * 1024,
@@ -142,7 +152,7 @@ class WorkersSettings(_Section):
     )
 
     _path = field_validator("state_backend")(_dotted_path)
-    _ints = field_validator("max_object_bytes", mode="before")(_non_negative_int)
+    _ints = field_validator("max_object_bytes", mode="before")(_whole_number)
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -152,58 +162,69 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
-def _config_file() -> Path | None:
-    named = os.environ.get(CONFIG_FILE_ENV)
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise ConfigError(f"{CONFIG_FILE_ENV}={named}: no such file")
-        return path
-    default = Path(DEFAULT_CONFIG_FILE)
-    return default if default.is_file() else None
+def _read_args(kwargs: Mapping[str, object], problems: list[str]) -> Layer:
+    args: Layer = {}
+    for section, given in kwargs.items():
+        # A section model counts only for the keys set on it, so it cannot reset others.
+        values = given.model_dump(exclude_unset=True) if isinstance(given, BaseModel) else given
+        if not isinstance(values, Mapping):
+            problems.append(f"[{section}] (argument): expected a mapping of settings")
+            continue
+        args[section] = {str(key): value for key, value in values.items()}
+    return args
 
 
-def _read_env() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    values: dict[str, dict[str, Any]] = {}
+def _read_env(problems: list[str]) -> tuple[Layer, dict[str, str]]:
+    values: Layer = {}
     origins: dict[str, str] = {}
-    for name, value in os.environ.items():
+    for name, value in sorted(os.environ.items()):
         if not name.upper().startswith(ENV_PREFIX):
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        if not key:
-            raise ConfigError(f"{name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        if not section or not key:
+            problems.append(f"{name}: expected a name like {ENV_PREFIX}<SECTION>__<KEY>")
+            continue
         values.setdefault(section, {})[key] = value
         origins[f"{section}.{key}"] = f"env {name}"
+        origins.setdefault(section, f"env {name}")  # for a section nobody knows
     return values, origins
 
 
-def _read_file(path: Path | None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _find_file(problems: list[str]) -> Path | None:
+    named = os.environ.get(CONFIG_FILE_ENV)
+    if named:
+        if not Path(named).is_file():
+            problems.append(f"{CONFIG_FILE_ENV}={named}: no such file")
+            return None
+        return Path(os.path.abspath(named))
+    default = Path(os.path.abspath(DEFAULT_CONFIG_FILE))
+    return default if default.is_file() else None
+
+
+def _read_file(path: Path | None, problems: list[str]) -> tuple[Layer, dict[str, str]]:
     if path is None:
         return {}, {}
-    parser = configparser.ConfigParser(interpolation=None)  # '%' in URLs must survive
+    # No interpolation: '%' is common in URL-escaped passwords. No DEFAULT section
+    # ('' can never be a header): its keys would leak into every section.
+    parser = configparser.ConfigParser(interpolation=None, default_section="")
     try:
-        parser.read(path, encoding="utf-8")
-    except configparser.Error as exc:
-        raise ConfigError(f"{path}: not a valid INI file: {exc}") from None
-    values = {s: dict(parser.items(s)) for s in parser.sections()}
+        with path.open(encoding="utf-8") as file:
+            parser.read_file(file)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        problems.append(f"file {path}: cannot read it as an INI file: {exc}")
+        return {}, {}
+    values: Layer = {}
+    for section in parser.sections():
+        values.setdefault(section.lower(), {}).update(parser.items(section))
     origins = {f"{s}.{k}": f"file {path}" for s, keys in values.items() for k in keys}
+    origins.update(dict.fromkeys(values, f"file {path}"))  # for a section nobody knows
     return values, origins
-
-
-def _normalise_args(kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    args: dict[str, dict[str, Any]] = {}
-    for section, given in kwargs.items():
-        values = given.model_dump(exclude_unset=True) if isinstance(given, BaseModel) else given
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{section}] (argument): expected a mapping of settings")
-        args[section] = dict(values)
-    return args
 
 
 class StateStoreConfig(BaseSettings):
     """All settings, one nested model per section: ``cfg.state_store.max_value_bytes``.
 
-    Pass settings explicitly as one mapping per section::
+    Pass settings explicitly as one mapping (or section model) per section::
 
         StateStoreConfig(state_store={"default_retention_days": 7}, database={"url": url})
     """
@@ -217,27 +238,31 @@ class StateStoreConfig(BaseSettings):
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **kwargs: Any) -> None:
-        args = _normalise_args(kwargs)
-        env, env_origins = _read_env()
-        file_path = _config_file()
-        ini, file_origins = _read_file(file_path)
+        # Each layer is read exactly once, here, so provenance and error messages
+        # describe the very values that were validated.
+        problems: list[str] = []
+        args = _read_args(kwargs, problems)
+        env, env_origins = _read_env(problems)
+        ini, file_origins = _read_file(_find_file(problems), problems)
         origins = {**file_origins, **env_origins}
         origins.update({f"{s}.{k}": "argument" for s, keys in args.items() for k in keys})
-        merged: dict[str, dict[str, Any]] = {}
+        origins.update(dict.fromkeys(args, "argument"))
+        merged: dict[str, Any] = {}  # Any: BaseSettings.__init__ types its own _options
         for layer in (ini, env, args):  # lowest precedence first, merged per key
             for section, keys in layer.items():
                 merged.setdefault(section, {}).update(keys)
         for section in sorted(set(merged) - set(SECTIONS)):
-            first_key = next(iter(merged[section]), "")
-            source = origins.get(f"{section}.{first_key}", "argument")
-            raise ConfigError(
-                f"unknown configuration section [{section}] ({source}); "
-                f"known sections: {', '.join(SECTIONS)}"
+            del merged[section]
+            source = origins.get(section, "argument")
+            problems.append(
+                f"[{section}] ({source}): unknown section; known: {', '.join(SECTIONS)}"
             )
         try:
-            super().__init__(**cast(dict[str, Any], merged))
+            super().__init__(**merged)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, origins)) from None
+            problems.extend(_describe(exc, origins))
+        if problems:
+            raise ConfigError(_summarise(problems))
         self._origins = origins
 
     @classmethod
@@ -249,11 +274,15 @@ class StateStoreConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # __init__ has already merged arguments, env and the INI file per key.
+        # __init__ has merged arguments, env and the INI file per key already; pydantic's
+        # own env source would also read unprefixed names such as DATABASE.
         return (init_settings,)
 
     def describe_sources(self) -> dict[str, str]:
-        """Where each effective value came from: ``{"state_store.max_value_bytes": ...}``."""
+        """Where each effective value came from, by ``"section.key"``.
+
+        One of ``"default"``, ``"argument"``, ``"env STATESTORE__..."`` or ``"file <path>"``.
+        """
         return {
             f"{section}.{key}": self._origins.get(f"{section}.{key}", "default")
             for section, model in SECTIONS.items()
@@ -261,10 +290,12 @@ class StateStoreConfig(BaseSettings):
         }
 
     def as_dict(self, *, mask_secrets: bool = True) -> dict[str, dict[str, object]]:
-        """Every setting by section; the database password masked unless told otherwise."""
-        data = self.model_dump()
+        """Every setting by section; URL passwords masked unless told otherwise."""
+        data: dict[str, dict[str, object]] = self.model_dump()
         if mask_secrets:
-            data["database"]["url"] = mask_url(self.database.url)
+            for name in _SECRET_KEYS:
+                section, key = name.split(".")
+                data[section][key] = mask_url(str(data[section][key]))
         return data
 
     def with_database_url(self, url: str) -> StateStoreConfig:
@@ -272,21 +303,30 @@ class StateStoreConfig(BaseSettings):
         try:
             database = DatabaseSettings(**{**self.database.model_dump(), "url": url})
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, {"database.url": "argument"})) from None
+            raise ConfigError(_summarise(_describe(exc, {}, section="database"))) from None
         copy = self.model_copy(update={"database": database})
         copy._origins = {**self._origins, "database.url": "argument"}
         return copy
 
 
-def _describe(exc: ValidationError, origins: dict[str, str]) -> str:
+def _describe(exc: ValidationError, origins: dict[str, str], section: str = "") -> list[str]:
+    """One ``[section] key (source): why`` line per pydantic error."""
     lines = []
     for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
-        section = loc[0] if loc else "?"
-        key = loc[1] if len(loc) > 1 else ""
-        source = origins.get(f"{section}.{key}", "argument")
-        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
-        lines.append(f"[{section}] {key} ({source}): {mask_url(str(message))}")
-    if len(lines) == 1:
-        return f"invalid configuration: {lines[0]}"
-    return f"{len(lines)} invalid settings:\n" + "\n".join(lines)
+        loc = ([section] if section else []) + [str(part) for part in error["loc"]]
+        name, key = [*loc, "", ""][:2]
+        source = origins.get(f"{name}.{key}", "argument")
+        if error["type"] == "extra_forbidden":
+            model = SECTIONS.get(name)
+            why = f"unknown setting; known: {', '.join(model.model_fields) if model else '-'}"
+        else:
+            why = str(error["msg"]).removeprefix("Value error, ")
+            if f"{name}.{key}" not in _SECRET_KEYS and isinstance(error["input"], str):
+                why += f" (got {error['input']!r})"
+        lines.append(f"[{name}] {key} ({source}): {why}")
+    return lines
+
+
+def _summarise(problems: list[str]) -> str:
+    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    return f"invalid configuration ({count}):\n" + "\n".join(f"  {p}" for p in problems)

@@ -40,6 +40,6 @@ class TestMetastoreAsync(AsyncBackendConformance):
     async def backend(self, migrated_url: URL) -> AsyncIterator[MetastoreStateBackend]:
         backend = MetastoreStateBackend(migrated_url)
         yield backend
-        engine = backend.async_engine
-        assert _checked_out(engine.pool) == 0, "a connection was not returned to the pool"
-        await backend.aclose()
+        pool = backend.async_engine.pool
+        await backend.aclose()  # returns the idle connections, then disposes the engine
+        assert _checked_out(pool) == 0, "a connection was not returned to the pool"

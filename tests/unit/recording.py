@@ -1,24 +1,51 @@
-"""A backend that records which of its methods were called (sync or async)."""
+"""A backend that records which of its methods were called (sync or async).
+
+``forbid="sync"`` (or ``"async"``) makes any call of that kind fail the test at once,
+so "the async accessor methods only call the backend's async methods" is enforced,
+not merely observed.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from statestore import InMemoryStateBackend
 from statestore.scopes import StateScope
 
 
-class RecordingBackend(InMemoryStateBackend):
-    """In-memory storage that logs each call as ``(method, scope, key)``."""
+class ForbiddenCallError(AssertionError):
+    """A sync method was called where only async ones may be (or vice versa)."""
 
-    def __init__(self) -> None:
+
+class RecordingBackend(InMemoryStateBackend):
+    """In-memory storage that logs each call as ``(method, scope, details)``."""
+
+    def __init__(self, *, forbid: Literal["sync", "async"] | None = None) -> None:
         super().__init__()
+        self.forbid = forbid
         self.calls: list[tuple[str, Any, Any]] = []
         self.closed: list[str] = []
 
+    def _record(self, name: str, scope: Any, details: Any) -> None:
+        kind = "async" if name.startswith("a") else "sync"
+        if kind == self.forbid:
+            raise ForbiddenCallError(f"{name}() called, but {kind} calls are forbidden here")
+        self.calls.append((name, scope, details))
+
+    @property
+    def methods(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+    @property
+    def writes(self) -> list[tuple[str, StateScope, str, str, datetime | None]]:
+        """``(method, scope, key, value, expires_at)`` for every set/aset."""
+        return [
+            (name, scope, *details) for name, scope, details in self.calls if name.endswith("set")
+        ]
+
     def get(self, scope: StateScope, key: str, *, session: Any = None) -> str | None:
-        self.calls.append(("get", scope, key))
+        self._record("get", scope, key)
         return super().get(scope, key)
 
     def set(
@@ -30,21 +57,21 @@ class RecordingBackend(InMemoryStateBackend):
         expires_at: datetime | None = None,
         session: Any = None,
     ) -> None:
-        self.calls.append(("set", scope, (key, value, expires_at)))
+        self._record("set", scope, (key, value, expires_at))
         super().set(scope, key, value, expires_at=expires_at)
 
     def delete(self, scope: StateScope, key: str, *, session: Any = None) -> None:
-        self.calls.append(("delete", scope, key))
+        self._record("delete", scope, key)
         super().delete(scope, key)
 
     def clear(
         self, scope: StateScope, *, all_map_indices: bool = False, session: Any = None
     ) -> None:
-        self.calls.append(("clear", scope, all_map_indices))
+        self._record("clear", scope, all_map_indices)
         super().clear(scope, all_map_indices=all_map_indices)
 
     async def aget(self, scope: StateScope, key: str, *, session: Any = None) -> str | None:
-        self.calls.append(("aget", scope, key))
+        self._record("aget", scope, key)
         return await super().aget(scope, key)
 
     async def aset(
@@ -56,17 +83,17 @@ class RecordingBackend(InMemoryStateBackend):
         expires_at: datetime | None = None,
         session: Any = None,
     ) -> None:
-        self.calls.append(("aset", scope, (key, value, expires_at)))
+        self._record("aset", scope, (key, value, expires_at))
         await super().aset(scope, key, value, expires_at=expires_at)
 
     async def adelete(self, scope: StateScope, key: str, *, session: Any = None) -> None:
-        self.calls.append(("adelete", scope, key))
+        self._record("adelete", scope, key)
         await super().adelete(scope, key)
 
     async def aclear(
         self, scope: StateScope, *, all_map_indices: bool = False, session: Any = None
     ) -> None:
-        self.calls.append(("aclear", scope, all_map_indices))
+        self._record("aclear", scope, all_map_indices)
         await super().aclear(scope, all_map_indices=all_map_indices)
 
     def close(self) -> None:
@@ -74,7 +101,3 @@ class RecordingBackend(InMemoryStateBackend):
 
     async def aclose(self) -> None:
         self.closed.append("aclose")
-
-    @property
-    def methods(self) -> list[str]:
-        return [name for name, _, _ in self.calls]

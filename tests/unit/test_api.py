@@ -35,6 +35,18 @@ def test_every_exception_is_a_statestore_error_and_a_builtin() -> None:
         assert getattr(statestore, name) is error
 
 
+def test_every_exception_class_is_exported() -> None:
+    defined = {
+        name
+        for name, obj in vars(exceptions).items()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__ == exceptions.__name__
+    }
+    assert defined == set(exceptions.__all__)
+    assert exceptions.__all__ == sorted(exceptions.__all__)
+
+
 def test_package_is_typed() -> None:
     assert (Path(statestore.__file__).parent / "py.typed").is_file()
 
@@ -70,3 +82,10 @@ def test_every_sync_method_has_an_async_twin_with_the_same_parameters() -> None:
             assert _shape(member) == _shape(twin), f"{cls.__name__}.{name} vs a{name}"
             checked += 1
     assert checked >= 30
+
+
+def test_every_async_method_has_a_sync_twin() -> None:
+    for cls in PARITY_CLASSES:
+        for name, _ in inspect.getmembers(cls, inspect.iscoroutinefunction):
+            if not name.startswith("_"):
+                assert callable(getattr(cls, name[1:], None)), f"{cls.__name__}.{name} has no twin"

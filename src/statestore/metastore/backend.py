@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
-from statestore.metastore import maintenance, plans
+from statestore.metastore import async_hotpath, maintenance, plans
 from statestore.metastore.compiled import CompiledStatement, compile_statement
 from statestore.metastore.engine import (
     IdleConnections,
@@ -87,6 +87,10 @@ class MetastoreStateBackend(BaseStateBackend):
         self._statements = build_statements(self._family)
         self._compiled: dict[int, CompiledStatement] = {}
         self._idle: IdleConnections | None = None
+        self._acompiled: dict[tuple[int, str], CompiledStatement] = {}
+        self._async_idles: weakref.WeakKeyDictionary[
+            AsyncEngine, async_hotpath.AsyncIdleConnections
+        ] = weakref.WeakKeyDictionary()
         self._own_engine = engine is None
         self._engine = engine
         self._host_async_engine = async_engine
@@ -312,6 +316,8 @@ class MetastoreStateBackend(BaseStateBackend):
     # -- async execution: the same plans, awaited -------------------------------------------
 
     async def _arun(self, plan: plans.Plan) -> Any:
+        if self._host_async_engine is None:
+            return await self._arun_fast(plan)
         with translate_errors(self._async_url):
             async with self.async_engine.connect() as conn:
                 if not self._schema_ready:
@@ -320,6 +326,51 @@ class MetastoreStateBackend(BaseStateBackend):
                     return await self._aasset_write(conn, plan)
                 result = await conn.execute(plan.statement, plan.params)
                 return result.scalar() if plan.kind == "read" else None
+
+    async def _arun_fast(self, plan: plans.Plan) -> Any:
+        engine = self.async_engine
+        if not self._schema_ready:
+            await self.aensure_schema()
+        key = (id(plan.statement), "async")
+        compiled = self._acompiled.get(key)
+        if compiled is None:
+            compiled = compile_statement(plan.statement, engine.dialect, list(plan.params))
+            self._acompiled[key] = compiled
+        idle = self._async_idle(engine)
+        connection = await idle.acquire()
+        try:
+            result = await async_hotpath.execute(
+                self._family,
+                connection.driver_connection,
+                compiled.sql,
+                compiled.parameters(plan.params),
+                fetch=plan.kind == "read",
+            )
+        except Exception as exc:
+            # Raw driver errors may not be recognised by the adapted dialect; any
+            # connection-level error discards the connection rather than risk reusing it.
+            connection_level = type(exc).__name__ in ("OperationalError", "InterfaceError")
+            dbapi_connection = connection.dbapi_connection
+            disconnected = engine.dialect.is_disconnect(exc, dbapi_connection, None)  # type: ignore[arg-type]
+            if connection_level or disconnected:
+                await idle.discard(connection, exc)
+            else:
+                await idle.release(connection)
+            with translate_errors(self._async_url, _driver_module(self._family)):
+                raise
+        await idle.release(connection)
+        if plan.kind == "asset_write" and not result:
+            with translate_errors(self._async_url):
+                async with engine.connect() as conn:
+                    await self._aasset_write(conn, plan)
+        return result if plan.kind == "read" else None
+
+    def _async_idle(self, engine: AsyncEngine) -> async_hotpath.AsyncIdleConnections:
+        idle = self._async_idles.get(engine)
+        if idle is None:
+            idle = async_hotpath.AsyncIdleConnections(engine, keep=8)
+            self._async_idles[engine] = idle
+        return idle
 
     async def _aasset_write(self, conn: AsyncConnection, plan: plans.Plan) -> None:
         if (await conn.execute(plan.statement, plan.params)).rowcount:
@@ -417,5 +468,19 @@ class MetastoreStateBackend(BaseStateBackend):
         loop = asyncio.get_running_loop()
         engine = self._async_engines.pop(loop, None)
         if engine is not None:
+            idle = self._async_idles.pop(engine, None)
+            if idle is not None:
+                await idle.aclose()
             await engine.dispose()
         self.close()
+
+
+def _driver_module(family: str) -> Any:
+    """The async driver module of a dialect family, for translating its errors."""
+    import importlib  # noqa: PLC0415
+
+    name = {"sqlite": "sqlite3", "postgresql": "psycopg", "mysql": "asyncmy.errors"}[family]
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - the extra is not installed
+        return None

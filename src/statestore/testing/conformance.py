@@ -1,314 +1,268 @@
-"""The conformance scenarios, written once and run through the sync or the async API.
+"""The conformance suite through a backend's **sync** methods: ``get/set/delete/clear``.
 
-Each scenario is an ``async`` function over a tiny adapter: the sync suite's adapter
-calls ``get/set/delete/clear`` (run to completion inside ``asyncio.run``), the async
-suite's adapter awaits ``aget/aset/adelete/aclear``. So both APIs are held to exactly
-the same behaviour, with no copy of a scenario to drift.
+Every test calls the backend directly, from plain (non-async) test functions, with JSON
+text as the accessors would send it after validation. :mod:`.async_conformance` holds
+the same tests through ``aget/aset/adelete/aclear``; keep the two in step.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
-
-import pytest
 
 from statestore.backends.base import BaseStateBackend
-from statestore.scopes import AssetScope, StateScope, TaskScope
-from statestore.testing.scopes import make_task_scope
+from statestore.scopes import StateScope
+from statestore.testing.cases import ConformanceCases, distinct, utc_now
 
-__all__ = ["AsyncBackendConformance", "BackendConformance"]
-
-
-class Ops(Protocol):
-    """The four operations, uniformly awaitable."""
-
-    async def get(self, scope: StateScope, key: str) -> str | None: ...
-    async def set(
-        self, scope: StateScope, key: str, value: str, expires_at: datetime | None = None
-    ) -> None: ...
-    async def delete(self, scope: StateScope, key: str) -> None: ...
-    async def clear(self, scope: StateScope, all_map_indices: bool = False) -> None: ...
+__all__ = ["BackendConformance"]
 
 
-class SyncOps:
-    """Drives the backend's sync methods."""
+class BackendConformance(ConformanceCases):
+    """Every behaviour ``BaseStateBackend`` promises, through its sync methods.
 
-    def __init__(self, backend: BaseStateBackend) -> None:
-        self.backend = backend
-
-    async def get(self, scope: StateScope, key: str) -> str | None:
-        return self.backend.get(scope, key)
-
-    async def set(
-        self, scope: StateScope, key: str, value: str, expires_at: datetime | None = None
-    ) -> None:
-        self.backend.set(scope, key, value, expires_at=expires_at)
-
-    async def delete(self, scope: StateScope, key: str) -> None:
-        self.backend.delete(scope, key)
-
-    async def clear(self, scope: StateScope, all_map_indices: bool = False) -> None:
-        self.backend.clear(scope, all_map_indices=all_map_indices)
-
-
-class AsyncOps:
-    """Drives the backend's async methods."""
-
-    def __init__(self, backend: BaseStateBackend) -> None:
-        self.backend = backend
-
-    async def get(self, scope: StateScope, key: str) -> str | None:
-        return await self.backend.aget(scope, key)
-
-    async def set(
-        self, scope: StateScope, key: str, value: str, expires_at: datetime | None = None
-    ) -> None:
-        await self.backend.aset(scope, key, value, expires_at=expires_at)
-
-    async def delete(self, scope: StateScope, key: str) -> None:
-        await self.backend.adelete(scope, key)
-
-    async def clear(self, scope: StateScope, all_map_indices: bool = False) -> None:
-        await self.backend.aclear(scope, all_map_indices=all_map_indices)
-
-
-TASK = make_task_scope()
-ASSET = AssetScope(name="orders", uri="s3://bucket/orders")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# -- the scenarios ---------------------------------------------------------------------------
-
-
-async def missing_key_reads_none(ops: Ops) -> None:
-    assert await ops.get(TASK, "absent") is None
-    assert await ops.get(ASSET, "absent") is None
-
-
-async def round_trip_and_overwrite(ops: Ops) -> None:
-    for scope in (TASK, ASSET):
-        await ops.set(scope, "k", '"first"')
-        assert await ops.get(scope, "k") == '"first"'
-        await ops.set(scope, "k", '{"second":[1,2]}')
-        assert await ops.get(scope, "k") == '{"second":[1,2]}'
-
-
-async def delete_is_exact_and_idempotent(ops: Ops) -> None:
-    for scope in (TASK, ASSET):
-        await ops.set(scope, "a", "1")
-        await ops.set(scope, "b", "2")
-        await ops.delete(scope, "a")
-        await ops.delete(scope, "a")  # missing: a no-op
-        await ops.delete(scope, "never-set")
-        assert await ops.get(scope, "a") is None
-        assert await ops.get(scope, "b") == "2"
-
-
-async def clear_one_map_index_or_all(ops: Ops) -> None:
-    mapped = [make_task_scope(map_index=i) for i in range(3)]
-    unmapped = make_task_scope()
-    neighbours = [
-        make_task_scope(task_id="other"),
-        make_task_scope(run_id="other"),
-        make_task_scope(dag_id="other"),
-    ]
-    for scope in [*mapped, unmapped, *neighbours]:
-        await ops.set(scope, "k", "1")
-        await ops.set(scope, "j", "2")
-    await ops.clear(mapped[1])
-    assert [await ops.get(s, "k") for s in mapped] == ["1", None, "1"]
-    assert await ops.get(unmapped, "k") == "1"
-    await ops.clear(mapped[0], all_map_indices=True)
-    assert [await ops.get(s, "k") for s in [*mapped, unmapped]] == [None] * 4
-    assert [await ops.get(s, "j") for s in neighbours] == ["2"] * 3
-
-
-async def clear_asset_and_empty_scopes(ops: Ops) -> None:
-    other = AssetScope(name="other")
-    await ops.clear(make_task_scope(dag_id="empty"))
-    await ops.clear(AssetScope(name="empty"))
-    await ops.set(ASSET, "k", "1")
-    await ops.set(other, "k", "2")
-    await ops.clear(ASSET)
-    assert await ops.get(ASSET, "k") is None
-    assert await ops.get(other, "k") == "2"
-    await ops.set(ASSET, "k", "3")  # a cleared asset can be written again
-    assert await ops.get(ASSET, "k") == "3"
-
-
-async def scopes_never_collide(ops: Ops) -> None:
-    scopes: list[StateScope] = [
-        make_task_scope(),
-        make_task_scope(map_index=0),
-        make_task_scope(map_index=1),
-        make_task_scope(task_id="task2"),
-        make_task_scope(run_id="run2"),
-        make_task_scope(dag_id="dag2"),
-        # Separator tricks: ids that would collide if joined naively.
-        make_task_scope(dag_id="dag/run", run_id="task", task_id="x"),
-        make_task_scope(dag_id="dag", run_id="run/task", task_id="x"),
-        AssetScope(name="dag"),  # an asset named like a dag id is still asset state
-        AssetScope(name="task"),
-        AssetScope(name="orders2"),
-    ]
-    for i, scope in enumerate(scopes):
-        await ops.set(scope, "key", str(i))
-    assert [await ops.get(s, "key") for s in scopes] == [str(i) for i in range(len(scopes))]
-
-
-async def keys_are_exact(ops: Ops) -> None:
-    keys = [
-        "Key", "key", "KEY", "k", "k ", " k", "k\t", "😀", "😁",
-        "é", "e\u0301",  # NFC and NFD spellings are different keys
-        "ß", "ss", "k" * 512, "k" * 511, "%", "_", "'; DROP TABLE x; --",
-    ]  # fmt: skip
-    for scope in (TASK, ASSET):
-        for i, key in enumerate(keys):
-            await ops.set(scope, key, str(i))
-        assert [await ops.get(scope, k) for k in keys] == [str(i) for i in range(len(keys))]
-
-
-async def long_ids_and_names(ops: Ops) -> None:
-    scope = TaskScope("d" * 250, "r" * 250, "t" * 250, 2**31 - 1)
-    asset = AssetScope(name="n" * 1500, uri="u" * 1500)
-    await ops.set(scope, "k" * 512, "1")
-    await ops.set(asset, "k" * 512, "2")
-    assert await ops.get(scope, "k" * 512) == "1"
-    assert await ops.get(asset, "k" * 512) == "2"
-
-
-async def values_are_stored_exactly(ops: Ops) -> None:
-    values = [
-        '"😀 ünïcode \\u0000 \\n \\" \' %s {}"',
-        '{"a":[1,2.5,true,null,{"b":-0.0}],"big":123456789012345678901234567890}',
-        "[" + ",".join(f'"{i:05}"' for i in range(6000)) + "]",  # ~50 KB
-    ]
-    for i, value in enumerate(values):
-        await ops.set(TASK, f"v{i}", value)
-        await ops.set(ASSET, f"v{i}", value)
-    for i, value in enumerate(values):
-        assert await ops.get(TASK, f"v{i}") == value
-        assert await ops.get(ASSET, f"v{i}") == value
-
-
-async def expiry_is_honoured_on_read(ops: Ops) -> None:
-    now = _now()
-    await ops.set(TASK, "past", "1", now - timedelta(seconds=1))
-    await ops.set(TASK, "future", "2", now + timedelta(hours=1))
-    await ops.set(TASK, "never", "3", None)
-    assert await ops.get(TASK, "past") is None
-    assert await ops.get(TASK, "future") == "2"
-    assert await ops.get(TASK, "never") == "3"
-    await ops.set(TASK, "past", "4")  # overwriting resets the expiry
-    assert await ops.get(TASK, "past") == "4"
-    await ops.set(TASK, "future", "5", now - timedelta(microseconds=1))
-    assert await ops.get(TASK, "future") is None
-
-
-async def asset_identity_by_name_or_uri(ops: Ops) -> None:
-    await ops.set(AssetScope(name="sales", uri="s3://bucket/sales"), "wm", '"2024"')
-    assert await ops.get(AssetScope(name="sales"), "wm") == '"2024"'
-    assert await ops.get(AssetScope(uri="s3://bucket/sales"), "wm") == '"2024"'
-    await ops.set(AssetScope(uri="s3://bucket/sales"), "wm", '"2025"')
-    assert await ops.get(AssetScope(name="sales"), "wm") == '"2025"'
-
-
-SCENARIOS: list[Callable[[Ops], Awaitable[None]]] = [
-    missing_key_reads_none,
-    round_trip_and_overwrite,
-    delete_is_exact_and_idempotent,
-    clear_one_map_index_or_all,
-    clear_asset_and_empty_scopes,
-    scopes_never_collide,
-    keys_are_exact,
-    long_ids_and_names,
-    values_are_stored_exactly,
-    expiry_is_honoured_on_read,
-    asset_identity_by_name_or_uri,
-]
-
-
-def _check_concurrent_result(read: Callable[[StateScope, str], Any], writers: int) -> None:
-    hot = read(TASK, "hot")
-    assert hot in {f"{w}:{i}" for w in range(writers) for i in range(_WRITES)}
-    for w in range(writers):
-        assert read(make_task_scope(map_index=w), "own") == f"{w}:{_WRITES - 1}"
-
-
-_WRITES = 40
-
-
-class BackendConformance:
-    """Every behaviour of the contract, through the backend's **sync** methods.
-
-    Subclass it as ``TestSomething`` and provide a ``backend`` fixture.
+    Subclass it as ``class TestMyBackend(BackendConformance)`` and provide a ``backend``
+    fixture returning (or yielding) a fresh, empty backend; your fixture owns teardown.
+    The base class has no ``Test`` prefix, so pytest only collects your subclass.
     """
 
-    def _run(self, backend: BaseStateBackend, scenario: Callable[[Ops], Awaitable[None]]) -> None:
-        async def main() -> None:
-            await scenario(SyncOps(backend))
+    # -- get / set / overwrite -------------------------------------------------------
 
-        asyncio.run(main())
+    def test_get_missing_key_returns_none(self, backend: BaseStateBackend) -> None:
+        for scope in self.both_kinds():
+            assert backend.get(scope, "absent") is None
 
-    @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-    def test_scenario(
-        self, backend: BaseStateBackend, scenario: Callable[[Ops], Awaitable[None]]
-    ) -> None:
-        self._run(backend, scenario)
+    def test_set_then_get_round_trips(self, backend: BaseStateBackend) -> None:
+        for scope in self.both_kinds():
+            backend.set(scope, "k", '{"rows":3}')
+            assert backend.get(scope, "k") == '{"rows":3}'
+
+    def test_overwrite_last_writer_wins(self, backend: BaseStateBackend) -> None:
+        for scope in self.both_kinds():
+            backend.set(scope, "k", '"first"')
+            backend.set(scope, "k", '"second"')
+            backend.set(scope, "k", "3")
+            assert backend.get(scope, "k") == "3"
+
+    # -- delete ------------------------------------------------------------------------
+
+    def test_delete_removes_only_that_key(self, backend: BaseStateBackend) -> None:
+        other_task = self.task_scope(map_index=0)
+        other_asset = self.asset_scope("other-asset")
+        for scope in (*self.both_kinds(), other_task, other_asset):
+            backend.set(scope, "a", "1")
+            backend.set(scope, "b", "2")
+        for scope in self.both_kinds():
+            backend.delete(scope, "a")
+            assert backend.get(scope, "a") is None
+            assert backend.get(scope, "b") == "2"
+        assert backend.get(other_task, "a") == "1"
+        assert backend.get(other_asset, "a") == "1"
+
+    def test_delete_missing_is_a_noop(self, backend: BaseStateBackend) -> None:
+        for scope in self.both_kinds():
+            backend.delete(scope, "never-set")  # unknown scope and key
+            backend.set(scope, "k", "1")
+            backend.delete(scope, "k")
+            backend.delete(scope, "k")  # already gone
+            backend.delete(scope, "never-set")  # known scope, unknown key
+            assert backend.get(scope, "k") is None
+
+    def test_deleted_key_can_be_set_again(self, backend: BaseStateBackend) -> None:
+        for scope in self.both_kinds():
+            backend.set(scope, "k", "1")
+            backend.delete(scope, "k")
+            backend.set(scope, "k", "2")
+            assert backend.get(scope, "k") == "2"
+
+    # -- clear -------------------------------------------------------------------------
+
+    def test_clear_this_map_index_only(self, backend: BaseStateBackend) -> None:
+        mapped = [self.task_scope(map_index=i) for i in range(3)]
+        unmapped = self.task_scope()
+        for scope in [*mapped, unmapped]:
+            backend.set(scope, "k", "1")
+            backend.set(scope, "j", "2")
+        backend.clear(mapped[1])
+        assert [backend.get(s, "k") for s in mapped] == ["1", None, "1"]
+        assert [backend.get(s, "j") for s in mapped] == ["2", None, "2"]
+        assert backend.get(unmapped, "k") == "1"
+        backend.clear(unmapped)
+        assert backend.get(unmapped, "k") is None
+        assert backend.get(mapped[0], "k") == "1"
+
+    def test_clear_all_map_indices(self, backend: BaseStateBackend) -> None:
+        mapped = [self.task_scope(map_index=i) for i in (-1, 0, 1, 7)]
+        base = self.task_scope()
+        others = [
+            self.task_scope(task_id=base.task_id + "2", map_index=0),
+            self.task_scope(run_id=base.run_id + "2", map_index=0),
+            self.task_scope(dag_id=base.dag_id + "2", map_index=0),
+        ]
+        asset = self.asset_scope(base.task_id)
+        everything: list[StateScope] = [*mapped, *others, asset]
+        for scope in everything:
+            backend.set(scope, "k", "1")
+        backend.clear(self.task_scope(map_index=1), all_map_indices=True)
+        assert [backend.get(s, "k") for s in mapped] == [None] * len(mapped)
+        assert [backend.get(s, "k") for s in others] == ["1"] * len(others)
+        assert backend.get(asset, "k") == "1"
+
+    def test_clear_empty_scope_is_a_noop(self, backend: BaseStateBackend) -> None:
+        backend.clear(self.task_scope(dag_id="empty"))
+        backend.clear(self.task_scope(dag_id="empty"), all_map_indices=True)
+        backend.clear(self.asset_scope("empty"))
+        backend.set(self.task_scope(), "k", "1")
+        backend.clear(self.task_scope(map_index=0))  # same task, another (empty) index
+        assert backend.get(self.task_scope(), "k") == "1"
+
+    def test_clear_asset(self, backend: BaseStateBackend) -> None:
+        asset, other = self.asset_scope("cleared"), self.asset_scope("kept")
+        task = self.task_scope(dag_id="cleared")
+        for scope in (asset, other, task):
+            backend.set(scope, "k", "1")
+            backend.set(scope, "j", "2")
+        backend.clear(asset)
+        assert [backend.get(asset, "k"), backend.get(asset, "j")] == [None, None]
+        assert backend.get(other, "k") == "1"
+        assert backend.get(task, "k") == "1"
+        backend.set(asset, "k", "3")  # a cleared asset can be written again
+        assert backend.get(asset, "k") == "3"
+
+    # -- isolation and exactness -------------------------------------------------------
+
+    def test_task_scopes_never_collide(self, backend: BaseStateBackend) -> None:
+        scopes = distinct([self.task_scope(), *self.neighbour_task_scopes()])
+        for i, scope in enumerate(scopes):
+            backend.set(scope, "key", str(i))
+        assert [backend.get(s, "key") for s in scopes] == [str(i) for i in range(len(scopes))]
+
+    def test_task_and_asset_state_never_collide(self, backend: BaseStateBackend) -> None:
+        task = self.task_scope()
+        scopes = distinct([task, *self.assets_named_like_ids()])
+        for i, scope in enumerate(scopes):
+            backend.set(scope, "key", str(i))
+        assert [backend.get(s, "key") for s in scopes] == [str(i) for i in range(len(scopes))]
+        backend.clear(task, all_map_indices=True)
+        assert [backend.get(s, "key") for s in scopes[1:]] == [
+            str(i) for i in range(1, len(scopes))
+        ]
+        backend.set(task, "key", "t")
+        for asset in scopes[1:]:
+            backend.clear(asset)
+        assert backend.get(task, "key") == "t"
+
+    def test_keys_are_exact(self, backend: BaseStateBackend) -> None:
+        # A dict, so a failure names the keys that collided.
+        expected = {key: str(i) for i, key in enumerate(self.exact_keys)}
+        for scope in self.both_kinds():
+            for key, value in expected.items():
+                backend.set(scope, key, value)
+            assert {key: backend.get(scope, key) for key in expected} == expected
+            first, second = self.exact_keys[:2]
+            backend.delete(scope, first)
+            assert backend.get(scope, first) is None
+            assert backend.get(scope, second) == expected[second]
+
+    def test_longest_ids_names_and_keys(self, backend: BaseStateBackend) -> None:
+        ids = {"dag_id": "d" * 250, "run_id": "r" * 250, "task_id": "t" * 250}
+        scopes: list[StateScope] = [
+            self.task_scope(**ids),
+            self.task_scope(**ids, map_index=2**31 - 1),
+            self.asset_scope("n" * 1500, "u" * 1500),
+            self.asset_scope("n" * 1499 + "m"),  # differs in the last character only
+        ]
+        key = "k" * 512
+        for i, scope in enumerate(scopes):
+            backend.set(scope, key, str(i))
+        assert [backend.get(s, key) for s in scopes] == ["0", "1", "2", "3"]
+
+    def test_values_are_stored_exactly(self, backend: BaseStateBackend) -> None:
+        for scope in self.both_kinds():
+            for i, value in enumerate(self.stored_values):
+                backend.set(scope, f"v{i}", value)
+            for i, value in enumerate(self.stored_values):
+                assert backend.get(scope, f"v{i}") == value, f"value #{i} changed"
+
+    # -- expiry ------------------------------------------------------------------------
+
+    def test_expired_value_reads_as_absent(self, backend: BaseStateBackend) -> None:
+        scope = self.task_scope()
+        backend.set(scope, "past", "1", expires_at=utc_now() - self.expired_ago)
+        assert backend.get(scope, "past") is None
+
+    def test_unexpired_and_never_expiring_values_read_back(self, backend: BaseStateBackend) -> None:
+        scope = self.task_scope()
+        backend.set(scope, "future", "2", expires_at=utc_now() + self.expires_in)
+        backend.set(scope, "never", "3", expires_at=None)
+        backend.set(scope, "default", "4")
+        assert backend.get(scope, "future") == "2"
+        assert backend.get(scope, "never") == "3"
+        assert backend.get(scope, "default") == "4"
+
+    def test_overwrite_resets_expiry(self, backend: BaseStateBackend) -> None:
+        scope = self.task_scope()
+        backend.set(scope, "k", "1", expires_at=utc_now() - self.expired_ago)
+        backend.set(scope, "k", "2")  # no expires_at: never expires now
+        assert backend.get(scope, "k") == "2"
+        backend.set(scope, "k", "3", expires_at=utc_now() - self.expired_ago)
+        assert backend.get(scope, "k") is None
+        backend.set(scope, "k", "4", expires_at=utc_now() + self.expires_in)
+        assert backend.get(scope, "k") == "4"
+
+    def test_expired_key_can_be_deleted_and_cleared(self, backend: BaseStateBackend) -> None:
+        scope = self.task_scope()
+        backend.set(scope, "a", "1", expires_at=utc_now() - self.expired_ago)
+        backend.set(scope, "b", "1", expires_at=utc_now() - self.expired_ago)
+        backend.delete(scope, "a")
+        backend.clear(scope)
+        backend.set(scope, "b", "2")
+        assert backend.get(scope, "a") is None
+        assert backend.get(scope, "b") == "2"
+
+    # -- asset identity --------------------------------------------------------------------
+
+    def test_asset_identity_by_name_or_uri(self, backend: BaseStateBackend) -> None:
+        full = self.asset_scope("sales", "s3://bucket/sales")
+        by_name, by_uri = self.asset_scope("sales"), self.asset_scope(None, "s3://bucket/sales")
+        backend.set(full, "wm", '"2024"')
+        assert backend.get(by_name, "wm") == '"2024"'
+        assert backend.get(by_uri, "wm") == '"2024"'
+        backend.set(by_name, "wm", '"2025"')
+        assert backend.get(full, "wm") == '"2025"'
+        assert backend.get(by_uri, "wm") == '"2025"'
+
+    # -- concurrency -------------------------------------------------------------------
 
     def test_concurrent_writers_from_threads(self, backend: BaseStateBackend) -> None:
+        shared_task, shared_asset = self.both_kinds()
+        writers = self.concurrent_writers
+        barrier = threading.Barrier(writers)
         errors: list[BaseException] = []
 
-        def writer(w: int) -> None:
+        def write(w: int) -> None:
             try:
-                for i in range(_WRITES):
-                    backend.set(TASK, "hot", f"{w}:{i}")
-                    backend.set(make_task_scope(map_index=w), "own", f"{w}:{i}")
-                    backend.set(ASSET, "hot", f"{w}:{i}")
-            except BaseException as exc:  # noqa: BLE001 - asserted empty below
+                barrier.wait(timeout=30)
+                own = self.task_scope(map_index=w)
+                for i, value in enumerate(self.concurrent_values(w)):
+                    backend.set(shared_task, "shared", value)
+                    backend.set(shared_asset, "shared", value)
+                    backend.set(shared_task, f"key-{w}-{i}", value)
+                    backend.set(own, "own", value)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
-        assert errors == []
-        _check_concurrent_result(backend.get, 8)
-
-
-class AsyncBackendConformance:
-    """Every behaviour of the contract, through the backend's **async** methods.
-
-    Subclass it as ``TestSomething`` and provide a ``backend`` fixture (sync or async).
-    """
-
-    @pytest.mark.asyncio
-    @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-    async def test_scenario(
-        self, backend: BaseStateBackend, scenario: Callable[[Ops], Awaitable[None]]
-    ) -> None:
-        await scenario(AsyncOps(backend))
-
-    @pytest.mark.asyncio
-    async def test_concurrent_tasks(self, backend: BaseStateBackend) -> None:
-        async def writer(w: int) -> None:
-            for i in range(_WRITES):
-                await backend.aset(TASK, "hot", f"{w}:{i}")
-                await backend.aset(make_task_scope(map_index=w), "own", f"{w}:{i}")
-                await backend.aset(ASSET, "hot", f"{w}:{i}")
-
-        await asyncio.gather(*(writer(w) for w in range(8)))
-        results: dict[tuple[StateScope, str], str | None] = {}
-        for scope, key in [(TASK, "hot")] + [
-            (make_task_scope(map_index=w), "own") for w in range(8)
-        ]:
-            results[(scope, key)] = await backend.aget(scope, key)
-        _check_concurrent_result(lambda scope, key: results[(scope, key)], 8)
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a writer is stuck (deadlock?)"
+        if errors:
+            raise AssertionError(f"{len(errors)} writer thread(s) raised") from errors[0]
+        written = self.all_concurrent_values()
+        assert backend.get(shared_task, "shared") in written
+        assert backend.get(shared_asset, "shared") in written
+        for w in range(writers):
+            values = self.concurrent_values(w)
+            assert backend.get(self.task_scope(map_index=w), "own") == values[-1]
+            for i, value in enumerate(values):
+                assert backend.get(shared_task, f"key-{w}-{i}") == value
