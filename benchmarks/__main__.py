@@ -37,7 +37,10 @@ if len(json.dumps(VALUE, separators=(",", ":"))) != 128:  # keep the workload ho
     raise SystemExit("the benchmark value must be 128 bytes of JSON")
 
 SERVERS = {
-    "postgresql": ("STATESTORE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "postgresql": (
+        "STATESTORE_TEST_POSTGRES_URL",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ),
     "mysql": ("STATESTORE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
 
@@ -92,8 +95,10 @@ def _workloads(target: SyncTarget, n: int, round_no: int) -> dict[str, Callable[
     }
 
 
-def _threaded(make: Callable[[], SyncTarget], n: int, round_no: int) -> float:
-    """4 threads of concurrent sets; each thread its own target (connection)."""
+def _threaded(
+    make: Callable[[], SyncTarget], n: int, round_no: int, *, shared: bool = False
+) -> float:
+    """4 threads of concurrent sets: one shared store, or a target (connection) each."""
     targets = [make() for _ in range(4)]
     per = n // 4
 
@@ -108,8 +113,9 @@ def _threaded(make: Callable[[], SyncTarget], n: int, round_no: int) -> float:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    for target in targets:
-        target.close()
+    if not shared:
+        for target in targets:
+            target.close()
     return per * 4 / elapsed
 
 
@@ -143,7 +149,7 @@ def run_dialect(dialect: str, ops: int, rounds: int, cleanup_rows: int, workdir:
                     op = _workloads(target, ops, round_no)[workload]
                     _record(results, workload, target.name, *_time(op, ops))
             _record(results, "4 threads set", "statestore",
-                    _threaded(lambda: shared, ops, round_no), [])  # fmt: skip
+                    _threaded(lambda: shared, ops, round_no, shared=True), [])  # fmt: skip
             _record(
                 results, "4 threads set", targets[1].name,
                 _threaded(lambda: raw_factory(make_url(url)), ops, round_no), [],

@@ -119,7 +119,8 @@ class RawTarget:
         row, task = _ids(self.name, key)
         now = self._now()
         self.cursor.execute(
-            self.upsert, (row, task, self.name, "run", "task", -1, key, json.dumps(value), None, now)
+            self.upsert,
+            (row, task, self.name, "run", "task", -1, key, json.dumps(value), None, now),
         )
 
     def get(self, key: str) -> Any:
@@ -152,8 +153,13 @@ def raw_psycopg(url: URL) -> RawTarget:
     import psycopg
 
     conn = psycopg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        dbname=url.database, autocommit=True, **_pg_options(url),
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+        **_pg_options(url),
     )
     return RawTarget("postgresql", conn, "raw_psycopg")
 
@@ -167,8 +173,13 @@ def raw_pymysql(url: URL) -> RawTarget:
     import pymysql
 
     conn = pymysql.connect(
-        host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
-        database=url.database, autocommit=True, charset="utf8mb4",
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+        autocommit=True,
+        charset="utf8mb4",
     )
     return RawTarget("mysql", conn, "raw_pymysql")
 

@@ -255,9 +255,10 @@ class MetastoreStateBackend(BaseStateBackend):
     def _idle_connections(self) -> IdleConnections:
         idle = self._idle
         if idle is None:
+            engine = self.engine  # outside the lock: creating it takes the same lock
             with self._lock:
                 if self._idle is None:
-                    self._idle = IdleConnections(self.engine, keep=8)
+                    self._idle = IdleConnections(engine, keep=8)
                 idle = self._idle
         return idle
 

@@ -1,0 +1,28 @@
+"""A backend or store used again after close() reopens its engines instead of hanging."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL
+
+from statestore import StateStore
+from statestore.scopes import TaskScope
+
+SCOPE = TaskScope("d", "r", "t")
+
+
+def test_use_after_close_reopens(migrated_url: URL) -> None:
+    store = StateStore(migrated_url.render_as_string(hide_password=False))
+    store.task_state(SCOPE).set("k", 1)
+    store.close()
+    store.task_state(SCOPE).set("k", 2)  # used to deadlock on the backend's lock
+    assert store.task_state(SCOPE).get("k") == 2
+    store.close()
+
+
+async def test_async_use_after_aclose_reopens(migrated_url: URL) -> None:
+    store = StateStore(migrated_url.render_as_string(hide_password=False))
+    await store.task_state(SCOPE).aset("k", 1)
+    await store.aclose()
+    await store.task_state(SCOPE).aset("k", 2)
+    assert await store.task_state(SCOPE).aget("k") == 2
+    await store.aclose()
