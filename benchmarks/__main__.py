@@ -28,8 +28,14 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from benchmarks import async_targets, cleanup_bench
-from benchmarks.targets import SyncTarget, StatestoreTarget, build_sync_targets, raw_psycopg
-from benchmarks.targets import raw_pymysql, raw_sqlite
+from benchmarks.targets import (
+    StatestoreTarget,
+    SyncTarget,
+    build_sync_targets,
+    raw_psycopg,
+    raw_pymysql,
+    raw_sqlite,
+)
 from statestore.metastore import upgrade
 
 VALUE = {"status": "running", "rows": 123456, "note": "x" * 84}  # 128 bytes as JSON
@@ -198,7 +204,10 @@ def _summary(results: Results, dialect: str) -> list[dict[str, Any]]:
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
-    header = f"{'database':<10} {'workload':<22} {'target':<18} {'ops/s':>10} {'p50 µs':>8} {'p99 µs':>8} {'× raw':>6}"
+    header = (
+        f"{'database':<10} {'workload':<22} {'target':<18} {'ops/s':>10} "
+        f"{'p50 µs':>8} {'p99 µs':>8} {'x raw':>6}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:

@@ -9,6 +9,7 @@ the identity, one prepared autocommit statement per operation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -256,10 +257,8 @@ def build_sync_targets(dialect: str, url: str) -> list[SyncTarget]:
     targets: list[SyncTarget] = [StatestoreTarget(url)]
     if dialect == "sqlite":
         targets += [raw_sqlite(parsed), CoreTarget(parsed, dialect)]
-        try:
+        with contextlib.suppress(ImportError):  # diskcache is optional (extra "bench")
             targets.append(DiskcacheTarget())
-        except ImportError:
-            pass
     elif dialect == "postgresql":
         targets += [raw_psycopg(parsed), CoreTarget(parsed, dialect)]
     else:

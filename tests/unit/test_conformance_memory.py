@@ -80,7 +80,7 @@ async def test_the_suite_fails_broken_backends(
         await getattr(AsyncBackendConformance(), test_name)(broken())
 
 
-async def test_both_suites_hold_the_same_tests() -> None:
+def test_both_suites_hold_the_same_tests() -> None:
     sync = {name for name in dir(BackendConformance) if name.startswith("test_")}
     async_ = {name for name in dir(AsyncBackendConformance) if name.startswith("test_")}
     assert sync - {"test_concurrent_writers_from_threads"} == async_ - {
