@@ -33,11 +33,9 @@ __all__ = ["StateStore", "default_store", "set_default_store"]
 def _config_with_url(config: StateStoreConfig | None, url: str | None) -> StateStoreConfig:
     if config is None:
         return StateStoreConfig(database={"url": url}) if url else StateStoreConfig()
-    if url is None:
-        return config
     if not isinstance(config, StateStoreConfig):
         raise InvalidTypeError(f"config must be a StateStoreConfig, not {type(config).__name__}")
-    return config.with_database_url(url)
+    return config if url is None else config.with_database_url(url)
 
 
 def _build_worker(config: StateStoreConfig) -> BaseStateBackend | None:

@@ -26,3 +26,22 @@ async def test_async_use_after_aclose_reopens(migrated_url: URL) -> None:
     await store.task_state(SCOPE).aset("k", 2)
     assert await store.task_state(SCOPE).aget("k") == 2
     await store.aclose()
+
+
+def test_no_arguments_uses_sqlite_in_the_working_directory() -> None:
+    from pathlib import Path
+
+    with StateStore() as store:
+        store.task_state(SCOPE).set("k", 1)
+        assert store.task_state(SCOPE).get("k") == 1
+    assert Path("statestore.db").is_file()  # tests run in a temporary working directory
+
+
+def test_config_must_be_a_config() -> None:
+    import pytest
+
+    from statestore import InMemoryStateBackend
+    from statestore.exceptions import InvalidTypeError
+
+    with pytest.raises(InvalidTypeError):
+        StateStore(config={"state_store": {}}, backend=InMemoryStateBackend())  # type: ignore[arg-type]
