@@ -54,11 +54,12 @@ class AsyncIdleConnections:
 async def execute(family: str, driver: Any, sql: str, params: Any, *, fetch: bool) -> Any:
     """Run one statement; return the first column of the first row, or the rowcount."""
     if family == "sqlite":
-        async with driver.execute(sql, params) as cursor:
-            if fetch:
-                row = await cursor.fetchone()
-                return None if row is None else row[0]
-            return cursor.rowcount
+        # Every aiosqlite call is a hop to its worker thread: one hop per operation.
+        if fetch:
+            rows = await driver.execute_fetchall(sql, params)
+            return rows[0][0] if rows else None
+        cursor = await driver.execute(sql, params)
+        return cursor.rowcount
     async with driver.cursor() as cursor:
         await cursor.execute(sql, params)
         if fetch:
