@@ -209,10 +209,11 @@ class MetastoreStateBackend(BaseStateBackend):
     def _run(self, plan: plans.Plan) -> Any:
         if self._own_engine:
             return self._run_fast(plan)
-        # A host's engine: its own transaction settings, so go through SQLAlchemy.
-        with translate_errors(self._sync_url), self.engine.connect() as conn:
-            if not self._schema_ready:
-                self._ensure_schema(conn)
+        # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
+        # transaction of our own that commits (a plain connect() would roll back).
+        if not self._schema_ready:
+            self.ensure_schema()
+        with translate_errors(self._sync_url), self.engine.begin() as conn:
             if plan.kind == "asset_write":
                 if conn.execute(plan.statement, plan.params).rowcount:
                     return None
@@ -275,6 +276,12 @@ class MetastoreStateBackend(BaseStateBackend):
         with translate_errors(self._sync_url, engine.dialect.loaded_dbapi):
             raise exc
 
+    def _savepoints(self, host: bool) -> bool:
+        """Whether a failed insert must be contained: a host's transactional engine on
+        PostgreSQL, where it would abort the surrounding transaction. Our own engines
+        run in autocommit, where a savepoint is not even allowed."""
+        return host and self._family == "postgresql"
+
     def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> None:
         # The one INSERT … SELECT matched no active, registered asset: find out why.
         found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
@@ -283,7 +290,12 @@ class MetastoreStateBackend(BaseStateBackend):
                 self._statements, plan.scope, self._auto_register, utcnow()
             )
             try:
-                conn.execute(register.statement, register.params)
+                # On a host's transactional PostgreSQL engine a failed insert would abort
+                # the surrounding transaction: contain it in a savepoint there.
+                host = not self._own_engine
+                guard = conn.begin_nested() if self._savepoints(host) else contextlib.nullcontext()
+                with guard:
+                    conn.execute(register.statement, register.params)
             except sa_exc.IntegrityError as exc:
                 raise plans.uri_taken(plan.scope) from exc
         found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
@@ -319,10 +331,10 @@ class MetastoreStateBackend(BaseStateBackend):
     async def _arun(self, plan: plans.Plan) -> Any:
         if self._host_async_engine is None:
             return await self._arun_fast(plan)
+        if not self._schema_ready:
+            await self.aensure_schema()
         with translate_errors(self._async_url):
-            async with self.async_engine.connect() as conn:
-                if not self._schema_ready:
-                    await self._aensure_schema(conn)
+            async with self.async_engine.begin() as conn:
                 if plan.kind == "asset_write":
                     return await self._aasset_write(conn, plan)
                 result = await conn.execute(plan.statement, plan.params)
@@ -382,7 +394,11 @@ class MetastoreStateBackend(BaseStateBackend):
                 self._statements, plan.scope, self._auto_register, utcnow()
             )
             try:
-                await conn.execute(register.statement, register.params)
+                if self._savepoints(self._host_async_engine is not None):
+                    async with conn.begin_nested():
+                        await conn.execute(register.statement, register.params)
+                else:
+                    await conn.execute(register.statement, register.params)
             except sa_exc.IntegrityError as exc:
                 raise plans.uri_taken(plan.scope) from exc
         found = (await conn.execute(*plans.find_asset(self._statements, plan.scope))).first()

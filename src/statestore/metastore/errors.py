@@ -45,6 +45,29 @@ def _dbapi_classes(dbapi: Any) -> tuple[type[BaseException], ...]:
     return tuple(cls for cls in found if isinstance(cls, type))
 
 
+def _unavailable(exc: BaseException, url: URL) -> BackendUnavailableError:
+    return BackendUnavailableError(f"{describe_url(url)} is unavailable: {_reason(exc, url)}")
+
+
+def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
+    """The statestore error for a driver error (``None``: let it pass unchanged).
+
+    The same rules whether SQLAlchemy wrapped the error or a DBAPI cursor raised it.
+    """
+    reason = _reason(exc, url)
+    if _MISSING_TABLE.search(reason):
+        return SchemaOutOfDateError(
+            f"the {describe_url(url)} has no statestore tables ({reason}); "
+            "run `statestore db upgrade` first"
+        )
+    if type(exc).__name__ == "ProgrammingError":  # a bug of ours, not the server's state
+        return None
+    return _unavailable(exc, url)
+
+
+_SA_ERRORS = (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.InterfaceError)
+
+
 @contextmanager
 def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
     """Re-raise connection-level driver errors as ``BackendUnavailableError`` and a
@@ -53,36 +76,16 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
     ``dbapi``: the driver module, for code that runs on DBAPI cursors directly, whose
     errors SQLAlchemy has not wrapped.
     """
-    raw_errors = _dbapi_classes(dbapi)
+    driver_errors: tuple[type[BaseException], ...] = (*_SA_ERRORS, *_dbapi_classes(dbapi))
     try:
         yield
     except StateStoreError:
         raise  # already translated (nested boundaries), or ours to begin with
-    except raw_errors as exc:
-        reason = _reason(exc, url)
-        if _MISSING_TABLE.search(reason):
-            raise SchemaOutOfDateError(
-                f"the {describe_url(url)} has no statestore tables ({reason}); "
-                "run `statestore db upgrade` first"
-            ) from exc
-        if type(exc).__name__ == "ProgrammingError":
+    except driver_errors as exc:
+        translated = _translated(exc, url)
+        if translated is None:
             raise
-        raise BackendUnavailableError(f"{describe_url(url)} is unavailable: {reason}") from exc
-    except (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.InterfaceError) as exc:
-        reason = _reason(exc, url)
-        if _MISSING_TABLE.search(reason):
-            raise SchemaOutOfDateError(
-                f"the {describe_url(url)} has no statestore tables ({reason}); "
-                "run `statestore db upgrade` first"
-            ) from exc
-        if isinstance(exc, sa_exc.ProgrammingError):
-            raise
-        raise BackendUnavailableError(f"{describe_url(url)} is unavailable: {reason}") from exc
-    except (sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
-        raise BackendUnavailableError(
-            f"{describe_url(url)} is unavailable: {_reason(exc, url)}"
-        ) from exc
-    except OSError as exc:  # a socket error that escaped the driver's own wrapping
-        raise BackendUnavailableError(
-            f"{describe_url(url)} is unavailable: {_reason(exc, url)}"
-        ) from exc
+        raise translated from exc
+    except (sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError) as exc:
+        # OSError: a socket error that escaped the driver's own wrapping.
+        raise _unavailable(exc, url) from exc
