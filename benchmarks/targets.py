@@ -185,6 +185,18 @@ def raw_pymysql(url: URL) -> RawTarget:
     return RawTarget("mysql", conn, "raw_pymysql")
 
 
+def raw_mysqlclient(url: URL) -> RawTarget:
+    """mysqlclient (C), when installed: the fastest MySQL driver, for a second ratio."""
+    import MySQLdb
+
+    conn = MySQLdb.connect(
+        host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
+        database=url.database, autocommit=True, charset="utf8mb4",
+    )  # fmt: skip
+    target = RawTarget("mysql", conn, "raw_mysqlclient")
+    return target
+
+
 class CoreTarget:
     """Plain SQLAlchemy Core, the way most code is written: ``engine.begin()`` per call."""
 
@@ -263,4 +275,6 @@ def build_sync_targets(dialect: str, url: str) -> list[SyncTarget]:
         targets += [raw_psycopg(parsed), CoreTarget(parsed, dialect)]
     else:
         targets += [raw_pymysql(parsed), CoreTarget(parsed, dialect)]
+        with contextlib.suppress(ImportError):  # mysqlclient needs C headers to install
+            targets.append(raw_mysqlclient(parsed))
     return targets
