@@ -9,12 +9,22 @@ parameters as the sync hot path. Still one statement, one round trip, really asy
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["AsyncIdleConnections", "execute"]
+__all__ = ["AsyncIdleConnections", "driver_module", "execute"]
+
+
+def driver_module(family: str) -> Any:
+    """The async driver's module (or its errors module), for translating its errors."""
+    name = {"sqlite": "sqlite3", "postgresql": "psycopg", "mysql": "asyncmy.errors"}[family]
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - the extra is not installed
+        return None
 
 
 class AsyncIdleConnections:

@@ -369,7 +369,7 @@ class MetastoreStateBackend(BaseStateBackend):
                 await idle.discard(connection, exc)
             else:
                 await idle.release(connection)
-            with translate_errors(self._async_url, _driver_module(self._family)):
+            with translate_errors(self._async_url, async_hotpath.driver_module(self._family)):
                 raise
         await idle.release(connection)
         if plan.kind == "asset_write" and not result:
@@ -490,14 +490,3 @@ class MetastoreStateBackend(BaseStateBackend):
                 await idle.aclose()
             await engine.dispose()
         self.close()
-
-
-def _driver_module(family: str) -> Any:
-    """The async driver module of a dialect family, for translating its errors."""
-    import importlib  # noqa: PLC0415
-
-    name = {"sqlite": "sqlite3", "postgresql": "psycopg", "mysql": "asyncmy.errors"}[family]
-    try:
-        return importlib.import_module(name)
-    except ImportError:  # pragma: no cover - the extra is not installed
-        return None
