@@ -22,6 +22,7 @@ class TcpProxy:
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)  # close() does not wake a blocked accept() on Linux
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._requests = 0
@@ -78,8 +79,11 @@ class TcpProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             if self._refusing:
                 client.close()
                 continue

@@ -9,6 +9,7 @@ parameters as the sync hot path. Still one statement, one round trip, really asy
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -53,6 +54,13 @@ class AsyncIdleConnections:
     async def discard(self, connection: Any, error: BaseException) -> None:
         """Throw a broken connection away (the pool opens a new one when needed)."""
         await greenlet_spawn(connection.invalidate, error)
+
+    async def discard_all(self) -> None:
+        """Throw away every idle connection (after one was found dead)."""
+        while self._idle:
+            connection = self._idle.pop()
+            with contextlib.suppress(Exception):  # it is being thrown away anyway
+                await greenlet_spawn(connection.invalidate)
 
     async def aclose(self) -> None:
         """Return every idle connection to the pool."""

@@ -46,6 +46,26 @@ if TYPE_CHECKING:
 
 __all__ = ["MetastoreStateBackend"]
 
+
+def _looks_dropped(exc: BaseException) -> bool:
+    """A connection that went away, by the drivers' own words (async adapters do not
+    always map raw driver errors to SQLAlchemy's disconnect check)."""
+    text = str(exc).lower()
+    return any(
+        marker in text
+        for marker in ("closed", "lost connection", "gone away", "broken pipe", "reset by peer",
+                       "connection refused", "terminat", "eof")
+    )  # fmt: skip
+
+
+class _DroppedConnectionError(Exception):
+    """The connection died under a statement (server restart, network cut)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 _loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -227,13 +247,35 @@ class MetastoreStateBackend(BaseStateBackend):
         compiled = self._compiled.get(id(plan.statement))
         if compiled is None:
             compiled = self._compile(plan)
+        parameters = compiled.parameters(plan.params)
+        try:
+            result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
+        except _DroppedConnectionError:
+            # Every hot-path statement is idempotent (a read, an upsert, a delete), so
+            # one retry on a fresh connection is safe. Idle and pooled connections are
+            # likely stale too (a server restart): drop them all first.
+            self._idle_connections().discard_all()
+            self.engine.dispose()  # checked-out connections close when they come back
+            try:
+                result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
+            except _DroppedConnectionError as again:
+                with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
+                    raise again.error from None
+        if plan.kind == "asset_write" and not result:
+            with translate_errors(self._sync_url), self.engine.connect() as conn:
+                self._asset_write_slow(conn, plan)
+        return result if plan.kind == "read" else None
+
+    def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+        """One statement on an idle connection: the first column of the row, or rowcount."""
         idle = self._idle_connections()
-        connection = idle.acquire()
+        with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
+            connection = idle.acquire()  # may connect: a refused connection is translated
         cursor = None
         try:
             cursor = connection.cursor()
-            cursor.execute(compiled.sql, compiled.parameters(plan.params))
-            if plan.kind == "read":
+            cursor.execute(sql, parameters)
+            if fetch:
                 row = cursor.fetchone()
                 result = None if row is None else row[0]
             else:
@@ -243,10 +285,7 @@ class MetastoreStateBackend(BaseStateBackend):
             self._fail(connection, cursor, exc)
             raise  # pragma: no cover - _fail always raises
         idle.release(connection)
-        if plan.kind == "asset_write" and not result:
-            with translate_errors(self._sync_url), self.engine.connect() as conn:
-                self._asset_write_slow(conn, plan)
-        return result if plan.kind == "read" else None
+        return result
 
     def _compile(self, plan: plans.Plan) -> CompiledStatement:
         compiled = compile_statement(plan.statement, self.engine.dialect, list(plan.params))
@@ -268,6 +307,7 @@ class MetastoreStateBackend(BaseStateBackend):
         engine = self.engine
         if engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):  # type: ignore[arg-type]
             connection.invalidate(exc)  # never hand a dead connection out again
+            raise _DroppedConnectionError(exc)
         else:
             with contextlib.suppress(Exception):
                 if cursor is not None:
@@ -349,15 +389,35 @@ class MetastoreStateBackend(BaseStateBackend):
         if compiled is None:
             compiled = compile_statement(plan.statement, engine.dialect, list(plan.params))
             self._acompiled[key] = compiled
+        parameters = compiled.parameters(plan.params)
+        fetch = plan.kind == "read"
+        try:
+            result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
+        except _DroppedConnectionError:
+            # Idempotent statements only (see _run_fast): retry once, on a fresh connection.
+            await self._async_idle(engine).discard_all()
+            await engine.dispose()
+            try:
+                result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
+            except _DroppedConnectionError as again:
+                with translate_errors(self._async_url, async_hotpath.driver_module(self._family)):
+                    raise again.error from None
+        if plan.kind == "asset_write" and not result:
+            with translate_errors(self._async_url):
+                async with engine.connect() as conn:
+                    await self._aasset_write(conn, plan)
+        return result if fetch else None
+
+    async def _aexecute(
+        self, engine: AsyncEngine, sql: str, parameters: Any, *, fetch: bool
+    ) -> Any:
         idle = self._async_idle(engine)
-        connection = await idle.acquire()
+        errors = async_hotpath.driver_module(self._family)
+        with translate_errors(self._async_url, errors):
+            connection = await idle.acquire()
         try:
             result = await async_hotpath.execute(
-                self._family,
-                connection.driver_connection,
-                compiled.sql,
-                compiled.parameters(plan.params),
-                fetch=plan.kind == "read",
+                self._family, connection.driver_connection, sql, parameters, fetch=fetch
             )
         except Exception as exc:
             # Raw driver errors may not be recognised by the adapted dialect; any
@@ -367,16 +427,14 @@ class MetastoreStateBackend(BaseStateBackend):
             disconnected = engine.dialect.is_disconnect(exc, dbapi_connection, None)  # type: ignore[arg-type]
             if connection_level or disconnected:
                 await idle.discard(connection, exc)
+                if disconnected or _looks_dropped(exc):
+                    raise _DroppedConnectionError(exc) from exc
             else:
                 await idle.release(connection)
-            with translate_errors(self._async_url, async_hotpath.driver_module(self._family)):
+            with translate_errors(self._async_url, errors):
                 raise
         await idle.release(connection)
-        if plan.kind == "asset_write" and not result:
-            with translate_errors(self._async_url):
-                async with engine.connect() as conn:
-                    await self._aasset_write(conn, plan)
-        return result if plan.kind == "read" else None
+        return result
 
     def _async_idle(self, engine: AsyncEngine) -> async_hotpath.AsyncIdleConnections:
         idle = self._async_idles.get(engine)

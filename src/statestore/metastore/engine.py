@@ -8,6 +8,7 @@ the few multi-statement operations open an explicit transaction themselves.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -163,6 +164,13 @@ class IdleConnections:
             connection.close()
         else:
             self._idle.append(connection)
+
+    def discard_all(self) -> None:
+        """Throw away every idle connection (after one was found dead)."""
+        while self._idle:
+            connection = self._idle.pop()
+            with contextlib.suppress(Exception):  # it is being thrown away anyway
+                connection.invalidate()
 
     def close(self) -> None:
         """Return every idle connection to the pool (before the engine is disposed)."""

@@ -1,0 +1,95 @@
+"""Dropped connections: one transparent retry, typed errors, recovery without restart.
+
+A loopback proxy sits between the store and the server and cuts every connection (as a
+server restart does) or refuses new ones (as a server that is down does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy.engine import URL
+
+from statestore import BackendUnavailableError
+from statestore.metastore import MetastoreStateBackend
+from statestore.scopes import AssetScope, TaskScope
+from tests.integration.tcp_proxy import TcpProxy
+
+TASK = TaskScope("dag", "run", "task")
+ASSET = AssetScope(name="orders")
+SERVERS = [
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def proxied(migrated_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
+    with TcpProxy(migrated_url.host or "127.0.0.1", migrated_url.port or 0) as proxy:
+        yield proxy, migrated_url.set(host="127.0.0.1", port=proxy.port)
+
+
+@pytest.mark.parametrize("dialect", SERVERS, indirect=True)
+def test_cut_connections_are_retried_once(proxied: tuple[TcpProxy, URL]) -> None:
+    proxy, url = proxied
+    backend = MetastoreStateBackend(url)
+    try:
+        backend.set(TASK, "k", "1")
+        backend.set(ASSET, "k", "1")
+        operations: list[Callable[[], object]] = [
+            lambda: backend.set(TASK, "k", "2"),
+            lambda: backend.get(TASK, "k"),
+            lambda: backend.delete(TASK, "gone"),
+            lambda: backend.set(ASSET, "k", "2"),
+            lambda: backend.clear(TaskScope("x", "y", "z")),
+        ]
+        for op in operations:
+            proxy.cut_all()  # every pooled connection dies, as in a server restart
+            op()  # ... and the operation still succeeds, on a new connection
+        assert backend.get(TASK, "k") == "2"
+        assert backend.get(ASSET, "k") == "2"
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("dialect", SERVERS, indirect=True)
+def test_server_down_is_typed_and_recovers(proxied: tuple[TcpProxy, URL]) -> None:
+    proxy, url = proxied
+    backend = MetastoreStateBackend(url)
+    try:
+        backend.set(TASK, "k", "1")
+        proxy.refuse()
+        proxy.cut_all()
+        with pytest.raises(BackendUnavailableError) as info:
+            backend.get(TASK, "k")
+        assert "127.0.0.1" in str(info.value)
+        proxy.refuse(False)
+        assert backend.get(TASK, "k") == "1"  # the same backend works again, no restart
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("dialect", SERVERS, indirect=True)
+async def test_async_cut_connections_are_retried_once(proxied: tuple[TcpProxy, URL]) -> None:
+    proxy, url = proxied
+    backend = MetastoreStateBackend(url)
+    try:
+        await backend.aset(TASK, "k", "1")
+        proxy.cut_all()
+        await backend.aset(TASK, "k", "2")
+        proxy.cut_all()
+        assert await backend.aget(TASK, "k") == "2"
+        proxy.refuse()
+        proxy.cut_all()
+        with pytest.raises(BackendUnavailableError):
+            await backend.aget(TASK, "k")
+        proxy.refuse(False)
+        assert await backend.aget(TASK, "k") == "2"
+    finally:
+        await backend.aclose()
