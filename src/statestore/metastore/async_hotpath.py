@@ -9,14 +9,16 @@ parameters as the sync hot path. Still one statement, one round trip, really asy
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import weakref
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["AsyncIdleConnections", "driver_module", "execute"]
+__all__ = ["AsyncIdleConnections", "driver_module", "execute", "loop_lock"]
 
 
 def driver_module(family: str) -> Any:
@@ -84,3 +86,17 @@ async def execute(family: str, driver: Any, sql: str, params: Any, *, fetch: boo
             row = await cursor.fetchone()
             return None if row is None else row[0]
         return cursor.rowcount
+
+
+_LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def loop_lock() -> asyncio.Lock:
+    """One schema lock per event loop, shared by every backend on it."""
+    loop = asyncio.get_running_loop()
+    lock = _LOOP_LOCKS.get(loop)
+    if lock is None:
+        lock = _LOOP_LOCKS[loop] = asyncio.Lock()
+    return lock

@@ -25,11 +25,13 @@ from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.metastore import async_hotpath, maintenance, plans
 from statestore.metastore.compiled import CompiledStatement, compile_statement
 from statestore.metastore.engine import (
+    DroppedConnectionError,
     IdleConnections,
     create_async_state_engine,
     create_sync_state_engine,
     derive_urls,
     dialect_family,
+    looks_dropped,
 )
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.maintenance import AssetInfo
@@ -45,39 +47,6 @@ if TYPE_CHECKING:
     from statestore.config import StateStoreConfig
 
 __all__ = ["MetastoreStateBackend"]
-
-
-def _looks_dropped(exc: BaseException) -> bool:
-    """A connection that went away, by the drivers' own words (async adapters do not
-    always map raw driver errors to SQLAlchemy's disconnect check)."""
-    text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in ("closed", "lost connection", "gone away", "broken pipe", "reset by peer",
-                       "connection refused", "terminat", "eof")
-    )  # fmt: skip
-
-
-class _DroppedConnectionError(Exception):
-    """The connection died under a statement (server restart, network cut)."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _loop_lock() -> asyncio.Lock:
-    """One schema lock per event loop, shared by every backend on it."""
-    loop = asyncio.get_running_loop()
-    lock = _loop_locks.get(loop)
-    if lock is None:
-        lock = _loop_locks[loop] = asyncio.Lock()
-    return lock
 
 
 class MetastoreStateBackend(BaseStateBackend):
@@ -192,7 +161,7 @@ class MetastoreStateBackend(BaseStateBackend):
     async def _aensure_schema(self, connection: AsyncConnection) -> None:
         # One task per loop at a time: a task blocked on the threading lock inside
         # run_sync would block the loop that the lock holder needs to finish.
-        async with _loop_lock():
+        async with async_hotpath.loop_lock():
             if not self._schema_ready:
                 await connection.run_sync(self._ensure_schema)
 
@@ -250,7 +219,7 @@ class MetastoreStateBackend(BaseStateBackend):
         parameters = compiled.parameters(plan.params)
         try:
             result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
-        except _DroppedConnectionError:
+        except DroppedConnectionError:
             # Every hot-path statement is idempotent (a read, an upsert, a delete), so
             # one retry on a fresh connection is safe. Idle and pooled connections are
             # likely stale too (a server restart): drop them all first.
@@ -258,7 +227,7 @@ class MetastoreStateBackend(BaseStateBackend):
             self.engine.dispose()  # checked-out connections close when they come back
             try:
                 result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
-            except _DroppedConnectionError as again:
+            except DroppedConnectionError as again:
                 with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
                     raise again.error from None
         if plan.kind == "asset_write" and not result:
@@ -307,7 +276,7 @@ class MetastoreStateBackend(BaseStateBackend):
         engine = self.engine
         if engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):  # type: ignore[arg-type]
             connection.invalidate(exc)  # never hand a dead connection out again
-            raise _DroppedConnectionError(exc)
+            raise DroppedConnectionError(exc)
         else:
             with contextlib.suppress(Exception):
                 if cursor is not None:
@@ -393,13 +362,13 @@ class MetastoreStateBackend(BaseStateBackend):
         fetch = plan.kind == "read"
         try:
             result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
-        except _DroppedConnectionError:
+        except DroppedConnectionError:
             # Idempotent statements only (see _run_fast): retry once, on a fresh connection.
             await self._async_idle(engine).discard_all()
             await engine.dispose()
             try:
                 result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
-            except _DroppedConnectionError as again:
+            except DroppedConnectionError as again:
                 with translate_errors(self._async_url, async_hotpath.driver_module(self._family)):
                     raise again.error from None
         if plan.kind == "asset_write" and not result:
@@ -427,8 +396,8 @@ class MetastoreStateBackend(BaseStateBackend):
             disconnected = engine.dialect.is_disconnect(exc, dbapi_connection, None)  # type: ignore[arg-type]
             if connection_level or disconnected:
                 await idle.discard(connection, exc)
-                if disconnected or _looks_dropped(exc):
-                    raise _DroppedConnectionError(exc) from exc
+                if disconnected or looks_dropped(exc):
+                    raise DroppedConnectionError(exc) from exc
             else:
                 await idle.release(connection)
             with translate_errors(self._async_url, errors):

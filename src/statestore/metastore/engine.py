@@ -20,11 +20,13 @@ from statestore.exceptions import ConfigError
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
+    "DroppedConnectionError",
     "IdleConnections",
     "create_async_state_engine",
     "create_sync_state_engine",
     "derive_urls",
     "dialect_family",
+    "looks_dropped",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -177,3 +179,22 @@ class IdleConnections:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def looks_dropped(exc: BaseException) -> bool:
+    """A connection that went away, by the drivers' own words (async adapters do not
+    always map raw driver errors to SQLAlchemy's disconnect check)."""
+    text = str(exc).lower()
+    return any(
+        marker in text
+        for marker in ("closed", "lost connection", "gone away", "broken pipe", "reset by peer",
+                       "connection refused", "terminat", "eof")
+    )  # fmt: skip
+
+
+class DroppedConnectionError(Exception):
+    """The connection died under a statement (server restart, network cut)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
