@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import weakref
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.util import greenlet_spawn
 __all__ = ["AsyncIdleConnections", "driver_module", "execute", "loop_lock"]
 
 
+@functools.cache
 def driver_module(family: str) -> Any:
     """The async driver's module (or its errors module), for translating its errors."""
     name = {"sqlite": "sqlite3", "postgresql": "psycopg", "mysql": "asyncmy.errors"}[family]

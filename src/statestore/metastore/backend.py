@@ -16,13 +16,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
-from statestore.metastore import async_hotpath, maintenance, plans
+from statestore.metastore import async_hotpath, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, compile_statement
 from statestore.metastore.engine import (
     DroppedConnectionError,
@@ -76,7 +75,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._statements = build_statements(self._family)
         self._compiled: dict[int, CompiledStatement] = {}
         self._idle: IdleConnections | None = None
-        self._acompiled: dict[tuple[int, str], CompiledStatement] = {}
+        self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
         self._async_idles: weakref.WeakKeyDictionary[
             AsyncEngine, async_hotpath.AsyncIdleConnections
         ] = weakref.WeakKeyDictionary()
@@ -213,9 +212,7 @@ class MetastoreStateBackend(BaseStateBackend):
     def _run_fast(self, plan: plans.Plan) -> Any:
         if not self._schema_ready:
             self.ensure_schema()
-        compiled = self._compiled.get(id(plan.statement))
-        if compiled is None:
-            compiled = self._compile(plan)
+        compiled = _compiled(self._compiled, plan, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
         try:
             result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
@@ -238,8 +235,11 @@ class MetastoreStateBackend(BaseStateBackend):
     def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
         """One statement on an idle connection: the first column of the row, or rowcount."""
         idle = self._idle_connections()
-        with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
+        try:
             connection = idle.acquire()  # may connect: a refused connection is translated
+        except Exception:
+            with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
+                raise
         cursor = None
         try:
             cursor = connection.cursor()
@@ -255,11 +255,6 @@ class MetastoreStateBackend(BaseStateBackend):
             raise  # pragma: no cover - _fail always raises
         idle.release(connection)
         return result
-
-    def _compile(self, plan: plans.Plan) -> CompiledStatement:
-        compiled = compile_statement(plan.statement, self.engine.dialect, list(plan.params))
-        self._compiled[id(plan.statement)] = compiled
-        return compiled
 
     def _idle_connections(self) -> IdleConnections:
         idle = self._idle
@@ -292,25 +287,10 @@ class MetastoreStateBackend(BaseStateBackend):
         return host and self._family == "postgresql"
 
     def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> None:
-        # The one INSERT … SELECT matched no active, registered asset: find out why.
-        found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
-        if found is None:
-            register = plans.register_asset(
-                self._statements, plan.scope, self._auto_register, utcnow()
-            )
-            try:
-                # On a host's transactional PostgreSQL engine a failed insert would abort
-                # the surrounding transaction: contain it in a savepoint there.
-                host = not self._own_engine
-                guard = conn.begin_nested() if self._savepoints(host) else contextlib.nullcontext()
-                with guard:
-                    conn.execute(register.statement, register.params)
-            except sa_exc.IntegrityError as exc:
-                raise plans.uri_taken(plan.scope) from exc
-        found = conn.execute(*plans.find_asset(self._statements, plan.scope)).first()
-        plans.check_writable(plan.scope, found)
-        if not conn.execute(plan.statement, plan.params).rowcount:
-            plans.check_writable(plan.scope, None)
+        registry.write_after_miss(
+            conn, self._statements, plan, self._auto_register,
+            savepoint=self._savepoints(host=not self._own_engine),
+        )  # fmt: skip
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
         result: str | None = self._run(plans.get(self._statements, scope, key, utcnow()))
@@ -345,7 +325,9 @@ class MetastoreStateBackend(BaseStateBackend):
         with translate_errors(self._async_url):
             async with self.async_engine.begin() as conn:
                 if plan.kind == "asset_write":
-                    return await self._aasset_write(conn, plan)
+                    if (await conn.execute(plan.statement, plan.params)).rowcount:
+                        return None
+                    return await self._aasset_write_slow(conn, plan)
                 result = await conn.execute(plan.statement, plan.params)
                 return result.scalar() if plan.kind == "read" else None
 
@@ -353,11 +335,7 @@ class MetastoreStateBackend(BaseStateBackend):
         engine = self.async_engine
         if not self._schema_ready:
             await self.aensure_schema()
-        key = (id(plan.statement), "async")
-        compiled = self._acompiled.get(key)
-        if compiled is None:
-            compiled = compile_statement(plan.statement, engine.dialect, list(plan.params))
-            self._acompiled[key] = compiled
+        compiled = _compiled(self._acompiled, plan, engine.dialect)
         parameters = compiled.parameters(plan.params)
         fetch = plan.kind == "read"
         try:
@@ -374,7 +352,7 @@ class MetastoreStateBackend(BaseStateBackend):
         if plan.kind == "asset_write" and not result:
             with translate_errors(self._async_url):
                 async with engine.connect() as conn:
-                    await self._aasset_write(conn, plan)
+                    await self._aasset_write_slow(conn, plan)
         return result if fetch else None
 
     async def _aexecute(
@@ -382,8 +360,11 @@ class MetastoreStateBackend(BaseStateBackend):
     ) -> Any:
         idle = self._async_idle(engine)
         errors = async_hotpath.driver_module(self._family)
-        with translate_errors(self._async_url, errors):
+        try:
             connection = await idle.acquire()
+        except Exception:
+            with translate_errors(self._async_url, errors):
+                raise
         try:
             result = await async_hotpath.execute(
                 self._family, connection.driver_connection, sql, parameters, fetch=fetch
@@ -412,26 +393,11 @@ class MetastoreStateBackend(BaseStateBackend):
             self._async_idles[engine] = idle
         return idle
 
-    async def _aasset_write(self, conn: AsyncConnection, plan: plans.Plan) -> None:
-        if (await conn.execute(plan.statement, plan.params)).rowcount:
-            return
-        found = (await conn.execute(*plans.find_asset(self._statements, plan.scope))).first()
-        if found is None:
-            register = plans.register_asset(
-                self._statements, plan.scope, self._auto_register, utcnow()
-            )
-            try:
-                if self._savepoints(self._host_async_engine is not None):
-                    async with conn.begin_nested():
-                        await conn.execute(register.statement, register.params)
-                else:
-                    await conn.execute(register.statement, register.params)
-            except sa_exc.IntegrityError as exc:
-                raise plans.uri_taken(plan.scope) from exc
-        found = (await conn.execute(*plans.find_asset(self._statements, plan.scope))).first()
-        plans.check_writable(plan.scope, found)
-        if not (await conn.execute(plan.statement, plan.params)).rowcount:
-            plans.check_writable(plan.scope, None)
+    async def _aasset_write_slow(self, conn: AsyncConnection, plan: plans.Plan) -> None:
+        await registry.awrite_after_miss(
+            conn, self._statements, plan, self._auto_register,
+            savepoint=self._savepoints(host=self._host_async_engine is not None),
+        )  # fmt: skip
 
     async def aget(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
@@ -517,3 +483,15 @@ class MetastoreStateBackend(BaseStateBackend):
                 await idle.aclose()
             await engine.dispose()
         self.close()
+
+
+def _compiled(
+    cache: dict[int, CompiledStatement], plan: plans.Plan, dialect: Dialect
+) -> CompiledStatement:
+    """The statement of ``plan`` compiled for ``dialect``, once per backend."""
+    compiled = cache.get(id(plan.statement))
+    if compiled is None:
+        compiled = cache[id(plan.statement)] = compile_statement(
+            plan.statement, dialect, list(plan.params)
+        )
+    return compiled

@@ -95,10 +95,9 @@ def delete_expired_batches(
     a short batch does not prove the end when another cleanup runs concurrently, and an
     interrupted run has lost only rows that had expired anyway.
     """
-    statement = delete(task_state).where(_EXPIRED) if not batch_size else None
-    if statement is not None:
+    if not batch_size:
         with engine.connect() as conn:
-            yield conn.execute(statement, {"now": now}).rowcount
+            yield conn.execute(delete(task_state).where(_EXPIRED), {"now": now}).rowcount
         return
     batch = _batch_delete(dialect, batch_size)
     while True:

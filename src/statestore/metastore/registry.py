@@ -1,0 +1,65 @@
+"""The slow path of an asset write: the one ``INSERT … SELECT`` matched no active asset.
+
+Then, and only then, find out why: the asset is unknown (register it, or refuse when
+auto-registration is off), its uri belongs to another asset, or it is inactive. The
+sync and async twins differ only by ``await``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from statestore.metastore import plans
+from statestore.metastore.statements import Statements
+from statestore.retention import utcnow
+
+__all__ = ["awrite_after_miss", "write_after_miss"]
+
+
+def write_after_miss(
+    conn: Connection, statements: Statements, plan: plans.Plan, auto_register: bool, *,
+    savepoint: bool,
+) -> None:  # fmt: skip
+    """Register the asset if allowed, then write again; raise the right error otherwise.
+
+    ``savepoint``: contain a refused registration (PostgreSQL aborts the surrounding
+    transaction on a failed insert, which matters on a host's transactional engine).
+    """
+    found = conn.execute(*plans.find_asset(statements, plan.scope)).first()
+    if found is None:
+        register = plans.register_asset(statements, plan.scope, auto_register, utcnow())
+        try:
+            with conn.begin_nested() if savepoint else contextlib.nullcontext():
+                conn.execute(register.statement, register.params)
+        except sa_exc.IntegrityError as exc:
+            raise plans.uri_taken(plan.scope) from exc
+    found = conn.execute(*plans.find_asset(statements, plan.scope)).first()
+    plans.check_writable(plan.scope, found)
+    if not conn.execute(plan.statement, plan.params).rowcount:
+        plans.check_writable(plan.scope, None)
+
+
+async def awrite_after_miss(
+    conn: AsyncConnection, statements: Statements, plan: plans.Plan, auto_register: bool, *,
+    savepoint: bool,
+) -> None:  # fmt: skip
+    """Async twin of :func:`write_after_miss`."""
+    found = (await conn.execute(*plans.find_asset(statements, plan.scope))).first()
+    if found is None:
+        register = plans.register_asset(statements, plan.scope, auto_register, utcnow())
+        try:
+            if savepoint:
+                async with conn.begin_nested():
+                    await conn.execute(register.statement, register.params)
+            else:
+                await conn.execute(register.statement, register.params)
+        except sa_exc.IntegrityError as exc:
+            raise plans.uri_taken(plan.scope) from exc
+    found = (await conn.execute(*plans.find_asset(statements, plan.scope))).first()
+    plans.check_writable(plan.scope, found)
+    if not (await conn.execute(plan.statement, plan.params)).rowcount:
+        plans.check_writable(plan.scope, None)
