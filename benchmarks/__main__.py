@@ -98,6 +98,7 @@ def _workloads(target: SyncTarget, n: int, round_no: int) -> dict[str, Callable[
         "mixed 80/20": lambda i: (
             target.set(f"{prefix}new{i}", VALUE) if i % 5 == 0 else target.get(f"{prefix}new{i}")
         ),
+        "task delete": lambda i: target.delete(f"{prefix}new{i}"),  # last: empties the keys
     }
 
 
@@ -134,7 +135,10 @@ def _record(results: Results, workload: str, target: str, ops: float, lat: list[
     entry["lat"].extend(lat)
 
 
-def run_dialect(dialect: str, ops: int, rounds: int, cleanup_rows: int, workdir: Path) -> Results:
+def run_dialect(
+    dialect: str, ops: int, rounds: int, cleanup: tuple[int, int | None], workdir: Path
+) -> Results:
+    """Every workload on every target for one database; ``cleanup``: (expired, live) rows."""
     url, drop = _fresh_database(dialect, workdir)
     results: Results = {}
     try:
@@ -167,8 +171,8 @@ def run_dialect(dialect: str, ops: int, rounds: int, cleanup_rows: int, workdir:
                 _record(results, workload, target_name, ops_s, lat)
         for target in targets:
             target.close()
-        if cleanup_rows:
-            for name, figures in cleanup_bench.run(url, cleanup_rows, rounds).items():
+        if cleanup[0]:
+            for name, figures in cleanup_bench.run(url, cleanup[0], rounds, cleanup[1]).items():
                 results.setdefault("cleanup (rows/s)", {})[name] = figures
     finally:
         drop()
@@ -235,17 +239,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cleanup-rows", type=int, default=20_000,
                         help="expired rows for the cleanup benchmark (0 = skip)")  # fmt: skip
+    parser.add_argument("--cleanup-live-rows", type=int, default=None,
+                        help="live rows beside the expired ones (default: as many)")  # fmt: skip
     parser.add_argument("--json", default="benchmark-results.json", help="where to write JSON")
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp:
         for dialect in args.dialects.split(","):
             print(f"… {dialect}", file=sys.stderr)
-            results = run_dialect(dialect, args.ops, args.rounds, args.cleanup_rows, Path(tmp))
+            results = run_dialect(
+                dialect,
+                args.ops,
+                args.rounds,
+                (args.cleanup_rows, args.cleanup_live_rows),
+                Path(tmp),
+            )
             rows.extend(_summary(results, dialect))
     _print(rows)
     meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "ops": args.ops, "rounds": args.rounds, "cleanup_rows": args.cleanup_rows}  # fmt: skip
+            "ops": args.ops, "rounds": args.rounds, "cleanup_rows": args.cleanup_rows,
+            "cleanup_live_rows": args.cleanup_live_rows}  # fmt: skip
     Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"\nwrote {args.json}", file=sys.stderr)
     return 0

@@ -58,7 +58,7 @@ async def run_async(
     store = StateStore(config=config)
     state = store.task_state(TaskScope("statestore_async", "run", "task"))
     conn = await _raw_connection(dialect, url)
-    upsert, select = _SQL[dialect]
+    upsert, select, _ = _SQL[dialect]
     name = "raw_async"
 
     async def raw_set(key: str) -> None:

@@ -1,7 +1,7 @@
 """Cleanup throughput and peak memory: statestore against a raw batched DELETE.
 
 Each measurement runs in a fresh process (so its peak RSS is its own) on a table filled
-with ``rows`` expired keys among as many live ones.
+with ``rows`` expired keys spread evenly among ``live`` live ones (default: as many).
 """
 
 from __future__ import annotations
@@ -25,21 +25,23 @@ _FILL = textwrap.dedent(
     from statestore.metastore.tables import task_state
     from statestore.scopes import TaskScope
 
-    url, count = sys.argv[1], int(sys.argv[2])
+    url, expired, live = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    total = expired + live
     backend = MetastoreStateBackend(url)
     past = datetime(2020, 1, 1, tzinfo=timezone.utc)
     future = datetime.now(timezone.utc) + timedelta(days=365)
     with backend.engine.connect() as conn:
         conn.execute(delete(task_state).where(task_state.c.dag_id == "cleanup"))
-        for start in range(0, 2 * count, 5000):
+        for start in range(0, total, 5000):
             rows = []
-            for i in range(start, min(start + 5000, 2 * count)):
+            for i in range(start, min(start + 5000, total)):
+                gone = i * expired // total != (i + 1) * expired // total
                 scope = TaskScope("cleanup", f"run{i // 100}", "task", i % 100)
                 rows.append({
                     "row_id": task_row_id(scope, "k"), "task_digest": task_digest(scope),
                     "dag_id": "cleanup", "run_id": scope.run_id, "task_id": "task",
                     "map_index": scope.map_index, "key": "k", "value": '"x"',
-                    "expires_at": past if i % 2 else future, "updated_at": past,
+                    "expires_at": past if gone else future, "updated_at": past,
                 })
             conn.execute(insert(task_state), rows)
     backend.close()
@@ -100,12 +102,12 @@ def _python(script: str, *args: str) -> str:
     return done.stdout
 
 
-def run(url: str, rows: int, rounds: int) -> dict[str, dict[str, Any]]:
+def run(url: str, rows: int, rounds: int, live: int | None = None) -> dict[str, dict[str, Any]]:
     """Median rows/s and peak RSS per mode."""
     figures: dict[str, list[dict[str, Any]]] = {}
     for _ in range(rounds):
         for mode in ("statestore", "raw batched DELETE", "statestore dry run"):
-            _python(_FILL, url, str(rows))
+            _python(_FILL, url, str(rows), str(rows if live is None else live))
             result = json.loads(_python(_MEASURE, url, mode))
             figures.setdefault(mode, []).append(result)
     summary: dict[str, dict[str, Any]] = {}

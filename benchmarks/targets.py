@@ -30,6 +30,7 @@ class SyncTarget(Protocol):
 
     def set(self, key: str, value: Any) -> None: ...
     def get(self, key: str) -> Any: ...
+    def delete(self, key: str) -> None: ...
     def asset_set(self, key: str, value: Any) -> None: ...
     def asset_get(self, key: str) -> Any: ...
     def close(self) -> None: ...
@@ -62,6 +63,9 @@ class StatestoreTarget:
     def get(self, key: str) -> Any:
         return self.task.get(key)
 
+    def delete(self, key: str) -> None:
+        self.task.delete(key)
+
     def asset_set(self, key: str, value: Any) -> None:
         self.asset.set(key, value)
 
@@ -80,6 +84,7 @@ _SQL = {
         " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
         "SELECT value FROM statestore_task_state WHERE row_id = ?"
         " AND (expires_at IS NULL OR expires_at >= ?)",
+        "DELETE FROM statestore_task_state WHERE row_id = ?",
     ),
     "postgresql": (
         "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
@@ -88,6 +93,7 @@ _SQL = {
         " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
         "SELECT value FROM statestore_task_state WHERE row_id = %s"
         " AND (expires_at IS NULL OR expires_at >= %s)",
+        "DELETE FROM statestore_task_state WHERE row_id = %s",
     ),
     "mysql": (
         "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
@@ -96,6 +102,7 @@ _SQL = {
         " updated_at = VALUES(updated_at)",
         "SELECT value FROM statestore_task_state WHERE row_id = %s"
         " AND (expires_at IS NULL OR expires_at >= %s)",
+        "DELETE FROM statestore_task_state WHERE row_id = %s",
     ),
 }
 
@@ -108,7 +115,7 @@ class RawTarget:
         self.dialect = dialect
         self.conn = connection
         self.cursor = connection.cursor()
-        self.upsert, self.select = _SQL[dialect]
+        self.upsert, self.select, self.delete_sql = _SQL[dialect]
 
     def _now(self) -> Any:
         now = datetime.now(timezone.utc)
@@ -129,6 +136,10 @@ class RawTarget:
         self.cursor.execute(self.select, (row, self._now()))
         found = self.cursor.fetchone()
         return None if found is None else json.loads(found[0])
+
+    def delete(self, key: str) -> None:
+        row, _ = _ids(self.name, key)
+        self.cursor.execute(self.delete_sql, (row,))
 
     # Raw asset state: the same statements on a second identity (no registry to check).
     def asset_set(self, key: str, value: Any) -> None:
@@ -203,13 +214,14 @@ class CoreTarget:
     def __init__(self, url: URL, dialect: str) -> None:
         self.name = "sqlalchemy_core"
         self.engine = create_engine(url)
-        upsert, select = _SQL[dialect]
+        upsert, select, delete_sql = _SQL[dialect]
         marker = "?" if dialect == "sqlite" else "%s"
         names = [f":p{i}" for i in range(10)]
         for name in names:
             upsert = upsert.replace(marker, name, 1)
         self.upsert = text(upsert)
         self.select = text(select.replace(marker, ":p0", 1).replace(marker, ":p1", 1))
+        self.delete_sql = text(delete_sql.replace(marker, ":p0", 1))
         self.dialect = dialect
         self.raw = RawTarget.__new__(RawTarget)
         self.raw.dialect = dialect
@@ -226,6 +238,11 @@ class CoreTarget:
         with self.engine.begin() as conn:
             found = conn.execute(self.select, {"p0": row, "p1": RawTarget._now(self.raw)}).first()
         return None if found is None else json.loads(found[0])
+
+    def delete(self, key: str) -> None:
+        row, _ = _ids(self.name, key)
+        with self.engine.begin() as conn:
+            conn.execute(self.delete_sql, {"p0": row})
 
     def asset_set(self, key: str, value: Any) -> None:
         self.set(f"asset:{key}", value)
@@ -252,6 +269,9 @@ class DiskcacheTarget:
 
     def get(self, key: str) -> Any:
         return self.cache.get(key)
+
+    def delete(self, key: str) -> None:
+        self.cache.delete(key)
 
     def asset_set(self, key: str, value: Any) -> None:
         self.cache.set(f"asset:{key}", value)

@@ -90,6 +90,12 @@ class DatabaseSettings(_Section):
     auto_migrate_sqlite: bool = Field(
         default=True, description="Create/migrate a SQLite schema automatically on first use."
     )
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait of one statement for the database (connecting, a server "
+        "that stopped answering, a locked SQLite file); then BackendUnavailableError.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -15,6 +15,7 @@ from statestore.exceptions import InvalidKeyError, InvalidScopeError, InvalidTyp
 __all__ = [
     "MAX_ASSET_REF_LENGTH",
     "MAX_ID_LENGTH",
+    "MAX_INTEGER_ID",
     "MAX_KEY_LENGTH",
     "AssetScope",
     "StateScope",
@@ -31,6 +32,9 @@ MAX_KEY_LENGTH = 512
 
 MAX_ASSET_REF_LENGTH = 1500
 """Longest asset name or uri, in characters."""
+
+MAX_INTEGER_ID = 2**31 - 1
+"""Largest map index or asset id: a 32-bit INTEGER column on every database."""
 
 
 def _is_utf8(text: str) -> bool:
@@ -97,8 +101,10 @@ class TaskScope:
         # bool is an int subclass; True as a map index is always a mistake.
         if not isinstance(self.map_index, int) or isinstance(self.map_index, bool):
             raise InvalidTypeError(f"map_index must be an int, not {type(self.map_index).__name__}")
-        if self.map_index < -1:
-            raise InvalidScopeError(f"map_index must be >= -1, not {self.map_index}")
+        if not -1 <= self.map_index <= MAX_INTEGER_ID:
+            raise InvalidScopeError(
+                f"map_index must be between -1 and {MAX_INTEGER_ID}, not {self.map_index}"
+            )
 
     def describe(self) -> str:
         """A short human-readable form for messages and logs."""
@@ -126,6 +132,10 @@ class AssetScope:
             not isinstance(self.asset_id, int) or isinstance(self.asset_id, bool)
         ):
             raise InvalidTypeError(f"asset_id must be an int, not {type(self.asset_id).__name__}")
+        if self.asset_id is not None and not 0 <= self.asset_id <= MAX_INTEGER_ID:
+            raise InvalidScopeError(
+                f"asset_id must be between 0 and {MAX_INTEGER_ID}, not {self.asset_id}"
+            )
         if self.name is not None:
             _check_text("asset name", self.name, MAX_ASSET_REF_LENGTH)
         if self.uri is not None:

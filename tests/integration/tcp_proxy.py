@@ -2,7 +2,8 @@
 
 It counts client requests -- a burst of bytes from the client after the server has
 answered -- which is what one network round trip costs, and it can cut every
-connection or refuse new ones to simulate a server going away.
+connection or refuse new ones to simulate a server going away, or stall (accept and
+keep bytes without forwarding them) to simulate a server that stopped answering.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
 from types import TracebackType
 
 __all__ = ["TcpProxy"]
@@ -27,6 +29,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._requests = 0
         self._refusing = False
+        self._stalling = threading.Event()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -57,6 +60,13 @@ class TcpProxy:
     def refuse(self, refusing: bool = True) -> None:
         """Close new connections as soon as they arrive."""
         self._refusing = refusing
+
+    def stall(self, stalling: bool = True) -> None:
+        """Stop forwarding in both directions (connections stay open), or resume."""
+        if stalling:
+            self._stalling.set()
+        else:
+            self._stalling.clear()
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -105,7 +115,10 @@ class TcpProxy:
         last_from_client = False
         try:
             while not self._closed.is_set():
-                for key, _ in selector.select(timeout=0.5):
+                if self._stalling.is_set():
+                    time.sleep(0.02)  # bytes wait in the kernel's buffers
+                    continue
+                for key, _ in selector.select(timeout=0.05):
                     source: socket.socket = key.fileobj  # type: ignore[assignment]
                     data = source.recv(65536)
                     if not data:

@@ -1,11 +1,14 @@
 """Dropped connections: one transparent retry, typed errors, recovery without restart.
 
 A loopback proxy sits between the store and the server and cuts every connection (as a
-server restart does) or refuses new ones (as a server that is down does).
+server restart does), refuses new ones (as a server that is down does), or stalls
+them (as a stopped server or a black-holing firewall does).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -93,3 +96,72 @@ async def test_async_cut_connections_are_retried_once(proxied: tuple[TcpProxy, U
         assert await backend.aget(TASK, "k") == "2"
     finally:
         await backend.aclose()
+
+
+STALL_TIMEOUT = 1.0
+# The watchdog's tick, libpq's 2-second floor on connect_timeout, and a slow machine.
+STALL_BOUND = 5.0
+
+
+@pytest.mark.parametrize("dialect", SERVERS, indirect=True)
+def test_stalled_server_times_out_then_recovers(proxied: tuple[TcpProxy, URL]) -> None:
+    proxy, url = proxied
+    backend = MetastoreStateBackend(url, timeout=STALL_TIMEOUT)
+    try:
+        backend.set(TASK, "k", "1")
+        proxy.stall()  # a connection in use: the statement's deadline cuts it
+        stalled: list[Callable[[], object]] = [
+            lambda: backend.get(TASK, "k"),
+            lambda: backend.set(TASK, "k", "x"),
+        ]
+        for op in stalled:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as info:
+                op()
+            assert time.monotonic() - started < STALL_BOUND
+            assert "127.0.0.1" in str(info.value)
+            assert re.search(r"within 1 s|time ?out|timed out", str(info.value), re.IGNORECASE)
+        proxy.stall(False)
+        assert backend.get(TASK, "k") == "1"  # the stalled write never happened
+        backend.set(TASK, "k", "2")
+        assert backend.get(TASK, "k") == "2"
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("dialect", SERVERS, indirect=True)
+async def test_async_stalled_server_times_out_then_recovers(
+    proxied: tuple[TcpProxy, URL],
+) -> None:
+    proxy, url = proxied
+    backend = MetastoreStateBackend(url, timeout=STALL_TIMEOUT)
+    try:
+        await backend.aset(TASK, "k", "1")
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as info:
+            await backend.aget(TASK, "k")
+        assert time.monotonic() - started < STALL_BOUND
+        assert "127.0.0.1" in str(info.value)
+        proxy.stall(False)
+        assert await backend.aget(TASK, "k") == "1"
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.parametrize("dialect", SERVERS, indirect=True)
+def test_stalled_connect_times_out(proxied: tuple[TcpProxy, URL]) -> None:
+    proxy, url = proxied
+    backend = MetastoreStateBackend(url, timeout=STALL_TIMEOUT)
+    try:
+        backend.set(TASK, "k", "1")
+        proxy.cut_all()
+        proxy.stall()  # the retry's new connection hangs in its handshake
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError):
+            backend.get(TASK, "k")
+        assert time.monotonic() - started < 2 * STALL_BOUND
+        proxy.stall(False)
+        assert backend.get(TASK, "k") == "1"
+    finally:
+        backend.close()

@@ -13,13 +13,17 @@ import asyncio
 import contextlib
 import functools
 import importlib
+import sys
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["AsyncIdleConnections", "driver_module", "execute", "loop_lock"]
+from statestore.metastore.deadlines import StatementTimeout
+
+__all__ = ["AsyncIdleConnections", "deadline", "driver_module", "execute", "loop_lock"]
 
 
 @functools.cache
@@ -88,6 +92,52 @@ async def execute(family: str, driver: Any, sql: str, params: Any, *, fetch: boo
             row = await cursor.fetchone()
             return None if row is None else row[0]
         return cursor.rowcount
+
+
+@contextlib.asynccontextmanager
+async def deadline(family: str, seconds: float) -> AsyncIterator[None]:
+    """Bound a MySQL network step by ``seconds`` (``StatementTimeout`` past it).
+
+    Only asyncmy needs this. SQLite's wait is the busy timeout, inside aiosqlite's
+    thread, which a cancelled await would not stop; and a cancelled psycopg query sends
+    a cancel request over a new connection and waits for it, so PostgreSQL statements
+    are bounded by the watchdog instead, as on the sync path.
+    """
+    if family != "mysql":
+        yield
+        return
+    try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(seconds):
+                yield
+        else:  # pragma: no cover - Python 3.10
+            async with _timeout_310(seconds):
+                yield
+    except TimeoutError as exc:
+        raise StatementTimeout(seconds) from exc
+
+
+@contextlib.asynccontextmanager
+async def _timeout_310(seconds: float) -> AsyncIterator[None]:  # pragma: no cover - 3.10
+    # asyncio.timeout() arrived in 3.11: cancel the task on a timer, as it does.
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
 
 
 _LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (

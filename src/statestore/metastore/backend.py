@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,7 +24,9 @@ from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.metastore import async_hotpath, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, compile_statement
+from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
 from statestore.metastore.engine import (
+    DEFAULT_TIMEOUT_S,
     DroppedConnectionError,
     IdleConnections,
     create_async_state_engine,
@@ -34,6 +37,7 @@ from statestore.metastore.engine import (
 )
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.maintenance import AssetInfo
+from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
@@ -65,6 +69,7 @@ class MetastoreStateBackend(BaseStateBackend):
         async_engine: AsyncEngine | None = None,
         auto_migrate_sqlite: bool = True,
         auto_register_assets: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         given = engine.url if engine is not None else None
         given = given or (async_engine.url if async_engine is not None else None)
@@ -90,6 +95,11 @@ class MetastoreStateBackend(BaseStateBackend):
         self._lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self._timeout = float(timeout)
+        # libpq has no read timeout: the watchdog bounds sync PostgreSQL statements.
+        self._watched = self._family == "postgresql"
 
     @classmethod
     def from_config(
@@ -106,6 +116,7 @@ class MetastoreStateBackend(BaseStateBackend):
             async_engine=async_engine,
             auto_migrate_sqlite=config.database.auto_migrate_sqlite,
             auto_register_assets=config.state_store.auto_register_assets,
+            timeout=config.database.timeout_seconds,
         )
 
     def __repr__(self) -> str:
@@ -129,7 +140,7 @@ class MetastoreStateBackend(BaseStateBackend):
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = create_sync_state_engine(self._sync_url)
+                    self._engine = create_sync_state_engine(self._sync_url, timeout=self._timeout)
         return self._engine
 
     @property
@@ -140,7 +151,7 @@ class MetastoreStateBackend(BaseStateBackend):
         loop = asyncio.get_running_loop()
         engine = self._async_engines.get(loop)
         if engine is None:
-            engine = create_async_state_engine(self._async_url)
+            engine = create_async_state_engine(self._async_url, timeout=self._timeout)
             self._async_engines[loop] = engine
         return engine
 
@@ -214,19 +225,21 @@ class MetastoreStateBackend(BaseStateBackend):
             self.ensure_schema()
         compiled = _compiled(self._compiled, plan, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
-        try:
-            result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
-        except DroppedConnectionError:
-            # Every hot-path statement is idempotent (a read, an upsert, a delete), so
-            # one retry on a fresh connection is safe. Idle and pooled connections are
-            # likely stale too (a server restart): drop them all first.
-            self._idle_connections().discard_all()
-            self.engine.dispose()  # checked-out connections close when they come back
+        retry = None
+        while True:  # see retries.py for what runs again and why that is safe
             try:
                 result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
-            except DroppedConnectionError as again:
-                with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
-                    raise again.error from None
+                break
+            except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
+                retry = retry or Retry()
+                if not retry.allows(exc):
+                    with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
+                        raise unwrap(exc) from None
+                if isinstance(exc, DroppedConnectionError):
+                    self._idle_connections().discard_all()
+                    self.engine.dispose()  # checked-out connections close on return
+                else:
+                    time.sleep(retry.pause())
         if plan.kind == "asset_write" and not result:
             with translate_errors(self._sync_url), self.engine.connect() as conn:
                 self._asset_write_slow(conn, plan)
@@ -241,8 +254,11 @@ class MetastoreStateBackend(BaseStateBackend):
             with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
                 raise
         cursor = None
+        token = None
         try:
             cursor = connection.cursor()
+            if self._watched:
+                token = self._arm(connection)
             cursor.execute(sql, parameters)
             if fetch:
                 row = cursor.fetchone()
@@ -251,10 +267,20 @@ class MetastoreStateBackend(BaseStateBackend):
                 result = cursor.rowcount
             cursor.close()
         except Exception as exc:
+            if token is not None and not watchdog().disarm(token):
+                connection.invalidate(exc)
+                raise StatementTimeout(self._timeout) from exc
             self._fail(connection, cursor, exc)
             raise  # pragma: no cover - _fail always raises
+        if token is not None and not watchdog().disarm(token):
+            connection.invalidate()  # cut just after it answered: the answer stands
+            return result
         idle.release(connection)
         return result
+
+    def _arm(self, connection: Any) -> int | None:
+        fileno = psycopg_socket(connection)
+        return None if fileno is None else watchdog().arm(fileno, self._timeout)
 
     def _idle_connections(self) -> IdleConnections:
         idle = self._idle
@@ -272,11 +298,12 @@ class MetastoreStateBackend(BaseStateBackend):
         if engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):  # type: ignore[arg-type]
             connection.invalidate(exc)  # never hand a dead connection out again
             raise DroppedConnectionError(exc)
-        else:
-            with contextlib.suppress(Exception):
-                if cursor is not None:
-                    cursor.close()
-            self._idle_connections().release(connection)
+        with contextlib.suppress(Exception):
+            if cursor is not None:
+                cursor.close()
+        self._idle_connections().release(connection)
+        if is_deadlock(exc):
+            raise DeadlockError(exc)
         with translate_errors(self._sync_url, engine.dialect.loaded_dbapi):
             raise exc
 
@@ -338,17 +365,22 @@ class MetastoreStateBackend(BaseStateBackend):
         compiled = _compiled(self._acompiled, plan, engine.dialect)
         parameters = compiled.parameters(plan.params)
         fetch = plan.kind == "read"
-        try:
-            result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
-        except DroppedConnectionError:
-            # Idempotent statements only (see _run_fast): retry once, on a fresh connection.
-            await self._async_idle(engine).discard_all()
-            await engine.dispose()
+        retry = None
+        while True:  # as in _run_fast
             try:
                 result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
-            except DroppedConnectionError as again:
-                with translate_errors(self._async_url, async_hotpath.driver_module(self._family)):
-                    raise again.error from None
+                break
+            except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
+                retry = retry or Retry()
+                if not retry.allows(exc):
+                    errors = async_hotpath.driver_module(self._family)
+                    with translate_errors(self._async_url, errors):
+                        raise unwrap(exc) from None
+                if isinstance(exc, DroppedConnectionError):
+                    await self._async_idle(engine).discard_all()
+                    await engine.dispose()
+                else:
+                    await asyncio.sleep(retry.pause())
         if plan.kind == "asset_write" and not result:
             with translate_errors(self._async_url):
                 async with engine.connect() as conn:
@@ -361,20 +393,32 @@ class MetastoreStateBackend(BaseStateBackend):
         idle = self._async_idle(engine)
         errors = async_hotpath.driver_module(self._family)
         try:
-            connection = await idle.acquire()
+            async with async_hotpath.deadline(self._family, self._timeout):
+                connection = await idle.acquire()
         except Exception:
             with translate_errors(self._async_url, errors):
                 raise
+        token = self._arm(connection) if self._watched else None
         try:
-            result = await async_hotpath.execute(
-                self._family, connection.driver_connection, sql, parameters, fetch=fetch
-            )
+            async with async_hotpath.deadline(self._family, self._timeout):
+                result = await async_hotpath.execute(
+                    self._family, connection.driver_connection, sql, parameters, fetch=fetch
+                )
+        except StatementTimeout as exc:
+            await idle.discard(connection, exc)  # its state is unknown: never reuse it
+            raise
         except Exception as exc:
+            if token is not None and not watchdog().disarm(token):
+                await idle.discard(connection, exc)
+                raise StatementTimeout(self._timeout) from exc
             # Raw driver errors may not be recognised by the adapted dialect; any
             # connection-level error discards the connection rather than risk reusing it.
             connection_level = type(exc).__name__ in ("OperationalError", "InterfaceError")
             dbapi_connection = connection.dbapi_connection
             disconnected = engine.dialect.is_disconnect(exc, dbapi_connection, None)  # type: ignore[arg-type]
+            if is_deadlock(exc):  # rolled back; the connection is fine
+                await idle.release(connection)
+                raise DeadlockError(exc) from exc
             if connection_level or disconnected:
                 await idle.discard(connection, exc)
                 if disconnected or looks_dropped(exc):
@@ -383,6 +427,9 @@ class MetastoreStateBackend(BaseStateBackend):
                 await idle.release(connection)
             with translate_errors(self._async_url, errors):
                 raise
+        if token is not None and not watchdog().disarm(token):
+            await idle.discard(connection, StatementTimeout(self._timeout))
+            return result  # cut just after it answered: the answer stands
         await idle.release(connection)
         return result
 

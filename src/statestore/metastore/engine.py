@@ -9,6 +9,8 @@ the few multi-statement operations open an explicit transaction themselves.
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from statestore.exceptions import ConfigError
 
 __all__ = [
-    "SQLITE_BUSY_TIMEOUT_MS",
+    "DEFAULT_TIMEOUT_S",
     "DroppedConnectionError",
     "IdleConnections",
     "create_async_state_engine",
@@ -29,10 +31,9 @@ __all__ = [
     "looks_dropped",
 ]
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-"""How long a SQLite writer waits for the lock before giving up (many writers, one file)."""
-
-CONNECT_TIMEOUT_S = 10
+DEFAULT_TIMEOUT_S = 30.0
+"""``database.timeout_seconds``: the longest one statement waits for the database --
+to connect, for a server that stopped answering, or for a SQLite file's write lock."""
 
 # backend family -> (sync driver, async driver) this library installs via its extras.
 _DRIVERS = {
@@ -90,29 +91,38 @@ def _mysql_query(url: URL) -> URL:
     return url if "charset" in url.query else url.update_query_dict({"charset": "utf8mb4"})
 
 
-def _connect_args(url: URL, *, is_async: bool) -> dict[str, Any]:
+def _connect_args(url: URL, timeout: float, *, is_async: bool) -> dict[str, Any]:
     family = dialect_family(url)
-    if family == "postgresql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    if family == "postgresql":  # statements are bounded by the watchdog (deadlines.py)
+        return {"connect_timeout": max(1, math.ceil(timeout))}
     if family == "mysql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S}
-    return {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        if is_async:  # asyncmy has no read timeout: statements sit under asyncio.timeout
+            return {"connect_timeout": timeout}
+        # Socket timeouts bound the handshake and every read and write of a statement.
+        return {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
+    return {"timeout": timeout}
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside one writer; NORMAL sync is durable across app crashes
-    # (not power loss) in WAL mode; busy_timeout makes writers queue instead of failing.
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
+def _sqlite_pragmas(timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers run beside one writer; NORMAL sync is durable across app
+        # crashes (not power loss) in WAL mode; busy_timeout makes writers queue for
+        # the lock instead of failing, up to the timeout.
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
-def create_sync_state_engine(url: URL, *, autocommit: bool = True) -> Engine:
+def create_sync_state_engine(
+    url: URL, *, autocommit: bool = True, timeout: float = DEFAULT_TIMEOUT_S
+) -> Engine:
     """A sync engine for ``url`` with the tuning described in this module's docstring.
 
     ``autocommit=False`` gives an ordinary transactional engine (for migrations).
@@ -120,21 +130,24 @@ def create_sync_state_engine(url: URL, *, autocommit: bool = True) -> Engine:
     if dialect_family(url) == "mysql":
         url = _mysql_query(url)
     tuning: dict[str, Any] = dict(_TUNING, isolation_level="AUTOCOMMIT") if autocommit else {}
-    engine = create_engine(url, connect_args=_connect_args(url, is_async=False), **tuning)
+    engine = create_engine(url, connect_args=_connect_args(url, timeout, is_async=False), **tuning)
     if dialect_family(url) == "sqlite":
-        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "connect", _sqlite_pragmas(timeout))
     return engine
 
 
-def create_async_state_engine(url: URL) -> AsyncEngine:
+def create_async_state_engine(url: URL, *, timeout: float = DEFAULT_TIMEOUT_S) -> AsyncEngine:
     """The async twin of :func:`create_sync_state_engine`."""
     if dialect_family(url) == "mysql":
         url = _mysql_query(url)
     engine = create_async_engine(
-        url, connect_args=_connect_args(url, is_async=True), isolation_level="AUTOCOMMIT", **_TUNING
+        url,
+        connect_args=_connect_args(url, timeout, is_async=True),
+        isolation_level="AUTOCOMMIT",
+        **_TUNING,
     )
     if dialect_family(url) == "sqlite":
-        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
     return engine
 
 

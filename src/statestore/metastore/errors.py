@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError, StateStoreError
+from statestore.metastore.deadlines import StatementTimeout
 
 __all__ = ["describe_url", "translate_errors"]
 
@@ -86,6 +87,6 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
         if translated is None:
             raise
         raise translated from exc
-    except (sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError) as exc:
+    except (sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError, StatementTimeout) as exc:
         # OSError: a socket error that escaped the driver's own wrapping.
         raise _unavailable(exc, url) from exc

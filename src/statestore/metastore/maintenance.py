@@ -8,6 +8,7 @@ rows through a server-side cursor, so memory stays flat however many rows expire
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Delete, bindparam, delete, func, select, true, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from statestore.metastore.digests import ref_digest, task_digest
+from statestore.metastore.retries import DEADLOCK_RETRIES, deadlock_pause, is_deadlock
 from statestore.metastore.tables import asset, asset_state, task_state
 from statestore.scopes import AssetScope, TaskScope
 
@@ -83,7 +86,10 @@ def _batch_delete(dialect: str, batch_size: int) -> Delete:
         limited: Delete = delete(task_state).where(_EXPIRED)
         return limited.with_dialect_options(mysql_limit=batch_size, mariadb_limit=batch_size)
     victims = select(_ts.row_id).where(_EXPIRED).order_by(_ts.expires_at).limit(batch_size)
-    return delete(task_state).where(_ts.row_id.in_(victims))
+    # The outer condition again: a writer may revive a picked row (an upsert with a new
+    # expiry) while this statement waits for its lock; PostgreSQL then re-checks only
+    # the outer WHERE against the new row version, and must find it live.
+    return delete(task_state).where(_ts.row_id.in_(victims)).where(_EXPIRED)
 
 
 def delete_expired_batches(
@@ -101,11 +107,23 @@ def delete_expired_batches(
         return
     batch = _batch_delete(dialect, batch_size)
     while True:
-        with engine.connect() as conn:  # autocommit: each batch is its own transaction
-            deleted = conn.execute(batch, {"now": now}).rowcount
+        deleted = _delete_batch(engine, batch, now)
         if not deleted:
             return
         yield deleted
+
+
+def _delete_batch(engine: Engine, batch: Delete, now: datetime) -> int:
+    """One committed batch; a deadlock with writers rolls it back whole, so run it again."""
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with engine.connect() as conn:  # autocommit: each batch is its own transaction
+                return int(conn.execute(batch, {"now": now}).rowcount)
+        except DBAPIError as exc:
+            if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+                raise
+            time.sleep(deadlock_pause(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:

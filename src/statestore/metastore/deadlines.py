@@ -1,0 +1,111 @@
+"""A deadline for every statement, so a stalled server never hangs the caller.
+
+PyMySQL and asyncmy take socket timeouts, and async statements sit under
+``asyncio.timeout``; but libpq, under psycopg's sync connections, has no read timeout:
+a server that stops answering (stopped process, a proxy or firewall that swallows
+packets) blocks the calling thread for as long as the kernel keeps the socket. One
+daemon thread per process watches the statements in flight and shuts down the socket
+of any that outlive their deadline; the blocked read then fails at once, and the
+operation reports :class:`StatementTimeout` instead of retrying.
+
+The hot path pays a dict insert and pop under an uncontended lock (well under a
+microsecond); the thread wakes a few times per timeout period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+__all__ = ["StatementTimeout", "Watchdog", "psycopg_socket", "watchdog"]
+
+
+class StatementTimeout(Exception):  # noqa: N818 - a signal between two modules, not an error API
+    """A statement outlived its deadline; its connection was cut."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s (database.timeout_seconds)")
+        self.seconds = seconds
+
+
+def _shutdown(fileno: int) -> None:
+    # shutdown() acts on the socket itself, so a duplicate descriptor reaches the
+    # driver's one without taking it over; the driver still owns and closes its own.
+    with contextlib.suppress(OSError):
+        duplicate = socket.socket(fileno=os.dup(fileno))
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        finally:
+            duplicate.close()
+
+
+class Watchdog:
+    """Cuts the socket of every statement still running past its deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[int, tuple[float, int]] = {}
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._tick = 1.0
+
+    def arm(self, fileno: int, seconds: float) -> int:
+        """Watch a statement about to run on socket ``fileno``; returns its token."""
+        token = next(self._tokens)
+        with self._lock:
+            self._inflight[token] = (time.monotonic() + seconds, fileno)
+            if self._thread is None or seconds / 4 < self._tick:
+                self._start(seconds)
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """Stop watching; ``False`` if the deadline had already passed and the socket
+        was cut. Once this returns, the watchdog never touches that socket again."""
+        with self._lock:
+            return self._inflight.pop(token, None) is not None
+
+    def _start(self, seconds: float) -> None:
+        self._tick = max(0.01, min(1.0, seconds / 4))
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._watch, name="statestore-watchdog", daemon=True
+            )
+            self._thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self._tick)
+            now = time.monotonic()
+            with self._lock:  # cut under the lock: see disarm()
+                for token, (deadline, fileno) in list(self._inflight.items()):
+                    if deadline <= now:
+                        del self._inflight[token]
+                        _shutdown(fileno)
+
+
+_WATCHDOG = Watchdog()
+
+
+def _forget_thread() -> None:
+    # A forked child has no watchdog thread, whatever the parent had.
+    _WATCHDOG.__init__()  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_forget_thread)
+
+
+def watchdog() -> Watchdog:
+    """The process's watchdog (its thread starts on first use)."""
+    return _WATCHDOG
+
+
+def psycopg_socket(connection: Any) -> int | None:
+    """The socket descriptor under a pooled psycopg connection, if it has one."""
+    # driver_connection: psycopg's own Connection or AsyncConnection, never an adapter.
+    pgconn = getattr(connection.driver_connection, "pgconn", None)
+    return None if pgconn is None else int(pgconn.socket)
