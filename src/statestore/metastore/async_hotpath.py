@@ -16,14 +16,25 @@ import importlib
 import sys
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from statestore.metastore.deadlines import StatementTimeout
+from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
+from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
+from statestore.metastore.errors import translate_errors
+from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
 
-__all__ = ["AsyncIdleConnections", "deadline", "driver_module", "execute", "loop_lock"]
+__all__ = [
+    "AsyncHotPath",
+    "AsyncIdleConnections",
+    "deadline",
+    "driver_module",
+    "execute",
+    "loop_lock",
+]
 
 
 @functools.cache
@@ -152,3 +163,88 @@ def loop_lock() -> asyncio.Lock:
     if lock is None:
         lock = _LOOP_LOCKS[loop] = asyncio.Lock()
     return lock
+
+
+class AsyncHotPath:
+    """The async twin of ``hotpath.SyncHotPath``, for one event loop's engine."""
+
+    def __init__(self, engine: AsyncEngine, url: URL, timeout: float) -> None:
+        self._engine = engine
+        self._url = url
+        self._timeout = timeout
+        self._family = dialect_family(url)
+        self._watched = self._family == "postgresql"  # see deadline()
+        self._errors = driver_module(self._family)
+        self._idle = AsyncIdleConnections(engine, keep=8)
+
+    async def run(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+        """The first column of the first row (``fetch``), else the rowcount."""
+        retry = None
+        while True:  # see retries.py
+            try:
+                return await self._execute(sql, parameters, fetch=fetch)
+            except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
+                retry = retry or Retry()
+                if not retry.allows(exc):
+                    with translate_errors(self._url, self._errors):
+                        raise unwrap(exc) from None
+                if isinstance(exc, DroppedConnectionError):
+                    await self._idle.discard_all()
+                    await self._engine.dispose()
+                else:
+                    await asyncio.sleep(retry.pause())
+
+    async def aclose(self) -> None:
+        """Return the idle connections to the pool."""
+        await self._idle.aclose()
+
+    async def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+        idle = self._idle
+        try:
+            async with deadline(self._family, self._timeout):
+                connection = await idle.acquire()
+        except Exception:
+            with translate_errors(self._url, self._errors):
+                raise
+        token = self._arm(connection) if self._watched else None
+        try:
+            async with deadline(self._family, self._timeout):
+                result = await execute(
+                    self._family, connection.driver_connection, sql, parameters, fetch=fetch
+                )
+        except StatementTimeout as exc:
+            await idle.discard(connection, exc)  # its state is unknown: never reuse it
+            raise
+        except Exception as exc:
+            if token is not None and not watchdog().disarm(token):
+                await idle.discard(connection, exc)
+                raise StatementTimeout(self._timeout) from exc
+            await self._fail(connection, exc)
+        if token is not None and not watchdog().disarm(token):
+            await idle.discard(connection, StatementTimeout(self._timeout))
+            return result  # cut just after it answered: the answer stands
+        await idle.release(connection)
+        return result
+
+    def _arm(self, connection: Any) -> int | None:
+        fileno = psycopg_socket(connection)
+        return None if fileno is None else watchdog().arm(fileno, self._timeout)
+
+    async def _fail(self, connection: Any, exc: Exception) -> NoReturn:
+        if is_deadlock(exc):  # rolled back; the connection is fine
+            await self._idle.release(connection)
+            raise DeadlockError(exc) from exc
+        # Raw driver errors may not be recognised by the adapted dialect; any
+        # connection-level error discards the connection rather than risk reusing it.
+        connection_level = type(exc).__name__ in ("OperationalError", "InterfaceError")
+        dialect = self._engine.dialect
+        disconnected = dialect.is_disconnect(exc, connection.dbapi_connection, None)  # type: ignore[arg-type]
+        if connection_level or disconnected:
+            await self._idle.discard(connection, exc)
+            if disconnected or looks_dropped(exc):
+                raise DroppedConnectionError(exc) from exc
+        else:
+            await self._idle.release(connection)
+        with translate_errors(self._url, self._errors):
+            raise exc
+        raise AssertionError("unreachable")  # pragma: no cover - translate_errors raises

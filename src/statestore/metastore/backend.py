@@ -9,12 +9,10 @@ trip. The schema is checked once, on first use; SQLite may migrate itself then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-import time
 import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL, Dialect, Engine
@@ -24,20 +22,16 @@ from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.metastore import async_hotpath, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, compile_statement
-from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
-    DroppedConnectionError,
-    IdleConnections,
     create_async_state_engine,
     create_sync_state_engine,
     derive_urls,
     dialect_family,
-    looks_dropped,
 )
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.hotpath import SyncHotPath
 from statestore.metastore.maintenance import AssetInfo
-from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
@@ -79,11 +73,11 @@ class MetastoreStateBackend(BaseStateBackend):
         self._family = dialect_family(self._sync_url)
         self._statements = build_statements(self._family)
         self._compiled: dict[int, CompiledStatement] = {}
-        self._idle: IdleConnections | None = None
+        self._hotpath: SyncHotPath | None = None
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
-        self._async_idles: weakref.WeakKeyDictionary[
-            AsyncEngine, async_hotpath.AsyncIdleConnections
-        ] = weakref.WeakKeyDictionary()
+        self._async_hotpaths: weakref.WeakKeyDictionary[AsyncEngine, async_hotpath.AsyncHotPath] = (
+            weakref.WeakKeyDictionary()
+        )
         self._own_engine = engine is None
         self._engine = engine
         self._host_async_engine = async_engine
@@ -98,8 +92,6 @@ class MetastoreStateBackend(BaseStateBackend):
         if not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._timeout = float(timeout)
-        # libpq has no read timeout: the watchdog bounds sync PostgreSQL statements.
-        self._watched = self._family == "postgresql"
 
     @classmethod
     def from_config(
@@ -225,87 +217,21 @@ class MetastoreStateBackend(BaseStateBackend):
             self.ensure_schema()
         compiled = _compiled(self._compiled, plan, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
-        retry = None
-        while True:  # see retries.py for what runs again and why that is safe
-            try:
-                result = self._execute(compiled.sql, parameters, fetch=plan.kind == "read")
-                break
-            except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
-                retry = retry or Retry()
-                if not retry.allows(exc):
-                    with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
-                        raise unwrap(exc) from None
-                if isinstance(exc, DroppedConnectionError):
-                    self._idle_connections().discard_all()
-                    self.engine.dispose()  # checked-out connections close on return
-                else:
-                    time.sleep(retry.pause())
+        result = self._sync_hotpath().run(compiled.sql, parameters, fetch=plan.kind == "read")
         if plan.kind == "asset_write" and not result:
             with translate_errors(self._sync_url), self.engine.connect() as conn:
                 self._asset_write_slow(conn, plan)
         return result if plan.kind == "read" else None
 
-    def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
-        """One statement on an idle connection: the first column of the row, or rowcount."""
-        idle = self._idle_connections()
-        try:
-            connection = idle.acquire()  # may connect: a refused connection is translated
-        except Exception:
-            with translate_errors(self._sync_url, self.engine.dialect.loaded_dbapi):
-                raise
-        cursor = None
-        token = None
-        try:
-            cursor = connection.cursor()
-            if self._watched:
-                token = self._arm(connection)
-            cursor.execute(sql, parameters)
-            if fetch:
-                row = cursor.fetchone()
-                result = None if row is None else row[0]
-            else:
-                result = cursor.rowcount
-            cursor.close()
-        except Exception as exc:
-            if token is not None and not watchdog().disarm(token):
-                connection.invalidate(exc)
-                raise StatementTimeout(self._timeout) from exc
-            self._fail(connection, cursor, exc)
-            raise  # pragma: no cover - _fail always raises
-        if token is not None and not watchdog().disarm(token):
-            connection.invalidate()  # cut just after it answered: the answer stands
-            return result
-        idle.release(connection)
-        return result
-
-    def _arm(self, connection: Any) -> int | None:
-        fileno = psycopg_socket(connection)
-        return None if fileno is None else watchdog().arm(fileno, self._timeout)
-
-    def _idle_connections(self) -> IdleConnections:
-        idle = self._idle
-        if idle is None:
+    def _sync_hotpath(self) -> SyncHotPath:
+        hotpath = self._hotpath
+        if hotpath is None:
             engine = self.engine  # outside the lock: creating it takes the same lock
             with self._lock:
-                if self._idle is None:
-                    self._idle = IdleConnections(engine, keep=8)
-                idle = self._idle
-        return idle
-
-    def _fail(self, connection: Any, cursor: Any, exc: Exception) -> NoReturn:
-        """Drop a broken connection, give a healthy one back, translate the error."""
-        engine = self.engine
-        if engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):  # type: ignore[arg-type]
-            connection.invalidate(exc)  # never hand a dead connection out again
-            raise DroppedConnectionError(exc)
-        with contextlib.suppress(Exception):
-            if cursor is not None:
-                cursor.close()
-        self._idle_connections().release(connection)
-        if is_deadlock(exc):
-            raise DeadlockError(exc)
-        with translate_errors(self._sync_url, engine.dialect.loaded_dbapi):
-            raise exc
+                if self._hotpath is None:
+                    self._hotpath = SyncHotPath(engine, self._sync_url, self._timeout)
+                hotpath = self._hotpath
+        return hotpath
 
     def _savepoints(self, host: bool) -> bool:
         """Whether a failed insert must be contained: a host's transactional engine on
@@ -365,80 +291,16 @@ class MetastoreStateBackend(BaseStateBackend):
         compiled = _compiled(self._acompiled, plan, engine.dialect)
         parameters = compiled.parameters(plan.params)
         fetch = plan.kind == "read"
-        retry = None
-        while True:  # as in _run_fast
-            try:
-                result = await self._aexecute(engine, compiled.sql, parameters, fetch=fetch)
-                break
-            except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
-                retry = retry or Retry()
-                if not retry.allows(exc):
-                    errors = async_hotpath.driver_module(self._family)
-                    with translate_errors(self._async_url, errors):
-                        raise unwrap(exc) from None
-                if isinstance(exc, DroppedConnectionError):
-                    await self._async_idle(engine).discard_all()
-                    await engine.dispose()
-                else:
-                    await asyncio.sleep(retry.pause())
+        hotpath = self._async_hotpaths.get(engine)
+        if hotpath is None:
+            hotpath = async_hotpath.AsyncHotPath(engine, self._async_url, self._timeout)
+            self._async_hotpaths[engine] = hotpath
+        result = await hotpath.run(compiled.sql, parameters, fetch=fetch)
         if plan.kind == "asset_write" and not result:
             with translate_errors(self._async_url):
                 async with engine.connect() as conn:
                     await self._aasset_write_slow(conn, plan)
         return result if fetch else None
-
-    async def _aexecute(
-        self, engine: AsyncEngine, sql: str, parameters: Any, *, fetch: bool
-    ) -> Any:
-        idle = self._async_idle(engine)
-        errors = async_hotpath.driver_module(self._family)
-        try:
-            async with async_hotpath.deadline(self._family, self._timeout):
-                connection = await idle.acquire()
-        except Exception:
-            with translate_errors(self._async_url, errors):
-                raise
-        token = self._arm(connection) if self._watched else None
-        try:
-            async with async_hotpath.deadline(self._family, self._timeout):
-                result = await async_hotpath.execute(
-                    self._family, connection.driver_connection, sql, parameters, fetch=fetch
-                )
-        except StatementTimeout as exc:
-            await idle.discard(connection, exc)  # its state is unknown: never reuse it
-            raise
-        except Exception as exc:
-            if token is not None and not watchdog().disarm(token):
-                await idle.discard(connection, exc)
-                raise StatementTimeout(self._timeout) from exc
-            # Raw driver errors may not be recognised by the adapted dialect; any
-            # connection-level error discards the connection rather than risk reusing it.
-            connection_level = type(exc).__name__ in ("OperationalError", "InterfaceError")
-            dbapi_connection = connection.dbapi_connection
-            disconnected = engine.dialect.is_disconnect(exc, dbapi_connection, None)  # type: ignore[arg-type]
-            if is_deadlock(exc):  # rolled back; the connection is fine
-                await idle.release(connection)
-                raise DeadlockError(exc) from exc
-            if connection_level or disconnected:
-                await idle.discard(connection, exc)
-                if disconnected or looks_dropped(exc):
-                    raise DroppedConnectionError(exc) from exc
-            else:
-                await idle.release(connection)
-            with translate_errors(self._async_url, errors):
-                raise
-        if token is not None and not watchdog().disarm(token):
-            await idle.discard(connection, StatementTimeout(self._timeout))
-            return result  # cut just after it answered: the answer stands
-        await idle.release(connection)
-        return result
-
-    def _async_idle(self, engine: AsyncEngine) -> async_hotpath.AsyncIdleConnections:
-        idle = self._async_idles.get(engine)
-        if idle is None:
-            idle = async_hotpath.AsyncIdleConnections(engine, keep=8)
-            self._async_idles[engine] = idle
-        return idle
 
     async def _aasset_write_slow(self, conn: AsyncConnection, plan: plans.Plan) -> None:
         await registry.awrite_after_miss(
@@ -509,9 +371,9 @@ class MetastoreStateBackend(BaseStateBackend):
 
     def close(self) -> None:
         """Dispose the engines this backend created (a host's own engines are left alone)."""
-        if self._idle is not None:
-            self._idle.close()
-            self._idle = None
+        if self._hotpath is not None:
+            self._hotpath.close()
+            self._hotpath = None
         if self._own_engine and self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -525,9 +387,9 @@ class MetastoreStateBackend(BaseStateBackend):
         loop = asyncio.get_running_loop()
         engine = self._async_engines.pop(loop, None)
         if engine is not None:
-            idle = self._async_idles.pop(engine, None)
-            if idle is not None:
-                await idle.aclose()
+            hotpath = self._async_hotpaths.pop(engine, None)
+            if hotpath is not None:
+                await hotpath.aclose()
             await engine.dispose()
         self.close()
 

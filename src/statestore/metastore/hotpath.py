@@ -1,0 +1,107 @@
+"""The sync hot path: one compiled statement on a kept-idle DBAPI connection.
+
+``MetastoreStateBackend`` plans and compiles; this runs the statement on the backend's
+own autocommit engine -- one statement, one round trip -- and owns what can go wrong
+on the way: a dropped connection, a deadlock, a server that stopped answering
+(``retries`` says which of these run again), and the driver errors to translate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, NoReturn
+
+from sqlalchemy.engine import URL, Engine
+
+from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
+from statestore.metastore.engine import DroppedConnectionError, IdleConnections, dialect_family
+from statestore.metastore.errors import translate_errors
+from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
+
+__all__ = ["SyncHotPath"]
+
+_RETRIED = (DroppedConnectionError, DeadlockError, StatementTimeout)
+
+
+class SyncHotPath:
+    """Runs compiled statements for one engine; thread-safe like its idle list."""
+
+    def __init__(self, engine: Engine, url: URL, timeout: float) -> None:
+        self._engine = engine
+        self._url = url
+        self._timeout = timeout
+        # libpq has no read timeout: the watchdog bounds sync PostgreSQL statements.
+        self._watched = dialect_family(url) == "postgresql"
+        self._idle = IdleConnections(engine, keep=8)
+
+    def run(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+        """The first column of the first row (``fetch``), else the rowcount."""
+        retry = None
+        while True:  # see retries.py for what runs again and why that is safe
+            try:
+                return self._execute(sql, parameters, fetch=fetch)
+            except _RETRIED as exc:
+                retry = retry or Retry()
+                if not retry.allows(exc):
+                    with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
+                        raise unwrap(exc) from None
+                if isinstance(exc, DroppedConnectionError):
+                    self._idle.discard_all()
+                    self._engine.dispose()  # checked-out connections close on return
+                else:
+                    time.sleep(retry.pause())
+
+    def close(self) -> None:
+        """Return the idle connections to the pool (before the engine is disposed)."""
+        self._idle.close()
+
+    def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+        try:
+            connection = self._idle.acquire()  # may connect: a refusal is translated
+        except Exception:
+            with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
+                raise
+        cursor = None
+        token = None
+        try:
+            cursor = connection.cursor()
+            if self._watched:
+                token = self._arm(connection)
+            cursor.execute(sql, parameters)
+            if fetch:
+                row = cursor.fetchone()
+                result = None if row is None else row[0]
+            else:
+                result = cursor.rowcount
+            cursor.close()
+        except Exception as exc:
+            if token is not None and not watchdog().disarm(token):
+                connection.invalidate(exc)
+                raise StatementTimeout(self._timeout) from exc
+            self._fail(connection, cursor, exc)
+        if token is not None and not watchdog().disarm(token):
+            connection.invalidate()  # cut just after it answered: the answer stands
+            return result
+        self._idle.release(connection)
+        return result
+
+    def _arm(self, connection: Any) -> int | None:
+        fileno = psycopg_socket(connection)
+        return None if fileno is None else watchdog().arm(fileno, self._timeout)
+
+    def _fail(self, connection: Any, cursor: Any, exc: Exception) -> NoReturn:
+        """Drop a broken connection, give a healthy one back, translate the error."""
+        dialect = self._engine.dialect
+        if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):  # type: ignore[arg-type]
+            connection.invalidate(exc)  # never hand a dead connection out again
+            raise DroppedConnectionError(exc)
+        with contextlib.suppress(Exception):
+            if cursor is not None:
+                cursor.close()
+        self._idle.release(connection)
+        if is_deadlock(exc):
+            raise DeadlockError(exc)
+        with translate_errors(self._url, dialect.loaded_dbapi):
+            raise exc
+        raise AssertionError("unreachable")  # pragma: no cover - translate_errors raises
