@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from statestore.store import set_default_store
+from tests import hypothesis_profiles  # noqa: F401 - registers "ci"/"long" before --hypothesis-profile is read
 
 # -- generic fixtures (autouse, no database) ---------------------------------------------
 #

@@ -35,6 +35,7 @@ from statestore.exceptions import (
     ValueTooLargeError,
     VersionConflictError,
 )
+from statestore.items import StateItem
 from statestore.retention import NEVER_EXPIRE
 from statestore.scopes import AssetScope, StateScope, TaskScope
 from statestore.store import StateStore, default_store, set_default_store
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
     "MetastoreStateBackend",
     "NEVER_EXPIRE",
     "SchemaOutOfDateError",
+    "StateItem",
     "StateScope",
     "StateStore",
     "StateStoreConfig",

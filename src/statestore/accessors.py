@@ -7,7 +7,9 @@ the pure ``_prepare_*`` helpers and differ only by ``await``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +20,18 @@ from statestore.exceptions import (
     ConfigError,
     InvalidTypeError,
     UndeclaredAssetError,
+    VersionConflictError,
+)
+from statestore.items import (
+    DEFAULT_UPDATE_RETRIES,
+    StateItem,
+    StoredItem,
+    check_retries,
+    check_version_arg,
+    update_pause,
 )
 from statestore.retention import compute_expires_at, utcnow
-from statestore.scopes import AssetScope, TaskScope, check_key, to_asset_scope
+from statestore.scopes import AssetScope, TaskScope, check_key, to_asset_scope, writer_name
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -54,6 +65,19 @@ def _decode(raw: str | None, default: Any) -> Any:
     return value
 
 
+def _item(stored: StoredItem | None) -> StateItem | None:
+    if stored is None:
+        return None
+    return StateItem(
+        _decode(stored.value, None), stored.version, stored.updated_at, stored.updated_by,
+        stored.expires_at,
+    )  # fmt: skip
+
+
+def _version_of(item: StateItem | None) -> int:
+    return 0 if item is None else item.version
+
+
 def _value_limit(store: StateStore) -> int:
     # With a worker-side backend, values go to it whatever their size, under its limit.
     if store.worker_backend is not None:
@@ -64,9 +88,11 @@ def _value_limit(store: StateStore) -> int:
 class TaskStateAccessor:
     """Task state of one task instance: survives crashes and retries of that instance."""
 
-    __slots__ = ("_backend", "_max_bytes", "_retention_days", "_scope", "_store")
+    __slots__ = ("_backend", "_max_bytes", "_retention_days", "_scope", "_store", "_updated_by")
 
-    def __init__(self, scope: TaskScope, *, store: StateStore | None = None) -> None:
+    def __init__(
+        self, scope: TaskScope, *, store: StateStore | None = None, updated_by: object = None
+    ) -> None:
         if not isinstance(scope, TaskScope):
             raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
         self._scope = scope
@@ -74,6 +100,7 @@ class TaskStateAccessor:
         self._backend: BaseStateBackend = self._store.backend
         self._max_bytes = _value_limit(self._store)
         self._retention_days = self._store.config.state_store.default_retention_days
+        self._updated_by = writer_name(updated_by) or self._store.updated_by
 
     @property
     def scope(self) -> TaskScope:
@@ -96,14 +123,56 @@ class TaskStateAccessor:
         check_key(key)
         return _decode(self._backend.get(self._scope, key), default)
 
-    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        retention: timedelta | None = None,
+        if_version: int | None = None,
+    ) -> None:
         """Write ``value`` (JSON-compatible, not ``None``) under ``key``.
 
         ``retention``: a positive ``timedelta``, ``NEVER_EXPIRE``, or ``None`` for
-        ``[state_store] default_retention_days``.
+        ``[state_store] default_retention_days``. ``if_version``: write only if the
+        key's current version is this number (``0``: only if it is absent), else raise
+        ``VersionConflictError`` and write nothing; ``None``: last writer wins.
         """
         text, expires_at = self._prepare_set(key, value, retention)
-        self._backend.set(self._scope, key, text, expires_at=expires_at)
+        self._backend.set_item(
+            self._scope, key, text, expires_at=expires_at,
+            if_version=check_version_arg(if_version), updated_by=self._updated_by,
+        )  # fmt: skip
+
+    def get_item(self, key: str) -> StateItem | None:
+        """The value of ``key`` with its version and provenance, or ``None``."""
+        check_key(key)
+        return _item(self._backend.get_item(self._scope, key))
+
+    def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        retention: timedelta | None = None,
+        retries: int = DEFAULT_UPDATE_RETRIES,
+    ) -> Any:
+        """Read-modify-write without lost updates: ``fn(current or default)`` is written
+        only if nobody wrote ``key`` in between, else re-read and re-applied, up to
+        ``retries`` more times (then ``VersionConflictError``). Returns the new value."""
+        for attempt in range(check_retries(retries) + 1):
+            item = self.get_item(key)
+            new = fn(default if item is None else item.value)
+            try:
+                self.set(key, new, retention=retention, if_version=_version_of(item))
+            except VersionConflictError:
+                if attempt == retries:
+                    raise
+                time.sleep(update_pause(attempt))
+                continue
+            return new
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
@@ -119,10 +188,48 @@ class TaskStateAccessor:
         check_key(key)
         return _decode(await self._backend.aget(self._scope, key), default)
 
-    async def aset(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        *,
+        retention: timedelta | None = None,
+        if_version: int | None = None,
+    ) -> None:
         """Async twin of :meth:`set`."""
         text, expires_at = self._prepare_set(key, value, retention)
-        await self._backend.aset(self._scope, key, text, expires_at=expires_at)
+        await self._backend.aset_item(
+            self._scope, key, text, expires_at=expires_at,
+            if_version=check_version_arg(if_version), updated_by=self._updated_by,
+        )  # fmt: skip
+
+    async def aget_item(self, key: str) -> StateItem | None:
+        """Async twin of :meth:`get_item`."""
+        check_key(key)
+        return _item(await self._backend.aget_item(self._scope, key))
+
+    async def aupdate(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        retention: timedelta | None = None,
+        retries: int = DEFAULT_UPDATE_RETRIES,
+    ) -> Any:
+        """Async twin of :meth:`update` (``fn`` stays a plain function)."""
+        for attempt in range(check_retries(retries) + 1):
+            item = await self.aget_item(key)
+            new = fn(default if item is None else item.value)
+            try:
+                await self.aset(key, new, retention=retention, if_version=_version_of(item))
+            except VersionConflictError:
+                if attempt == retries:
+                    raise
+                await asyncio.sleep(update_pause(attempt))
+                continue
+            return new
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def adelete(self, key: str) -> None:
         """Async twin of :meth:`delete`."""
@@ -137,13 +244,17 @@ class TaskStateAccessor:
 class AssetStateAccessor:
     """State of one asset: persists across runs until deleted, cleared or swept."""
 
-    __slots__ = ("_backend", "_max_bytes", "_scope", "_store")
+    __slots__ = ("_backend", "_max_bytes", "_scope", "_store", "_updated_by")
 
-    def __init__(self, asset: object, *, store: StateStore | None = None) -> None:
+    def __init__(
+        self, asset: object, *, store: StateStore | None = None, updated_by: object = None
+    ) -> None:
         self._scope = to_asset_scope(asset)
         self._store = _resolve_store(store)
         self._backend: BaseStateBackend = self._store.backend
         self._max_bytes = _value_limit(self._store)
+        # Who writes: the writing task instance, say, so a watermark can be traced back.
+        self._updated_by = writer_name(updated_by) or self._store.updated_by
 
     @property
     def scope(self) -> AssetScope:
@@ -162,9 +273,42 @@ class AssetStateAccessor:
         check_key(key)
         return _decode(self._backend.get(self._scope, key), default)
 
-    def set(self, key: str, value: Any) -> None:
-        """Write ``value`` under ``key``; asset state has no retention."""
-        self._backend.set(self._scope, key, self._prepare_set(key, value))
+    def set(self, key: str, value: Any, *, if_version: int | None = None) -> None:
+        """Write ``value`` under ``key``; asset state has no retention. ``if_version``:
+        as :meth:`TaskStateAccessor.set`."""
+        self._backend.set_item(
+            self._scope, key, self._prepare_set(key, value),
+            if_version=check_version_arg(if_version), updated_by=self._updated_by,
+        )  # fmt: skip
+
+    def get_item(self, key: str) -> StateItem | None:
+        """The value of ``key`` with its version and provenance, or ``None``."""
+        check_key(key)
+        return _item(self._backend.get_item(self._scope, key))
+
+    def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        retries: int = DEFAULT_UPDATE_RETRIES,
+    ) -> Any:
+        """Read-modify-write without lost updates; see :meth:`TaskStateAccessor.update`.
+        For example, advance a watermark only forward when two runs race:
+        ``state.update("watermark", lambda w: max(w, new), default=new)``."""
+        for attempt in range(check_retries(retries) + 1):
+            item = self.get_item(key)
+            new = fn(default if item is None else item.value)
+            try:
+                self.set(key, new, if_version=_version_of(item))
+            except VersionConflictError:
+                if attempt == retries:
+                    raise
+                time.sleep(update_pause(attempt))
+                continue
+            return new
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
@@ -180,9 +324,39 @@ class AssetStateAccessor:
         check_key(key)
         return _decode(await self._backend.aget(self._scope, key), default)
 
-    async def aset(self, key: str, value: Any) -> None:
+    async def aset(self, key: str, value: Any, *, if_version: int | None = None) -> None:
         """Async twin of :meth:`set`."""
-        await self._backend.aset(self._scope, key, self._prepare_set(key, value))
+        await self._backend.aset_item(
+            self._scope, key, self._prepare_set(key, value),
+            if_version=check_version_arg(if_version), updated_by=self._updated_by,
+        )  # fmt: skip
+
+    async def aget_item(self, key: str) -> StateItem | None:
+        """Async twin of :meth:`get_item`."""
+        check_key(key)
+        return _item(await self._backend.aget_item(self._scope, key))
+
+    async def aupdate(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        retries: int = DEFAULT_UPDATE_RETRIES,
+    ) -> Any:
+        """Async twin of :meth:`update`."""
+        for attempt in range(check_retries(retries) + 1):
+            item = await self.aget_item(key)
+            new = fn(default if item is None else item.value)
+            try:
+                await self.aset(key, new, if_version=_version_of(item))
+            except VersionConflictError:
+                if attempt == retries:
+                    raise
+                await asyncio.sleep(update_pause(attempt))
+                continue
+            return new
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def adelete(self, key: str) -> None:
         """Async twin of :meth:`delete`."""
@@ -211,6 +385,7 @@ class AssetStateAccessors:
         outlets: Iterable[object] = (),
         *,
         store: StateStore | None = None,
+        updated_by: object = None,
     ) -> None:
         resolved = _resolve_store(store)
         declared: list[AssetScope] = []
@@ -218,7 +393,9 @@ class AssetStateAccessors:
             scope = to_asset_scope(asset)
             if not any(scope.matches(seen) for seen in declared):
                 declared.append(scope)
-        self._accessors = tuple(AssetStateAccessor(s, store=resolved) for s in declared)
+        self._accessors = tuple(
+            AssetStateAccessor(s, store=resolved, updated_by=updated_by) for s in declared
+        )
 
     def __getitem__(self, asset: object) -> AssetStateAccessor:
         wanted = to_asset_scope(asset)

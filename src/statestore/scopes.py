@@ -22,6 +22,7 @@ __all__ = [
     "TaskScope",
     "check_key",
     "to_asset_scope",
+    "writer_name",
 ]
 
 MAX_ID_LENGTH = 250
@@ -180,3 +181,14 @@ def to_asset_scope(asset: object) -> AssetScope:
             f"not {type(asset).__name__}"
         )
     return AssetScope(name=name, uri=uri)
+
+
+def writer_name(writer: object) -> str | None:
+    """``updated_by`` from a name or the writing task instance (``None``: unknown)."""
+    if writer is None:
+        return None
+    if isinstance(writer, TaskScope):
+        return writer.describe()
+    _check_text("updated_by", writer, MAX_ID_LENGTH)
+    assert isinstance(writer, str)
+    return writer

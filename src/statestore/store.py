@@ -18,7 +18,7 @@ from statestore.backends.base import BaseStateBackend, load_backend
 from statestore.backends.offload import WorkerBackedStateBackend
 from statestore.config import StateStoreConfig
 from statestore.exceptions import ConfigError, InvalidTypeError, UnsupportedOperationError
-from statestore.scopes import TaskScope, to_asset_scope
+from statestore.scopes import TaskScope, to_asset_scope, writer_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -85,7 +85,9 @@ class StateStore:
         async_engine: AsyncEngine | None = None,
         config: StateStoreConfig | None = None,
         backend: BaseStateBackend | None = None,
+        updated_by: str | None = None,
     ) -> None:
+        self._updated_by = writer_name(updated_by)
         if url is not None and not isinstance(url, str):
             url = str(url)  # a sqlalchemy URL object; render_as_string keeps the password
         self._config = _config_with_url(config, url)
@@ -119,6 +121,12 @@ class StateStore:
         return self._backend
 
     @property
+    def updated_by(self) -> str | None:
+        """Who this store's writes are recorded as (``updated_by``), unless an accessor
+        names its own writer."""
+        return self._updated_by
+
+    @property
     def worker_backend(self) -> BaseStateBackend | None:
         """The worker-side backend holding values (``[workers] state_backend``), if any."""
         return self._worker
@@ -134,19 +142,29 @@ class StateStore:
 
     # -- accessor factories ----------------------------------------------------------------
 
-    def task_state(self, scope: TaskScope) -> TaskStateAccessor:
-        """The task state of one task instance."""
-        return TaskStateAccessor(scope, store=self)
+    def task_state(self, scope: TaskScope, *, updated_by: object = None) -> TaskStateAccessor:
+        """The task state of one task instance (``updated_by``: a name recorded with
+        each write; default the store's)."""
+        return TaskStateAccessor(scope, store=self, updated_by=updated_by)
 
-    def asset_state(self, asset: object) -> AssetStateAccessor:
-        """The state of one asset (an ``AssetScope``, a name, or an object with .name/.uri)."""
-        return AssetStateAccessor(asset, store=self)
+    def asset_state(self, asset: object, *, updated_by: object = None) -> AssetStateAccessor:
+        """The state of one asset (an ``AssetScope``, a name, or an object with .name/.uri).
+
+        ``updated_by``: who writes -- a name, or the writing task's ``TaskScope`` --
+        recorded with each write (default: the store's ``updated_by``).
+        """
+        return AssetStateAccessor(asset, store=self, updated_by=updated_by)
 
     def asset_states(
-        self, inlets: Iterable[object] = (), outlets: Iterable[object] = ()
+        self,
+        inlets: Iterable[object] = (),
+        outlets: Iterable[object] = (),
+        *,
+        updated_by: object = None,
     ) -> AssetStateAccessors:
-        """The asset state of a task's declared inlets and outlets."""
-        return AssetStateAccessors(inlets, outlets, store=self)
+        """The asset state of a task's declared inlets and outlets (``updated_by``: the
+        writing task's ``TaskScope`` or a name)."""
+        return AssetStateAccessors(inlets, outlets, store=self, updated_by=updated_by)
 
     # -- host hooks -------------------------------------------------------------------------
 

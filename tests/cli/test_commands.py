@@ -37,6 +37,10 @@ def test_task_and_asset_state_round_trip(cli: Cli, migrated_url: URL) -> None:
         (3, "rows", 42),
     ]
     assert listed[0]["expires_at"] is None  # type: ignore[index]
+    assert listed[0]["version"] == 1  # type: ignore[index]
+    assert listed[0]["updated_by"].startswith("statestore cli (")  # type: ignore[index]
+    run("task-state", "set", "job", '"spark-2"', *SCOPE, "--never-expire")
+    assert run("task-state", "list", *SCOPE)[0]["version"] == 2  # type: ignore[index]
     run("task-state", "delete", "job", *SCOPE)
     assert run("task-state", "get", "job", *SCOPE)["found"] is False  # type: ignore[index]
     run("task-state", "clear", *SCOPE, "--all-map-indices")
@@ -201,3 +205,20 @@ def test_objects_gc(cli: Cli, tmp_path: Path) -> None:
     nothing = cli("--url", url, "objects", "gc")
     assert nothing.code == 1
     assert "ObjectStoreStateBackend" in nothing.stderr
+
+
+def test_provenance_of_a_task_written_watermark_shows_in_the_cli(
+    cli: Cli, migrated_url: URL
+) -> None:
+    from statestore import StateStore, TaskScope
+
+    url = _url(migrated_url)
+    with StateStore(url) as store:
+        writer = TaskScope("etl", "2026-11-29", "load", 2)
+        store.asset_state("orders", updated_by=writer).set("wm", "2026-11-28")
+    result = cli("--url", url, "--json", "asset-state", "list", "--asset", "orders")
+    assert result.code == 0, result.stderr
+    [row] = result.json()
+    assert (row["updated_by"], row["version"]) == ("task etl/2026-11-29/load[2]", 1)
+    table = cli("--url", url, "asset-state", "list", "--asset", "orders")
+    assert "etl/2026-11-29/load" in table.stdout  # the table may shorten the rest

@@ -136,3 +136,58 @@ def test_concurrent_upgrades_from_several_processes(db_url: URL) -> None:
         process.join(timeout=120)
     assert [p.exitcode for p in workers] == [0, 0, 0, 0]
     assert current_revision(db_url) == head_revision()
+
+
+def test_upgrade_from_0001_keeps_every_row(db_url: URL) -> None:
+    """A database filled by the first release upgrades to head without losing a row;
+    old rows start at version 1 with no ``updated_by``."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import func, insert, select
+
+    from statestore import StateStore, TaskScope
+    from statestore.metastore.digests import key_digest, ref_digest, task_digest, task_row_id
+    from statestore.metastore.tables import asset, asset_state, task_state
+
+    upgrade(db_url, "0001")
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    scopes = [TaskScope("dag", f"run{i}", "task", i % 3 - 1) for i in range(30)]
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # the columns revision 0001 has, nothing newer
+            conn.execute(
+                insert(task_state),
+                [
+                    {"row_id": task_row_id(s, "k"), "task_digest": task_digest(s),
+                     "dag_id": s.dag_id, "run_id": s.run_id, "task_id": s.task_id,
+                     "map_index": s.map_index, "key": "k", "value": f'"{s.run_id}"',
+                     "expires_at": None, "updated_at": now}
+                    for s in scopes
+                ],
+            )  # fmt: skip
+            conn.execute(
+                insert(asset).values(name="orders", name_digest=ref_digest("orders"),
+                                     active=True, created_at=now, updated_at=now)
+            )  # fmt: skip
+            asset_id = conn.execute(select(asset.c.id)).scalar_one()
+            conn.execute(
+                insert(asset_state).values(asset_id=asset_id, key_digest=key_digest("wm"),
+                                           key="wm", value='"2026-10-31"', updated_at=now)
+            )  # fmt: skip
+        upgrade(db_url)
+        assert current_revision(db_url) == head_revision()
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(task_state)).scalar() == 30
+        with StateStore(db_url.render_as_string(hide_password=False)) as store:
+            for scope in scopes:
+                item = store.task_state(scope).get_item("k")
+                assert item is not None
+                assert (item.value, item.version, item.updated_by) == (scope.run_id, 1, None)
+            watermark = store.asset_state("orders")
+            assert watermark.get("wm") == "2026-10-31"
+            watermark.set("wm", "2026-11-01", if_version=1)
+            item = watermark.get_item("wm")
+            assert item is not None
+            assert item.version == 2
+    finally:
+        engine.dispose()

@@ -60,6 +60,47 @@ class RecordingBackend(InMemoryStateBackend):
         self._record("set", scope, (key, value, expires_at))
         super().set(scope, key, value, expires_at=expires_at)
 
+    def set_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: Any = None,
+    ) -> None:
+        # Recorded as "set": for the accessors, a versioned write is still a write.
+        self._record("set", scope, (key, value, expires_at))
+        super().set_item(
+            scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
+        )
+
+    async def aset_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: Any = None,
+    ) -> None:
+        self._record("aset", scope, (key, value, expires_at))
+        await super().aset_item(
+            scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
+        )
+
+    def get_item(self, scope: StateScope, key: str, *, session: Any = None) -> Any:
+        self._record("get_item", scope, key)
+        return super().get_item(scope, key)
+
+    async def aget_item(self, scope: StateScope, key: str, *, session: Any = None) -> Any:
+        self._record("aget_item", scope, key)
+        return await super().aget_item(scope, key)
+
     def delete(self, scope: StateScope, key: str, *, session: Any = None) -> None:
         self._record("delete", scope, key)
         super().delete(scope, key)

@@ -35,15 +35,31 @@ class CaseFoldingBackend(InMemoryStateBackend):
     def _get(self, scope: StateScope, key: str) -> str | None:
         return super()._get(scope, key.lower().rstrip())
 
-    def _set(self, scope: StateScope, key: str, value: str, expires_at: datetime | None) -> None:
-        super()._set(scope, key.lower().rstrip(), value, expires_at)
+    def _set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        expires_at: datetime | None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        super()._set(scope, key.lower().rstrip(), value, expires_at, if_version, updated_by)
 
 
 class NeverExpiringBackend(InMemoryStateBackend):
     """Forgets ``expires_at``: expiry is left to a cleanup that has not run."""
 
-    def _set(self, scope: StateScope, key: str, value: str, expires_at: datetime | None) -> None:
-        super()._set(scope, key, value, None)
+    def _set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        expires_at: datetime | None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        super()._set(scope, key, value, None, if_version, updated_by)
 
 
 class MapIndexBlindBackend(InMemoryStateBackend):
@@ -57,8 +73,16 @@ class MapIndexBlindBackend(InMemoryStateBackend):
     def _get(self, scope: StateScope, key: str) -> str | None:
         return super()._get(self._fold(scope), key)
 
-    def _set(self, scope: StateScope, key: str, value: str, expires_at: datetime | None) -> None:
-        super()._set(self._fold(scope), key, value, expires_at)
+    def _set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        expires_at: datetime | None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        super()._set(self._fold(scope), key, value, expires_at, if_version, updated_by)
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,13 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from statestore.exceptions import ConfigError
+from statestore.exceptions import ConfigError, UnsupportedOperationError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
+    from statestore.items import StoredItem
     from statestore.scopes import AssetScope, StateScope, TaskScope
 
 __all__ = ["BaseStateBackend", "load_backend"]
@@ -115,6 +116,58 @@ class BaseStateBackend(ABC):
     async def acleanup(self, *, now: datetime | None = None) -> int:
         """Async twin of :meth:`cleanup`."""
         return 0
+
+    # -- optional capabilities: versions and provenance --------------------------------
+    #
+    # A backend without them still works: plain sets go through ``set`` (no provenance
+    # kept) and versioned calls raise ``UnsupportedOperationError``. The conformance
+    # suite skips their section for such a backend.
+
+    def get_item(
+        self, scope: StateScope, key: str, *, session: Session | None = None
+    ) -> StoredItem | None:
+        """The live row of ``key`` with its version and provenance, or ``None``."""
+        raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
+
+    def set_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        """``set`` that records ``updated_by`` and, with ``if_version``, writes only if
+        the key's current version is that number (0: only if the key is absent or
+        expired), raising ``VersionConflictError`` otherwise -- atomically."""
+        if if_version is not None:
+            raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
+        self.set(scope, key, value, expires_at=expires_at, session=session)
+
+    async def aget_item(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> StoredItem | None:
+        """Async twin of :meth:`get_item`."""
+        raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
+
+    async def aset_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """Async twin of :meth:`set_item`."""
+        if if_version is not None:
+            raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
+        await self.aset(scope, key, value, expires_at=expires_at, session=session)
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately a no-op
         """Release connections and other resources; the default holds none."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import UnknownAssetError
+from statestore.items import StoredItem, check_version
 from statestore.retention import is_expired, utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InMemoryStateBackend"]
 
-_Entries = dict[str, tuple[str, datetime | None]]
+_Entries = dict[str, StoredItem]
 
 
 @dataclass
@@ -39,7 +40,7 @@ class InMemoryStateBackend(BaseStateBackend):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # (dag_id, run_id, task_id) -> map_index -> key -> (value, expires_at); nesting
+        # (dag_id, run_id, task_id) -> map_index -> key -> StoredItem; nesting
         # by task keeps clear(all_map_indices=True) proportional to that task's state.
         self._tasks: dict[tuple[str, str, str], dict[int, _Entries]] = {}
         self._assets: dict[str, _Entries] = {}
@@ -84,19 +85,41 @@ class InMemoryStateBackend(BaseStateBackend):
         asset = self._find_asset(scope)
         return None if asset is None else self._assets.get(asset.name)
 
-    def _get(self, scope: StateScope, key: str) -> str | None:
+    def _get_item(self, scope: StateScope, key: str) -> StoredItem | None:
         with self._lock:
             entries = self._entries(scope, create=False)
             found = None if entries is None else entries.get(key)
-        if found is None or is_expired(found[1], utcnow()):
+        if found is None or is_expired(found.expires_at, utcnow()):
             return None
-        return found[0]
+        return found
 
-    def _set(self, scope: StateScope, key: str, value: str, expires_at: datetime | None) -> None:
+    def _get(self, scope: StateScope, key: str) -> str | None:
+        found = self._get_item(scope, key)
+        return None if found is None else found.value
+
+    def _set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        expires_at: datetime | None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        now = utcnow()
         with self._lock:
+            if if_version is not None:
+                check_version(self._live(scope, key, now), if_version, scope, key)
             entries = self._entries(scope, create=True)
             assert entries is not None
-            entries[key] = (value, expires_at)
+            old = entries.get(key)
+            version = 1 if old is None else old.version + 1
+            entries[key] = StoredItem(value, version, now, updated_by, expires_at)
+
+    def _live(self, scope: StateScope, key: str, now: datetime) -> StoredItem | None:
+        entries = self._entries(scope, create=False)
+        found = None if entries is None else entries.get(key)
+        return None if found is None or is_expired(found.expires_at, now) else found
 
     def _delete(self, scope: StateScope, key: str) -> None:
         with self._lock:
@@ -123,7 +146,7 @@ class InMemoryStateBackend(BaseStateBackend):
         with self._lock:
             for by_index in self._tasks.values():
                 for entries in by_index.values():
-                    expired = [k for k, (_, exp) in entries.items() if is_expired(exp, now)]
+                    expired = [k for k, i in entries.items() if is_expired(i.expires_at, now)]
                     for key in expired:
                         del entries[key]
                     deleted += len(expired)
@@ -133,6 +156,42 @@ class InMemoryStateBackend(BaseStateBackend):
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
         return self._get(scope, key)
+
+    def get_item(
+        self, scope: StateScope, key: str, *, session: Session | None = None
+    ) -> StoredItem | None:
+        return self._get_item(scope, key)
+
+    def set_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self._set(scope, key, value, expires_at, if_version, updated_by)
+
+    async def aget_item(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> StoredItem | None:
+        return self._get_item(scope, key)
+
+    async def aset_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        self._set(scope, key, value, expires_at, if_version, updated_by)
 
     def set(
         self,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,9 @@ def state_of(ctx: typer.Context) -> CliState:
     return root.obj
 
 
+CLI_WRITER = f"statestore cli ({getpass.getuser()}@{socket.gethostname()})"[:250]
+
+
 def load_config(state: CliState) -> StateStoreConfig:
     """The library's own configuration, with ``--url`` taking precedence."""
     config = StateStoreConfig()
@@ -56,7 +61,8 @@ def load_config(state: CliState) -> StateStoreConfig:
 
 def open_store(ctx: typer.Context) -> StateStore:
     """The store this invocation works on; closed when the command ends."""
-    store = StateStore(config=load_config(state_of(ctx)))
+    # Writes made by hand show as such in `updated_by` (task-state/asset-state list).
+    store = StateStore(config=load_config(state_of(ctx)), updated_by=CLI_WRITER)
     ctx.call_on_close(store.close)
     return store
 

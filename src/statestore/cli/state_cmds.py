@@ -75,24 +75,28 @@ def _show_keys(ctx: typer.Context, rows: list[StoredKey], *, with_index: bool) -
                     "value": json.loads(r.value),
                     "expires_at": r.expires_at.isoformat() if r.expires_at else None,
                     "updated_at": r.updated_at.isoformat(),
+                    "updated_by": r.updated_by,
+                    "version": r.version,
                 }
                 for r in rows
             ]
         )
         return
+    columns = ("key", "value", "version", "updated at", "updated by")
     table = (
-        Table("map index", "key", "value", "expires at", "updated at")
+        Table("map index", *columns[:2], "expires at", *columns[2:])
         if with_index
-        else (Table("key", "value", "updated at"))
+        else Table(*columns)
     )
     for r in rows:
         value = r.value if len(r.value) <= 60 else r.value[:57] + "..."
         updated = r.updated_at.isoformat(timespec="seconds")
+        last = (str(r.version), updated, escape(r.updated_by or "-"))
         if with_index:
             expires = r.expires_at.isoformat(timespec="seconds") if r.expires_at else "never"
-            table.add_row(str(r.map_index), escape(r.key), escape(value), expires, updated)
+            table.add_row(str(r.map_index), escape(r.key), escape(value), expires, *last)
         else:
-            table.add_row(escape(r.key), escape(value), updated)
+            table.add_row(escape(r.key), escape(value), *last)
     console.print(table if rows else "(no keys)")
 
 

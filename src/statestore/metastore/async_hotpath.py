@@ -88,20 +88,22 @@ class AsyncIdleConnections:
             await greenlet_spawn(self._idle.pop().close)
 
 
-async def execute(family: str, driver: Any, sql: str, params: Any, *, fetch: bool) -> Any:
+async def execute(
+    family: str, driver: Any, sql: str, params: Any, *, fetch: bool, whole_row: bool = False
+) -> Any:
     """Run one statement; return the first column of the first row, or the rowcount."""
     if family == "sqlite":
         # Every aiosqlite call is a hop to its worker thread: one hop per operation.
         if fetch:
             rows = await driver.execute_fetchall(sql, params)
-            return rows[0][0] if rows else None
+            return (tuple(rows[0]) if whole_row else rows[0][0]) if rows else None
         cursor = await driver.execute(sql, params)
         return cursor.rowcount
     async with driver.cursor() as cursor:
         await cursor.execute(sql, params)
         if fetch:
             row = await cursor.fetchone()
-            return None if row is None else row[0]
+            return None if row is None else tuple(row) if whole_row else row[0]
         return cursor.rowcount
 
 
@@ -177,12 +179,12 @@ class AsyncHotPath:
         self._errors = driver_module(self._family)
         self._idle = AsyncIdleConnections(engine, keep=8)
 
-    async def run(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
-        """The first column of the first row (``fetch``), else the rowcount."""
+    async def run(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool = False) -> Any:
+        """As ``SyncHotPath.run``."""
         retry = None
         while True:  # see retries.py
             try:
-                return await self._execute(sql, parameters, fetch=fetch)
+                return await self._execute(sql, parameters, fetch=fetch, whole_row=whole_row)
             except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
@@ -198,7 +200,7 @@ class AsyncHotPath:
         """Return the idle connections to the pool."""
         await self._idle.aclose()
 
-    async def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+    async def _execute(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool) -> Any:
         idle = self._idle
         try:
             async with deadline(self._family, self._timeout):
@@ -210,8 +212,9 @@ class AsyncHotPath:
         try:
             async with deadline(self._family, self._timeout):
                 result = await execute(
-                    self._family, connection.driver_connection, sql, parameters, fetch=fetch
-                )
+                    self._family, connection.driver_connection, sql, parameters,
+                    fetch=fetch, whole_row=whole_row,
+                )  # fmt: skip
         except StatementTimeout as exc:
             await idle.discard(connection, exc)  # its state is unknown: never reuse it
             raise

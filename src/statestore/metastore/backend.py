@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,10 @@ from sqlalchemy.engine import URL, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statestore.backends.base import BaseStateBackend
-from statestore.exceptions import ConfigError, SchemaOutOfDateError
+from statestore.exceptions import ConfigError, SchemaOutOfDateError, UnsupportedOperationError
+from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, maintenance, plans, registry
-from statestore.metastore.compiled import CompiledStatement, compile_statement
+from statestore.metastore.compiled import CompiledStatement, compile_statement, timestamp_processor
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     create_async_state_engine,
@@ -89,6 +91,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        self._row_processors: dict[str, Callable[[Any], Any]] = {}
         if not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._timeout = float(timeout)
@@ -198,30 +201,60 @@ class MetastoreStateBackend(BaseStateBackend):
     # -- sync execution -------------------------------------------------------------------
 
     def _run(self, plan: plans.Plan) -> Any:
+        if not self._schema_ready:
+            self.ensure_schema()
+        slow = plan.kind in ("asset_write", "asset_cas")
         if self._own_engine:
-            return self._run_fast(plan)
+            result = self._run_fast(plan)
+            if slow and not result:
+                with translate_errors(self._sync_url), self.engine.connect() as conn:
+                    result = self._asset_write_slow(conn, plan)
+            return self._finish(plan, result)
         # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
         # transaction of our own that commits (a plain connect() would roll back).
-        if not self._schema_ready:
-            self.ensure_schema()
+        self._check_host_cas(plan)
         with translate_errors(self._sync_url), self.engine.begin() as conn:
-            if plan.kind == "asset_write":
-                if conn.execute(plan.statement, plan.params).rowcount:
-                    return None
-                return self._asset_write_slow(conn, plan)
-            result = conn.execute(plan.statement, plan.params)
-            return result.scalar() if plan.kind == "read" else None
+            result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
+            if slow and not result:
+                result = self._asset_write_slow(conn, plan)
+        return self._finish(plan, result)
 
     def _run_fast(self, plan: plans.Plan) -> Any:
-        if not self._schema_ready:
-            self.ensure_schema()
         compiled = _compiled(self._compiled, plan, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
-        result = self._sync_hotpath().run(compiled.sql, parameters, fetch=plan.kind == "read")
-        if plan.kind == "asset_write" and not result:
-            with translate_errors(self._sync_url), self.engine.connect() as conn:
-                self._asset_write_slow(conn, plan)
-        return result if plan.kind == "read" else None
+        whole_row = plan.kind == "read_row"
+        fetch = whole_row or plan.kind == "read"
+        result = self._sync_hotpath().run(
+            compiled.sql, parameters, fetch=fetch, whole_row=whole_row
+        )
+        return self._process_row(result, self.engine.dialect) if whole_row else result
+
+    def _finish(self, plan: plans.Plan, result: Any) -> Any:
+        """What the operation returns, or the error its result means."""
+        if plan.kind in ("read", "read_row") or result or plan.kind == "write":
+            return plans.returned(plan, result)
+        if plan.kind == "asset_write":
+            plans.check_writable(plan.scope, None)
+        raise plans.lost(plan, self.get_item(plan.scope, plan.key or ""))
+
+    def _process_row(self, row: tuple[Any, ...] | None, dialect: Dialect) -> Any:
+        # Raw driver rows: convert the timestamps as SQLAlchemy's result processing would.
+        if row is None:
+            return None
+        convert = self._row_processors.get(dialect.name)
+        if convert is None:
+            convert = self._row_processors[dialect.name] = timestamp_processor(dialect)
+        value, version, updated_at, updated_by, expires_at = row
+        return (value, int(version), convert(updated_at), updated_by, convert(expires_at))
+
+    def _check_host_cas(self, plan: plans.Plan) -> None:
+        if plan.if_version == 0 and self._family == "mysql":
+            # MySQL reports a conditional upsert that changed nothing as one "found"
+            # row under SQLAlchemy's CLIENT_FOUND_ROWS, so a lost create is invisible.
+            raise UnsupportedOperationError(
+                "set(..., if_version=0) needs statestore's own engine on MySQL/MariaDB, "
+                "not a host engine (MetastoreStateBackend(url) instead of engine=...)"
+            )
 
     def _sync_hotpath(self) -> SyncHotPath:
         hotpath = self._hotpath
@@ -239,8 +272,8 @@ class MetastoreStateBackend(BaseStateBackend):
         run in autocommit, where a savepoint is not even allowed."""
         return host and self._family == "postgresql"
 
-    def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> None:
-        registry.write_after_miss(
+    def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> int:
+        return registry.write_after_miss(
             conn, self._statements, plan, self._auto_register,
             savepoint=self._savepoints(host=not self._own_engine),
         )  # fmt: skip
@@ -260,6 +293,30 @@ class MetastoreStateBackend(BaseStateBackend):
     ) -> None:
         self._run(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
 
+    def get_item(
+        self, scope: StateScope, key: str, *, session: Session | None = None
+    ) -> StoredItem | None:
+        found: StoredItem | None = self._run(plans.get_item(self._statements, scope, key, utcnow()))
+        return found
+
+    def set_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self._run(
+            plans.set_(
+                self._statements, scope, key, value, expires_at, utcnow(),
+                updated_by=updated_by, if_version=if_version,
+            )
+        )  # fmt: skip
+
     def delete(self, scope: StateScope, key: str, *, session: Session | None = None) -> None:
         self._run(plans.delete(self._statements, scope, key))
 
@@ -271,39 +328,47 @@ class MetastoreStateBackend(BaseStateBackend):
     # -- async execution: the same plans, awaited -------------------------------------------
 
     async def _arun(self, plan: plans.Plan) -> Any:
-        if self._host_async_engine is None:
-            return await self._arun_fast(plan)
         if not self._schema_ready:
             await self.aensure_schema()
+        slow = plan.kind in ("asset_write", "asset_cas")
+        if self._host_async_engine is None:
+            engine = self.async_engine
+            result = await self._arun_fast(engine, plan)
+            if slow and not result:
+                with translate_errors(self._async_url):
+                    async with engine.connect() as conn:
+                        result = await self._aasset_write_slow(conn, plan)
+            return await self._afinish(plan, result)
+        self._check_host_cas(plan)
         with translate_errors(self._async_url):
             async with self.async_engine.begin() as conn:
-                if plan.kind == "asset_write":
-                    if (await conn.execute(plan.statement, plan.params)).rowcount:
-                        return None
-                    return await self._aasset_write_slow(conn, plan)
-                result = await conn.execute(plan.statement, plan.params)
-                return result.scalar() if plan.kind == "read" else None
+                result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
+                if slow and not result:
+                    result = await self._aasset_write_slow(conn, plan)
+        return await self._afinish(plan, result)
 
-    async def _arun_fast(self, plan: plans.Plan) -> Any:
-        engine = self.async_engine
-        if not self._schema_ready:
-            await self.aensure_schema()
+    async def _arun_fast(self, engine: AsyncEngine, plan: plans.Plan) -> Any:
         compiled = _compiled(self._acompiled, plan, engine.dialect)
         parameters = compiled.parameters(plan.params)
-        fetch = plan.kind == "read"
+        whole_row = plan.kind == "read_row"
+        fetch = whole_row or plan.kind == "read"
         hotpath = self._async_hotpaths.get(engine)
         if hotpath is None:
             hotpath = async_hotpath.AsyncHotPath(engine, self._async_url, self._timeout)
             self._async_hotpaths[engine] = hotpath
-        result = await hotpath.run(compiled.sql, parameters, fetch=fetch)
-        if plan.kind == "asset_write" and not result:
-            with translate_errors(self._async_url):
-                async with engine.connect() as conn:
-                    await self._aasset_write_slow(conn, plan)
-        return result if fetch else None
+        result = await hotpath.run(compiled.sql, parameters, fetch=fetch, whole_row=whole_row)
+        return self._process_row(result, engine.dialect) if whole_row else result
 
-    async def _aasset_write_slow(self, conn: AsyncConnection, plan: plans.Plan) -> None:
-        await registry.awrite_after_miss(
+    async def _afinish(self, plan: plans.Plan, result: Any) -> Any:
+        """Async twin of :meth:`_finish`."""
+        if plan.kind in ("read", "read_row") or result or plan.kind == "write":
+            return plans.returned(plan, result)
+        if plan.kind == "asset_write":
+            plans.check_writable(plan.scope, None)
+        raise plans.lost(plan, await self.aget_item(plan.scope, plan.key or ""))
+
+    async def _aasset_write_slow(self, conn: AsyncConnection, plan: plans.Plan) -> int:
+        return await registry.awrite_after_miss(
             conn, self._statements, plan, self._auto_register,
             savepoint=self._savepoints(host=self._host_async_engine is not None),
         )  # fmt: skip
@@ -324,6 +389,32 @@ class MetastoreStateBackend(BaseStateBackend):
         session: AsyncSession | None = None,
     ) -> None:
         await self._arun(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
+
+    async def aget_item(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> StoredItem | None:
+        found: StoredItem | None = await self._arun(
+            plans.get_item(self._statements, scope, key, utcnow())
+        )
+        return found
+
+    async def aset_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        await self._arun(
+            plans.set_(
+                self._statements, scope, key, value, expires_at, utcnow(),
+                updated_by=updated_by, if_version=if_version,
+            )
+        )  # fmt: skip
 
     async def adelete(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None

@@ -19,9 +19,10 @@ from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 
 from statestore.exceptions import InvalidTypeError
+from statestore.metastore.tables import task_state
 from statestore.metastore.types import Digest, UTCDateTime
 
-__all__ = ["CompiledStatement", "compile_statement"]
+__all__ = ["CompiledStatement", "compile_statement", "timestamp_processor"]
 
 _ZERO = timedelta(0)
 
@@ -87,3 +88,12 @@ def _datetime_converter(dialect_name: str) -> Callable[[Any], Any]:
             None if value is None else to_utc(value).isoformat(" ", "microseconds")[:26]
         )
     return lambda value: None if value is None else to_utc(value).replace(tzinfo=None)
+
+
+def timestamp_processor(dialect: Dialect) -> Callable[[Any], Any]:
+    """Driver value -> aware UTC datetime, exactly as the ``UTCDateTime`` column reads."""
+    column_type = task_state.c.updated_at.type
+    process = column_type.dialect_impl(dialect).result_processor(dialect, None)
+    if process is None:  # pragma: no cover - UTCDateTime always has one
+        return lambda value: value
+    return process

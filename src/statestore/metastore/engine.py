@@ -103,6 +103,15 @@ def _connect_args(url: URL, timeout: float, *, is_async: bool) -> dict[str, Any]
     return {"timeout": timeout}
 
 
+_CLIENT_FOUND_ROWS = 2  # the MySQL protocol's flag, the same in PyMySQL and asyncmy
+
+
+def _changed_rows_only(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+    # SQLAlchemy asks MySQL for "found" rows in rowcounts; a create-only upsert must
+    # see 0 when it changed nothing (a live row was there), so ask for changed rows.
+    cparams["client_flag"] = cparams.get("client_flag", 0) & ~_CLIENT_FOUND_ROWS
+
+
 def _sqlite_pragmas(timeout: float) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # WAL lets readers run beside one writer; NORMAL sync is durable across app
@@ -133,6 +142,8 @@ def create_sync_state_engine(
     engine = create_engine(url, connect_args=_connect_args(url, timeout, is_async=False), **tuning)
     if dialect_family(url) == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(timeout))
+    elif dialect_family(url) == "mysql":
+        event.listen(engine, "do_connect", _changed_rows_only)
     return engine
 
 
@@ -148,6 +159,8 @@ def create_async_state_engine(url: URL, *, timeout: float = DEFAULT_TIMEOUT_S) -
     )
     if dialect_family(url) == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
+    elif dialect_family(url) == "mysql":
+        event.listen(engine.sync_engine, "do_connect", _changed_rows_only)
     return engine
 
 

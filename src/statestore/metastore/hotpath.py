@@ -35,12 +35,13 @@ class SyncHotPath:
         self._watched = dialect_family(url) == "postgresql"
         self._idle = IdleConnections(engine, keep=8)
 
-    def run(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
-        """The first column of the first row (``fetch``), else the rowcount."""
+    def run(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool = False) -> Any:
+        """The first column of the first row (``fetch``; the whole row with
+        ``whole_row``), else the rowcount."""
         retry = None
         while True:  # see retries.py for what runs again and why that is safe
             try:
-                return self._execute(sql, parameters, fetch=fetch)
+                return self._execute(sql, parameters, fetch=fetch, whole_row=whole_row)
             except _RETRIED as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
@@ -56,7 +57,7 @@ class SyncHotPath:
         """Return the idle connections to the pool (before the engine is disposed)."""
         self._idle.close()
 
-    def _execute(self, sql: str, parameters: Any, *, fetch: bool) -> Any:
+    def _execute(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool) -> Any:
         try:
             connection = self._idle.acquire()  # may connect: a refusal is translated
         except Exception:
@@ -71,7 +72,7 @@ class SyncHotPath:
             cursor.execute(sql, parameters)
             if fetch:
                 row = cursor.fetchone()
-                result = None if row is None else row[0]
+                result = None if row is None else tuple(row) if whole_row else row[0]
             else:
                 result = cursor.rowcount
             cursor.close()

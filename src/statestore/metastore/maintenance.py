@@ -216,6 +216,8 @@ class StoredKey:
     value: str
     expires_at: datetime | None
     updated_at: datetime
+    version: int
+    updated_by: str | None
 
 
 def list_task_state(
@@ -224,7 +226,15 @@ def list_task_state(
     """Unexpired task-state keys of a task (one map index, or all), by map index and key."""
     digest = task_digest(TaskScope(*scope_ids))
     query = (
-        select(_ts.map_index, _ts.key, _ts.value, _ts.expires_at, _ts.updated_at)
+        select(
+            _ts.map_index,
+            _ts.key,
+            _ts.value,
+            _ts.expires_at,
+            _ts.updated_at,
+            _ts.version,
+            _ts.updated_by,
+        )
         .where(_ts.task_digest == digest)
         .where((_ts.expires_at.is_(None)) | (_ts.expires_at >= now))
         .order_by(_ts.map_index, _ts.key)
@@ -238,7 +248,7 @@ def list_asset_state(conn: Connection, scope: AssetScope, now: datetime) -> list
     """Unexpired keys of one asset, by key."""
     s = asset_state.c
     query = (
-        select(s.key, s.value, s.expires_at, s.updated_at)
+        select(s.key, s.value, s.expires_at, s.updated_at, s.version, s.updated_by)
         .join(asset, asset.c.id == s.asset_id)
         .where(_assets_matching([scope]))
         .where((s.expires_at.is_(None)) | (s.expires_at >= now))

@@ -12,7 +12,13 @@ from typing import Any, Literal
 
 from sqlalchemy import Executable
 
-from statestore.exceptions import InactiveAssetError, InvalidScopeError, UnknownAssetError
+from statestore.exceptions import (
+    InactiveAssetError,
+    InvalidScopeError,
+    UnknownAssetError,
+    VersionConflictError,
+)
+from statestore.items import StoredItem, conflict
 from statestore.metastore.digests import key_digest, ref_digest, task_digest, task_row_id
 from statestore.metastore.statements import AssetLookup, Statements
 from statestore.scopes import AssetScope, StateScope, TaskScope
@@ -24,7 +30,11 @@ __all__ = [
     "delete",
     "find_asset",
     "get",
+    "get_item",
+    "lost",
     "register_asset",
+    "result_of",
+    "returned",
     "set_",
     "uri_taken",
 ]
@@ -34,10 +44,12 @@ __all__ = [
 class Plan:
     """One statement to execute and how to read its result."""
 
-    kind: Literal["read", "write", "asset_write"]
+    kind: Literal["read", "read_row", "write", "asset_write", "cas", "asset_cas"]
     statement: Executable
     params: dict[str, Any]
     scope: StateScope
+    if_version: int | None = None
+    key: str | None = None
 
 
 def _asset_lookup(scope: AssetScope) -> tuple[AssetLookup, dict[str, Any]]:
@@ -58,6 +70,16 @@ def get(stmts: Statements, scope: StateScope, key: str, now: datetime) -> Plan:
     return Plan("read", stmts.asset_get[lookup], params, scope)
 
 
+def get_item(stmts: Statements, scope: StateScope, key: str, now: datetime) -> Plan:
+    """Read one live row with its version and provenance."""
+    if isinstance(scope, TaskScope):
+        params = {"row_id": task_row_id(scope, key), "now": now}
+        return Plan("read_row", stmts.task_get_item, params, scope)
+    lookup, params = _asset_lookup(scope)
+    params.update(key_digest=key_digest(key), now=now)
+    return Plan("read_row", stmts.asset_get_item[lookup], params, scope)
+
+
 def set_(
     stmts: Statements,
     scope: StateScope,
@@ -65,9 +87,17 @@ def set_(
     value: str,
     expires_at: datetime | None,
     now: datetime,
+    *,
+    updated_by: str | None = None,
+    if_version: int | None = None,
 ) -> Plan:
-    """Upsert one key."""
+    """Upsert one key; with ``if_version``, a compare-and-set (0: create only)."""
+    written = {"value": value, "updated_at": now, "updated_by": updated_by,
+               "expires_at": expires_at}  # fmt: skip
     if isinstance(scope, TaskScope):
+        if if_version:
+            params = {"w_row_id": task_row_id(scope, key), "if_version": if_version, "now": now}
+            return Plan("cas", stmts.task_replace, {**params, **written}, scope, if_version, key)
         params = {
             "row_id": task_row_id(scope, key),
             "task_digest": task_digest(scope),
@@ -76,15 +106,21 @@ def set_(
             "task_id": scope.task_id,
             "map_index": scope.map_index,
             "key": key,
-            "value": value,
-            "expires_at": expires_at,
-            "updated_at": now,
+            "version": 1,
+            **written,
         }
+        if if_version == 0:
+            return Plan("cas", stmts.task_create, {**params, "now": now}, scope, 0, key)
         return Plan("write", stmts.task_set, params, scope)
     lookup, params = _asset_lookup(scope)
-    params.update(
-        key_digest=key_digest(key), key=key, value=value, expires_at=expires_at, updated_at=now
-    )
+    if if_version:  # an UPDATE: its WHERE parameters are named apart from its columns
+        where = {f"w_{name}" if name == "asset_id" else name: v for name, v in params.items()}
+        where.update(w_key_digest=key_digest(key), if_version=if_version, now=now, **written)
+        return Plan("asset_cas", stmts.asset_replace[lookup], where, scope, if_version, key)
+    params.update(key_digest=key_digest(key), key=key, version=1, **written)
+    if if_version == 0:
+        params["now"] = now
+        return Plan("asset_cas", stmts.asset_create[lookup], params, scope, 0, key)
     return Plan("asset_write", stmts.asset_set[lookup], params, scope)
 
 
@@ -161,3 +197,30 @@ def uri_taken(scope: StateScope) -> InvalidScopeError:
         f"cannot register {scope.describe()}: its uri {scope.uri!r} already belongs to "
         "another asset"
     )
+
+
+def result_of(plan: Plan, result: Any) -> Any:
+    """A SQLAlchemy result as the hot path returns it: scalar, row tuple or rowcount."""
+    if plan.kind == "read":
+        return result.scalar()
+    if plan.kind == "read_row":
+        row = result.first()
+        return None if row is None else tuple(row)
+    return result.rowcount
+
+
+def returned(plan: Plan, result: Any) -> Any:
+    """What the backend method returns for a successful ``result`` of ``plan``."""
+    if plan.kind == "read":
+        return result
+    if plan.kind == "read_row":
+        return None if result is None else StoredItem(*result)
+    return None
+
+
+def lost(plan: Plan, current: StoredItem | None) -> VersionConflictError:
+    """The error for a versioned write whose statement matched no row."""
+    assert plan.key is not None
+    assert plan.if_version is not None
+    version = 0 if current is None else current.version
+    return conflict(plan.scope, plan.key, plan.if_version, version)

@@ -1,8 +1,11 @@
-"""The slow path of an asset write: the one ``INSERT … SELECT`` matched no active asset.
+"""The slow path of an asset write: the one statement matched no active asset row.
 
 Then, and only then, find out why: the asset is unknown (register it, or refuse when
-auto-registration is off), its uri belongs to another asset, or it is inactive. The
-sync and async twins differ only by ``await``.
+auto-registration is off), its uri belongs to another asset, or it is inactive --
+otherwise the write runs again and its rowcount goes back to the caller (0 after a
+versioned write means the version did not match). A compare-and-set on a version of an
+asset that does not exist is a conflict, not a reason to register it. The sync and
+async twins differ only by ``await``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ __all__ = ["awrite_after_miss", "write_after_miss"]
 def write_after_miss(
     conn: Connection, statements: Statements, plan: plans.Plan, auto_register: bool, *,
     savepoint: bool,
-) -> None:  # fmt: skip
+) -> int:  # fmt: skip
     """Register the asset if allowed, then write again; raise the right error otherwise.
 
     ``savepoint``: contain a refused registration (PostgreSQL aborts the surrounding
     transaction on a failed insert, which matters on a host's transactional engine).
     """
     found = conn.execute(*plans.find_asset(statements, plan.scope)).first()
+    if found is None and plan.if_version:
+        return 0
     if found is None:
         register = plans.register_asset(statements, plan.scope, auto_register, utcnow())
         try:
@@ -39,16 +44,17 @@ def write_after_miss(
             raise plans.uri_taken(plan.scope) from exc
     found = conn.execute(*plans.find_asset(statements, plan.scope)).first()
     plans.check_writable(plan.scope, found)
-    if not conn.execute(plan.statement, plan.params).rowcount:
-        plans.check_writable(plan.scope, None)
+    return int(conn.execute(plan.statement, plan.params).rowcount)
 
 
 async def awrite_after_miss(
     conn: AsyncConnection, statements: Statements, plan: plans.Plan, auto_register: bool, *,
     savepoint: bool,
-) -> None:  # fmt: skip
+) -> int:  # fmt: skip
     """Async twin of :func:`write_after_miss`."""
     found = (await conn.execute(*plans.find_asset(statements, plan.scope))).first()
+    if found is None and plan.if_version:
+        return 0
     if found is None:
         register = plans.register_asset(statements, plan.scope, auto_register, utcnow())
         try:
@@ -61,5 +67,4 @@ async def awrite_after_miss(
             raise plans.uri_taken(plan.scope) from exc
     found = (await conn.execute(*plans.find_asset(statements, plan.scope))).first()
     plans.check_writable(plan.scope, found)
-    if not (await conn.execute(plan.statement, plan.params)).rowcount:
-        plans.check_writable(plan.scope, None)
+    return int((await conn.execute(plan.statement, plan.params)).rowcount)

@@ -17,12 +17,17 @@ from sqlalchemy import (
     Delete,
     Insert,
     Select,
+    Table,
+    Update,
     and_,
     bindparam,
+    case,
     delete,
+    literal_column,
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
@@ -42,14 +47,14 @@ def _not_expired(expires_at: Any) -> ColumnElement[bool]:
     return or_(expires_at.is_(None), expires_at >= bindparam("now", type_=expires_at.type))
 
 
-def _asset_match(lookup: AssetLookup) -> ColumnElement[bool]:
+def _asset_match(lookup: AssetLookup, id_param: str = "asset_id") -> ColumnElement[bool]:
     match: ColumnElement[bool]
     if lookup == "name":
         match = asset.c.name_digest == bindparam("asset_digest", type_=asset.c.name_digest.type)
     elif lookup == "uri":
         match = asset.c.uri_digest == bindparam("asset_digest", type_=asset.c.uri_digest.type)
     else:
-        match = asset.c.id == bindparam("asset_id", type_=asset.c.id.type)
+        match = asset.c.id == bindparam(id_param, type_=asset.c.id.type)
     return match
 
 
@@ -57,12 +62,50 @@ def _insert_for(dialect: str) -> Callable[..., Any]:
     return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect, mysql.insert)
 
 
-def _upsert(dialect: str, stmt: Any, conflict: list[Any], columns: list[str]) -> Insert:
+_WRITTEN = ["value", "updated_at", "updated_by", "expires_at"]
+"""Columns a write replaces; ``version`` goes up by one. ``expires_at`` comes last: on
+MySQL, later assignments see earlier ones, and the create-only condition reads it."""
+
+
+def _next_version(table: Table) -> ColumnElement[Any]:
+    # A literal, not a bound 1: the hot path binds only the plan's own parameters.
+    return table.c.version + literal_column("1")
+
+
+def _upsert(dialect: str, stmt: Any, table: Table, *, only_if_expired: bool = False) -> Insert:
+    """``stmt`` (an INSERT) that, on a key conflict, overwrites the row -- or, with
+    ``only_if_expired``, only an expired row, leaving a live one untouched (rowcount 0:
+    how a create-only write learns it lost)."""
+    conflict = list(table.primary_key.columns)
+    now = bindparam("now", type_=table.c.expires_at.type)
+    expired = and_(table.c.expires_at.is_not(None), table.c.expires_at < now)
     if dialect == "mysql":
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in columns})  # type: ignore[no-any-return]
+        new = stmt.inserted
+        if not only_if_expired:
+            pairs = [("version", _next_version(table)), *((c, new[c]) for c in _WRITTEN)]
+        else:  # no conditional upsert: every column keeps its value unless expired
+            pairs = [("version", case((expired, _next_version(table)), else_=table.c.version))]
+            pairs += [(c, case((expired, new[c]), else_=table.c[c])) for c in _WRITTEN]
+        return stmt.on_duplicate_key_update(pairs)  # type: ignore[no-any-return]
+    set_ = {"version": _next_version(table), **{c: stmt.excluded[c] for c in _WRITTEN}}
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=conflict, set_={c: stmt.excluded[c] for c in columns}
+        index_elements=conflict, set_=set_, where=expired if only_if_expired else None
     )
+
+
+def _replace(table: Table, match: ColumnElement[bool]) -> Update:
+    """Overwrite the live row at version ``if_version``; rowcount 0 when it is not."""
+    values = {c: bindparam(c, type_=table.c[c].type) for c in _WRITTEN}
+    return (
+        update(table)
+        .where(match, table.c.version == bindparam("if_version"), _not_expired(table.c.expires_at))
+        .values(version=_next_version(table), **values)
+    )
+
+
+def _item_columns(table: Table) -> list[Any]:
+    return [table.c.value, table.c.version, table.c.updated_at, table.c.updated_by,
+            table.c.expires_at]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,12 +113,18 @@ class Statements:
     """The compiled-once statements of one dialect."""
 
     task_get: Select[Any]
+    task_get_item: Select[Any]
     task_set: Insert
+    task_create: Insert
+    task_replace: Update
     task_delete: Delete
     task_clear_one: Delete
     task_clear_all: Delete
     asset_get: dict[AssetLookup, Select[Any]]
+    asset_get_item: dict[AssetLookup, Select[Any]]
     asset_set: dict[AssetLookup, Insert]
+    asset_create: dict[AssetLookup, Insert]
+    asset_replace: dict[AssetLookup, Update]
     asset_delete: dict[AssetLookup, Delete]
     asset_clear: dict[AssetLookup, Delete]
     asset_find: dict[AssetLookup, Select[Any]]
@@ -90,35 +139,27 @@ def build_statements(dialect: str) -> Statements:
     """Build the statement set for ``sqlite``, ``postgresql`` or ``mysql``."""
     insert = _insert_for(dialect)
     ts = task_state.c
-    task_set = _upsert(
-        dialect,
-        insert(task_state),
-        [ts.row_id],
-        ["value", "expires_at", "updated_at"],
-    )
+    key_match = asset_state.c.key_digest == bindparam("key_digest")
+    task_set = _upsert(dialect, insert(task_state), task_state)
+    task_create = _upsert(dialect, insert(task_state), task_state, only_if_expired=True)
 
-    def asset_set_for(lookup: AssetLookup) -> Insert:
+    def asset_set_for(lookup: AssetLookup, *, only_if_expired: bool = False) -> Insert:
+        columns = ["key_digest", "key", "version", *_WRITTEN]
         source = select(
-            asset.c.id,
-            bindparam("key_digest", type_=asset_state.c.key_digest.type),
-            bindparam("key", type_=asset_state.c.key.type),
-            bindparam("value", type_=asset_state.c.value.type),
-            bindparam("expires_at", type_=asset_state.c.expires_at.type),
-            bindparam("updated_at", type_=asset_state.c.updated_at.type),
+            asset.c.id, *(bindparam(c, type_=asset_state.c[c].type) for c in columns)
         ).where(_asset_match(lookup), asset.c.active == true())
-        stmt = insert(asset_state).from_select(
-            ["asset_id", "key_digest", "key", "value", "expires_at", "updated_at"], source
-        )
-        upsert = _upsert(
-            dialect,
-            stmt,
-            [asset_state.c.asset_id, asset_state.c.key_digest],
-            ["value", "expires_at", "updated_at"],
-        )
+        stmt = insert(asset_state).from_select(["asset_id", *columns], source)
+        upsert = _upsert(dialect, stmt, asset_state, only_if_expired=only_if_expired)
         # rowcount 0 is how the caller learns the asset is unknown or inactive.
         return upsert.execution_options(preserve_rowcount=True)
 
-    key_match = asset_state.c.key_digest == bindparam("key_digest")
+    def asset_replace_for(lookup: AssetLookup) -> Update:
+        # An UPDATE reserves its table's column names for SET: "w_" names for WHERE.
+        match = _asset_match(lookup, id_param="w_asset_id")
+        active = select(asset.c.id).where(match, asset.c.active == true())
+        key = asset_state.c.key_digest == bindparam("w_key_digest")
+        return _replace(asset_state, and_(asset_state.c.asset_id.in_(active), key))
+
     register = insert(asset)
     register = (
         register.prefix_with("IGNORE")
@@ -129,7 +170,12 @@ def build_statements(dialect: str) -> Statements:
         task_get=select(ts.value).where(
             ts.row_id == bindparam("row_id"), _not_expired(ts.expires_at)
         ),
+        task_get_item=select(*_item_columns(task_state)).where(
+            ts.row_id == bindparam("row_id"), _not_expired(ts.expires_at)
+        ),
         task_set=task_set,
+        task_create=task_create,
+        task_replace=_replace(task_state, ts.row_id == bindparam("w_row_id")),
         task_delete=delete(task_state).where(ts.row_id == bindparam("row_id")),
         task_clear_one=delete(task_state).where(
             and_(ts.task_digest == bindparam("task_digest"), ts.map_index == bindparam("map_index"))
@@ -141,7 +187,15 @@ def build_statements(dialect: str) -> Statements:
             .where(_asset_match(lookup), key_match, _not_expired(asset_state.c.expires_at))
             for lookup in _LOOKUPS
         },
+        asset_get_item={
+            lookup: select(*_item_columns(asset_state))
+            .select_from(asset_state.join(asset, asset.c.id == asset_state.c.asset_id))
+            .where(_asset_match(lookup), key_match, _not_expired(asset_state.c.expires_at))
+            for lookup in _LOOKUPS
+        },
         asset_set={lookup: asset_set_for(lookup) for lookup in _LOOKUPS},
+        asset_create={lookup: asset_set_for(lookup, only_if_expired=True) for lookup in _LOOKUPS},
+        asset_replace={lookup: asset_replace_for(lookup) for lookup in _LOOKUPS},
         asset_delete={
             lookup: delete(asset_state).where(
                 key_match, asset_state.c.asset_id.in_(_asset_ids(lookup))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -20,10 +21,11 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     UniqueConstraint,
+    text,
     true,
 )
 
-from statestore.metastore.types import Digest, ExactString, JsonText, UTCDateTime
+from statestore.metastore.types import Digest, ExactString, JsonText, KeyString, UTCDateTime
 from statestore.scopes import MAX_ASSET_REF_LENGTH, MAX_ID_LENGTH, MAX_KEY_LENGTH
 
 __all__ = ["VERSION_TABLE", "asset", "asset_state", "metadata", "task_state"]
@@ -60,12 +62,18 @@ task_state = Table(
     Column("run_id", ExactString(MAX_ID_LENGTH), nullable=False),
     Column("task_id", ExactString(MAX_ID_LENGTH), nullable=False),
     Column("map_index", Integer(), nullable=False),
-    Column("key", ExactString(MAX_KEY_LENGTH), nullable=False),
+    # A stable identity of a mapped instance, used instead of map_index when given.
+    Column("map_key", ExactString(MAX_ID_LENGTH), nullable=True),
+    Column("key", KeyString(MAX_KEY_LENGTH), nullable=False),
     Column("value", JsonText(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Increases on every write of the row: compare-and-set and change detection.
+    Column("version", BigInteger(), nullable=False, server_default=text("1")),
+    Column("updated_by", ExactString(MAX_ID_LENGTH), nullable=True),
     PrimaryKeyConstraint("row_id"),
-    Index(None, "task_digest", "map_index"),
+    # clear() of one or all map indices, and listing one instance's keys in order.
+    Index(None, "task_digest", "map_index", "key"),
     # Cleanup reads only the expired rows; NULL (never expires) sorts out of the range.
     Index(None, "expires_at"),
     **_MYSQL_OPTIONS,
@@ -97,10 +105,13 @@ asset_state = Table(
         nullable=False,
     ),
     Column("key_digest", Digest(), nullable=False),
-    Column("key", ExactString(MAX_KEY_LENGTH), nullable=False),
+    Column("key", KeyString(MAX_KEY_LENGTH), nullable=False),
     Column("value", JsonText(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("version", BigInteger(), nullable=False, server_default=text("1")),
+    Column("updated_by", ExactString(MAX_ID_LENGTH), nullable=True),
     PrimaryKeyConstraint("asset_id", "key_digest"),
+    Index(None, "asset_id", "key"),  # listing an asset's keys in order
     **_MYSQL_OPTIONS,
 )

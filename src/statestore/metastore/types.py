@@ -6,13 +6,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import LargeBinary, String, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
 from statestore.exceptions import InvalidTypeError
 
-__all__ = ["DIGEST_SIZE", "Digest", "ExactString", "JsonText", "UTCDateTime"]
+__all__ = ["DIGEST_SIZE", "Digest", "ExactString", "JsonText", "KeyString", "UTCDateTime"]
 
 DIGEST_SIZE = 32
 """Bytes in a SHA-256 digest: the fixed-size unique key of every state row."""
@@ -79,6 +79,17 @@ def ExactString(length: int) -> String:  # noqa: N802 - reads like the type it b
     """
     return String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL
+    )
+
+
+def KeyString(length: int) -> String:  # noqa: N802
+    """An ``ExactString`` for keys, listed in code point order on every database:
+    ``utf8mb4_bin`` on MySQL and SQLite's BINARY already sort so; PostgreSQL gets the
+    "C" collation instead of the database's locale."""
+    return (
+        String(length)
+        .with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
+        .with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
     )
 
 

@@ -30,8 +30,12 @@ def run_migrations() -> None:
         version_table=VERSION_TABLE,
         include_object=_include_object,
         render_as_batch=connection.dialect.name == "sqlite",
-        # One transaction for the whole upgrade where the database allows it.
+        # One transaction for the whole upgrade where the database allows it. SQLite's
+        # DDL is transactional, though Alembic assumes not: left to that, it commits
+        # after each revision, ending the BEGIN IMMEDIATE that keeps a second process
+        # from migrating at the same time (schema._migration_lock).
         transaction_per_migration=False,
+        transactional_ddl=True if connection.dialect.name == "sqlite" else None,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,98 @@
+"""A stored key with its metadata: what ``get_item`` returns.
+
+Backends return a :class:`StoredItem` (the value still JSON text); accessors decode it
+into a :class:`StateItem`. ``version`` increases by one on every write of the key and
+is what ``set(..., if_version=N)`` compares against; ``updated_by`` says who wrote it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from statestore.exceptions import InvalidTypeError, InvalidValueError, VersionConflictError
+
+if TYPE_CHECKING:
+    from statestore.scopes import StateScope
+
+__all__ = [
+    "DEFAULT_UPDATE_RETRIES",
+    "StateItem",
+    "StoredItem",
+    "check_retries",
+    "check_version",
+    "check_version_arg",
+    "conflict",
+    "update_pause",
+]
+
+DEFAULT_UPDATE_RETRIES = 10
+"""How many times ``update`` re-reads and re-applies after losing a race."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One live row as a backend stores it (``value`` is JSON text)."""
+
+    value: str
+    version: int
+    updated_at: datetime
+    updated_by: str | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateItem:
+    """One key's value and metadata, as task code sees it."""
+
+    value: Any
+    version: int
+    """1 after the first write, +1 on every write since; pass it to ``if_version``."""
+    updated_at: datetime
+    updated_by: str | None
+    expires_at: datetime | None
+    """When the key stops reading (aware UTC), or ``None`` for never."""
+
+
+def conflict(scope: StateScope, key: str, expected: int, current: int) -> VersionConflictError:
+    """The error for a versioned write that lost (``current`` 0: the key is absent)."""
+    now = "is absent" if current == 0 else f"is at version {current}"
+    wanted = "to be absent" if expected == 0 else f"version {expected}"
+    return VersionConflictError(
+        f"{key!r} of {scope.describe()} {now}; the write expected {wanted} and wrote nothing",
+        current_version=current,
+    )
+
+
+def check_version(live: StoredItem | None, expected: int, scope: StateScope, key: str) -> None:
+    """Raise :func:`conflict` unless the live row (or its absence) is at ``expected``."""
+    current = 0 if live is None else live.version
+    if current != expected:
+        raise conflict(scope, key, expected, current)
+
+
+def check_version_arg(if_version: object) -> int | None:
+    """``if_version`` as given by a caller: ``None`` or a whole number >= 0."""
+    if if_version is None:
+        return None
+    if not isinstance(if_version, int) or isinstance(if_version, bool):
+        raise InvalidTypeError(f"if_version must be an int, not {type(if_version).__name__}")
+    if if_version < 0:
+        raise InvalidValueError(f"if_version must be >= 0 (0: the key is absent), not {if_version}")
+    return if_version
+
+
+def check_retries(retries: object) -> int:
+    """``retries`` of ``update``: a whole number >= 0."""
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidTypeError(f"retries must be an int, not {type(retries).__name__}")
+    if retries < 0:
+        raise InvalidValueError(f"retries must be >= 0, not {retries}")
+    return retries
+
+
+def update_pause(attempt: int) -> float:
+    """A short random pause after a lost race, growing with each attempt."""
+    return random.uniform(0, 0.001 * 2 ** min(attempt, 6))  # noqa: S311 - jitter

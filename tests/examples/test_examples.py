@@ -1,0 +1,105 @@
+"""Every script in examples/ runs and prints the lines that prove what it shows.
+
+Each runs as ``sys.executable -W error examples/X.py [URL]`` in a temporary working
+directory (the autouse fixture has removed ``STATESTORE*`` variables from the
+environment the subprocess inherits), against a SQLite file there. The scripts check
+their own outcome too; these tests check the narrated output, so a script that stops
+showing its behaviour fails here even if it still exits 0.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from statestore.testing import AsyncBackendConformance, BackendConformance
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def check_external_job_id(out: str) -> None:
+    submitted = re.search(r"^attempt 1: submitted (job-[0-9a-f]{8}), stored its id", out, re.M)
+    assert submitted, out
+    job = submitted[1]
+    assert f"attempt 1: {job} is 25% done\nattempt 1: worker process died with exit code 1\n" in out
+    assert f"attempt 2: resumed job {job} without resubmitting\n" in out
+    assert f"attempt 2: {job} finished\n" in out
+    assert f"jobs submitted to the cluster: 1 ({job})\n" in out
+    assert "attempt 2: submitted" not in out
+
+
+def check_checkpointing(out: str) -> None:
+    assert "attempt 1 interrupted after item 13; rerunning\n" in out
+    assert "attempt 2 starts at item 11 (checkpoint: 10 done)\n" in out
+    assert "processed 30 distinct items in 33 steps\n" in out
+    assert "processed twice: [11, 12, 13] (at most 4 with a checkpoint every 5)\n" in out
+
+
+def check_incremental_load(out: str) -> None:
+    runs = re.findall(r"^scheduled__(\S+): watermark (\S+) -> (\S+), loaded \[(.*)\]$", out, re.M)
+    assert runs == [
+        ("2026-11-21", "None", "2026-11-20T17:30", "'order-1', 'order-2'"),
+        ("2026-11-22", "2026-11-20T17:30", "2026-11-21T08:15", "'order-3'"),
+        ("2026-11-23", "2026-11-21T08:15", "2026-11-21T08:15", ""),  # nothing new
+        ("2026-11-24", "2026-11-21T08:15", "2026-11-23T23:59", "'order-4', 'order-5'"),
+    ], out
+    assert "warehouse: 5 rows, 5 distinct\n" in out
+
+
+def check_custom_backend(out: str) -> None:
+    assert 'what the backend keeps: {"rows":1200,"status":"running"}\n' in out
+    assert "asset state: watermark = 2026-11-24\n" in out
+    # Every test of both suites ran against the dict backend, and passed.
+    suites = (BackendConformance, AsyncBackendConformance)
+    expected = sum(name.startswith("test_") for suite in suites for name in dir(suite))
+    assert re.search(rf"^{expected} passed in [\d.]+s$", out, re.M), out
+
+
+def check_async_worker(out: str) -> None:
+    for partition in (0, 1, 3):
+        assert f"round 1: partition {partition}: fetched pages 1-5\n" in out
+    assert "round 1: partition 2: failed on page 3\n" in out
+    assert "round 2 (retry): partition 2: fetched pages 3-5\n" in out
+    assert "checkpoints by map index: [5, 5, 5, 5]\n" in out
+    assert "after aclear(all_map_indices=True): [None, None, None, None]\n" in out
+    assert re.search(r"^asset state: last_complete_run = run-[0-9a-f]{8}$", out, re.M), out
+    assert "pages fetched: 20, distinct: 20\n" in out
+
+
+# script -> (takes a database URL, the check of its output)
+CHECKS: dict[str, tuple[bool, Callable[[str], None]]] = {
+    "external_job_id.py": (True, check_external_job_id),
+    "checkpointing.py": (True, check_checkpointing),
+    "incremental_load.py": (True, check_incremental_load),
+    "custom_backend.py": (False, check_custom_backend),
+    "async_worker.py": (True, check_async_worker),
+}
+
+
+def test_every_example_is_covered() -> None:
+    assert {path.name for path in EXAMPLES.glob("*.py")} == set(CHECKS)
+    readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    for name in CHECKS:
+        assert f"python examples/{name}`" in readme, f"{name} missing from examples/README.md"
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_example(name: str, tmp_path: Path) -> None:
+    takes_url, check = CHECKS[name]
+    database = tmp_path / "state.db"
+    args = [sys.executable, "-W", "error", str(EXAMPLES / name)]
+    if takes_url:
+        args.append(f"sqlite:///{database}")
+    result = subprocess.run(
+        args, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    check(result.stdout)
+    assert database.exists() is takes_url  # the URL given was the database used
+    assert not (tmp_path / "statestore.db").exists()  # never the default ./statestore.db
