@@ -7,31 +7,33 @@ the pure ``_prepare_*`` helpers and differ only by ``await``.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from statestore.backends.worker import MARKER, escape_value, parse_envelope
-from statestore.codec import decode_value, encode_value
+from statestore.access_core import Listing, decode, to_item
+from statestore.backends.worker import escape_value
+from statestore.codec import encode_value
 from statestore.exceptions import (
     AmbiguousAssetError,
-    ConfigError,
     InvalidTypeError,
     UndeclaredAssetError,
-    VersionConflictError,
 )
 from statestore.items import (
     DEFAULT_UPDATE_RETRIES,
     StateItem,
-    StoredItem,
-    check_retries,
+    arun_update,
     check_version_arg,
-    update_pause,
+    run_update,
 )
 from statestore.retention import compute_expires_at, utcnow
-from statestore.scopes import AssetScope, TaskScope, check_key, to_asset_scope, writer_name
+from statestore.scopes import (
+    AssetScope,
+    TaskScope,
+    check_key,
+    to_asset_scope,
+    writer_name,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,34 +52,6 @@ def _resolve_store(store: StateStore | None) -> StateStore:
     return store
 
 
-def _decode(raw: str | None, default: Any) -> Any:
-    if raw is None:
-        return default
-    value = decode_value(raw)
-    if isinstance(value, dict) and MARKER in value:
-        envelope = parse_envelope(value)
-        if envelope.ref is not None:
-            raise ConfigError(
-                "this value was stored through a worker-side backend; set [workers] "
-                "state_backend (and its settings) to read it"
-            )
-        return envelope.value
-    return value
-
-
-def _item(stored: StoredItem | None) -> StateItem | None:
-    if stored is None:
-        return None
-    return StateItem(
-        _decode(stored.value, None), stored.version, stored.updated_at, stored.updated_by,
-        stored.expires_at,
-    )  # fmt: skip
-
-
-def _version_of(item: StateItem | None) -> int:
-    return 0 if item is None else item.version
-
-
 def _value_limit(store: StateStore) -> int:
     # With a worker-side backend, values go to it whatever their size, under its limit.
     if store.worker_backend is not None:
@@ -85,10 +59,11 @@ def _value_limit(store: StateStore) -> int:
     return store.config.state_store.max_value_bytes
 
 
-class TaskStateAccessor:
+class TaskStateAccessor(Listing):
     """Task state of one task instance: survives crashes and retries of that instance."""
 
     __slots__ = ("_backend", "_max_bytes", "_retention_days", "_scope", "_store", "_updated_by")
+    _scope: TaskScope
 
     def __init__(
         self, scope: TaskScope, *, store: StateStore | None = None, updated_by: object = None
@@ -121,7 +96,7 @@ class TaskStateAccessor:
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is absent or expired."""
         check_key(key)
-        return _decode(self._backend.get(self._scope, key), default)
+        return decode(self._backend.get(self._scope, key), default)
 
     def set(
         self,
@@ -147,7 +122,7 @@ class TaskStateAccessor:
     def get_item(self, key: str) -> StateItem | None:
         """The value of ``key`` with its version and provenance, or ``None``."""
         check_key(key)
-        return _item(self._backend.get_item(self._scope, key))
+        return to_item(self._backend.get_item(self._scope, key))
 
     def update(
         self,
@@ -161,18 +136,11 @@ class TaskStateAccessor:
         """Read-modify-write without lost updates: ``fn(current or default)`` is written
         only if nobody wrote ``key`` in between, else re-read and re-applied, up to
         ``retries`` more times (then ``VersionConflictError``). Returns the new value."""
-        for attempt in range(check_retries(retries) + 1):
-            item = self.get_item(key)
-            new = fn(default if item is None else item.value)
-            try:
-                self.set(key, new, retention=retention, if_version=_version_of(item))
-            except VersionConflictError:
-                if attempt == retries:
-                    raise
-                time.sleep(update_pause(attempt))
-                continue
-            return new
-        raise AssertionError("unreachable")  # pragma: no cover
+        return run_update(
+            lambda: self.get_item(key),
+            lambda new, version: self.set(key, new, retention=retention, if_version=version),
+            fn, default, retries,
+        )  # fmt: skip
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
@@ -186,7 +154,7 @@ class TaskStateAccessor:
     async def aget(self, key: str, default: Any = None) -> Any:
         """Async twin of :meth:`get`."""
         check_key(key)
-        return _decode(await self._backend.aget(self._scope, key), default)
+        return decode(await self._backend.aget(self._scope, key), default)
 
     async def aset(
         self,
@@ -206,7 +174,7 @@ class TaskStateAccessor:
     async def aget_item(self, key: str) -> StateItem | None:
         """Async twin of :meth:`get_item`."""
         check_key(key)
-        return _item(await self._backend.aget_item(self._scope, key))
+        return to_item(await self._backend.aget_item(self._scope, key))
 
     async def aupdate(
         self,
@@ -218,18 +186,11 @@ class TaskStateAccessor:
         retries: int = DEFAULT_UPDATE_RETRIES,
     ) -> Any:
         """Async twin of :meth:`update` (``fn`` stays a plain function)."""
-        for attempt in range(check_retries(retries) + 1):
-            item = await self.aget_item(key)
-            new = fn(default if item is None else item.value)
-            try:
-                await self.aset(key, new, retention=retention, if_version=_version_of(item))
-            except VersionConflictError:
-                if attempt == retries:
-                    raise
-                await asyncio.sleep(update_pause(attempt))
-                continue
-            return new
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await arun_update(
+            lambda: self.aget_item(key),
+            lambda new, version: self.aset(key, new, retention=retention, if_version=version),
+            fn, default, retries,
+        )  # fmt: skip
 
     async def adelete(self, key: str) -> None:
         """Async twin of :meth:`delete`."""
@@ -241,10 +202,11 @@ class TaskStateAccessor:
         await self._backend.aclear(self._scope, all_map_indices=bool(all_map_indices))
 
 
-class AssetStateAccessor:
+class AssetStateAccessor(Listing):
     """State of one asset: persists across runs until deleted, cleared or swept."""
 
     __slots__ = ("_backend", "_max_bytes", "_scope", "_store", "_updated_by")
+    _scope: AssetScope
 
     def __init__(
         self, asset: object, *, store: StateStore | None = None, updated_by: object = None
@@ -271,7 +233,7 @@ class AssetStateAccessor:
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is absent."""
         check_key(key)
-        return _decode(self._backend.get(self._scope, key), default)
+        return decode(self._backend.get(self._scope, key), default)
 
     def set(self, key: str, value: Any, *, if_version: int | None = None) -> None:
         """Write ``value`` under ``key``; asset state has no retention. ``if_version``:
@@ -284,7 +246,7 @@ class AssetStateAccessor:
     def get_item(self, key: str) -> StateItem | None:
         """The value of ``key`` with its version and provenance, or ``None``."""
         check_key(key)
-        return _item(self._backend.get_item(self._scope, key))
+        return to_item(self._backend.get_item(self._scope, key))
 
     def update(
         self,
@@ -297,18 +259,11 @@ class AssetStateAccessor:
         """Read-modify-write without lost updates; see :meth:`TaskStateAccessor.update`.
         For example, advance a watermark only forward when two runs race:
         ``state.update("watermark", lambda w: max(w, new), default=new)``."""
-        for attempt in range(check_retries(retries) + 1):
-            item = self.get_item(key)
-            new = fn(default if item is None else item.value)
-            try:
-                self.set(key, new, if_version=_version_of(item))
-            except VersionConflictError:
-                if attempt == retries:
-                    raise
-                time.sleep(update_pause(attempt))
-                continue
-            return new
-        raise AssertionError("unreachable")  # pragma: no cover
+        return run_update(
+            lambda: self.get_item(key),
+            lambda new, version: self.set(key, new, if_version=version),
+            fn, default, retries,
+        )  # fmt: skip
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
@@ -322,7 +277,7 @@ class AssetStateAccessor:
     async def aget(self, key: str, default: Any = None) -> Any:
         """Async twin of :meth:`get`."""
         check_key(key)
-        return _decode(await self._backend.aget(self._scope, key), default)
+        return decode(await self._backend.aget(self._scope, key), default)
 
     async def aset(self, key: str, value: Any, *, if_version: int | None = None) -> None:
         """Async twin of :meth:`set`."""
@@ -334,7 +289,7 @@ class AssetStateAccessor:
     async def aget_item(self, key: str) -> StateItem | None:
         """Async twin of :meth:`get_item`."""
         check_key(key)
-        return _item(await self._backend.aget_item(self._scope, key))
+        return to_item(await self._backend.aget_item(self._scope, key))
 
     async def aupdate(
         self,
@@ -345,18 +300,11 @@ class AssetStateAccessor:
         retries: int = DEFAULT_UPDATE_RETRIES,
     ) -> Any:
         """Async twin of :meth:`update`."""
-        for attempt in range(check_retries(retries) + 1):
-            item = await self.aget_item(key)
-            new = fn(default if item is None else item.value)
-            try:
-                await self.aset(key, new, if_version=_version_of(item))
-            except VersionConflictError:
-                if attempt == retries:
-                    raise
-                await asyncio.sleep(update_pause(attempt))
-                continue
-            return new
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await arun_update(
+            lambda: self.aget_item(key),
+            lambda new, version: self.aset(key, new, if_version=version),
+            fn, default, retries,
+        )  # fmt: skip
 
     async def adelete(self, key: str) -> None:
         """Async twin of :meth:`delete`."""

@@ -7,7 +7,10 @@ is what ``set(..., if_version=N)`` compares against; ``updated_by`` says who wro
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,10 +24,12 @@ __all__ = [
     "DEFAULT_UPDATE_RETRIES",
     "StateItem",
     "StoredItem",
+    "arun_update",
     "check_retries",
     "check_version",
     "check_version_arg",
     "conflict",
+    "run_update",
     "update_pause",
 ]
 
@@ -96,3 +101,48 @@ def check_retries(retries: object) -> int:
 def update_pause(attempt: int) -> float:
     """A short random pause after a lost race, growing with each attempt."""
     return random.uniform(0, 0.001 * 2 ** min(attempt, 6))  # noqa: S311 - jitter
+
+
+def run_update(
+    read: Callable[[], StateItem | None],
+    write: Callable[[Any, int], None],
+    fn: Callable[[Any], Any],
+    default: Any,
+    retries: int,
+) -> Any:
+    """The loop behind ``update``: read, apply ``fn``, write at the version read; after
+    a lost race, pause briefly and go again, at most ``retries`` more times."""
+    for attempt in range(check_retries(retries) + 1):
+        item = read()
+        new = fn(default if item is None else item.value)
+        try:
+            write(new, 0 if item is None else item.version)
+        except VersionConflictError:
+            if attempt == retries:
+                raise
+            time.sleep(update_pause(attempt))
+            continue
+        return new
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def arun_update(
+    read: Callable[[], Awaitable[StateItem | None]],
+    write: Callable[[Any, int], Awaitable[None]],
+    fn: Callable[[Any], Any],
+    default: Any,
+    retries: int,
+) -> Any:
+    """Async twin of :func:`run_update` (``fn`` stays a plain function)."""
+    for attempt in range(check_retries(retries) + 1):
+        item = await read()
+        new = fn(default if item is None else item.value)
+        try:
+            await write(new, 0 if item is None else item.version)
+        except VersionConflictError:
+            if attempt == retries:
+                raise
+            await asyncio.sleep(update_pause(attempt))
+            continue
+        return new
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -70,15 +70,20 @@ def _shape(function: object) -> list[tuple[str, object, object]]:
     return [(p.name, p.kind, p.default) for p in parameters]
 
 
+def _is_async(member: object) -> bool:
+    """A coroutine function, or an async generator (``akeys``, ``aitems``)."""
+    return inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
+
+
 def test_every_sync_method_has_an_async_twin_with_the_same_parameters() -> None:
     checked = 0
     for cls in PARITY_CLASSES:
         for name, member in inspect.getmembers(cls, inspect.isfunction):
-            if name.startswith("_") or name in NO_IO or inspect.iscoroutinefunction(member):
+            if name.startswith("_") or name in NO_IO or _is_async(member):
                 continue
             twin = getattr(cls, f"a{name}", None)
             assert twin is not None, f"{cls.__name__}.{name} has no a{name}"
-            assert inspect.iscoroutinefunction(twin), f"{cls.__name__}.a{name} is not async"
+            assert _is_async(twin), f"{cls.__name__}.a{name} is not async"
             assert _shape(member) == _shape(twin), f"{cls.__name__}.{name} vs a{name}"
             checked += 1
     assert checked >= 30
@@ -86,6 +91,6 @@ def test_every_sync_method_has_an_async_twin_with_the_same_parameters() -> None:
 
 def test_every_async_method_has_a_sync_twin() -> None:
     for cls in PARITY_CLASSES:
-        for name, _ in inspect.getmembers(cls, inspect.iscoroutinefunction):
+        for name, _ in inspect.getmembers(cls, _is_async):
             if not name.startswith("_"):
                 assert callable(getattr(cls, name[1:], None)), f"{cls.__name__}.{name} has no twin"

@@ -169,6 +169,36 @@ class BaseStateBackend(ABC):
             raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
         await self.aset(scope, key, value, expires_at=expires_at, session=session)
 
+    # -- optional capability: listing -------------------------------------------------
+
+    def list_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: Session | None = None,
+    ) -> list[tuple[str, str | None]]:
+        """Up to ``limit`` live ``(key, JSON text)`` pairs of ``scope`` whose key starts
+        with ``prefix`` and sorts after ``after``, in code point order of the keys
+        (``values=False``: the text may be ``None``). Accessors page through it."""
+        raise UnsupportedOperationError(f"{type(self).__name__} cannot list keys")
+
+    async def alist_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: AsyncSession | None = None,
+    ) -> list[tuple[str, str | None]]:
+        """Async twin of :meth:`list_items`."""
+        raise UnsupportedOperationError(f"{type(self).__name__} cannot list keys")
+
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately a no-op
         """Release connections and other resources; the default holds none."""
 

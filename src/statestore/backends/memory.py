@@ -157,6 +157,43 @@ class InMemoryStateBackend(BaseStateBackend):
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
         return self._get(scope, key)
 
+    def _list(
+        self, scope: StateScope, prefix: str, after: str, limit: int
+    ) -> list[tuple[str, str | None]]:
+        now = utcnow()
+        with self._lock:
+            entries = self._entries(scope, create=False) or {}
+            live: list[tuple[str, str | None]] = [
+                (key, item.value)
+                for key, item in entries.items()
+                if key > after and key.startswith(prefix) and not is_expired(item.expires_at, now)
+            ]
+        return sorted(live)[:limit]  # str order is code point order, as in the databases
+
+    def list_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: Session | None = None,
+    ) -> list[tuple[str, str | None]]:
+        return self._list(scope, prefix, after, limit)
+
+    async def alist_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: AsyncSession | None = None,
+    ) -> list[tuple[str, str | None]]:
+        return self._list(scope, prefix, after, limit)
+
     def get_item(
         self, scope: StateScope, key: str, *, session: Session | None = None
     ) -> StoredItem | None:

@@ -25,6 +25,7 @@ from sqlalchemy.util import greenlet_spawn
 from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
 from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.hotpath import Fetch, shaped
 from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
 
 __all__ = [
@@ -88,23 +89,22 @@ class AsyncIdleConnections:
             await greenlet_spawn(self._idle.pop().close)
 
 
-async def execute(
-    family: str, driver: Any, sql: str, params: Any, *, fetch: bool, whole_row: bool = False
-) -> Any:
-    """Run one statement; return the first column of the first row, or the rowcount."""
+async def execute(family: str, driver: Any, sql: str, params: Any, *, fetch: Fetch) -> Any:
+    """Run one statement; return its result in the shape ``fetch`` names."""
     if family == "sqlite":
         # Every aiosqlite call is a hop to its worker thread: one hop per operation.
-        if fetch:
-            rows = await driver.execute_fetchall(sql, params)
-            return (tuple(rows[0]) if whole_row else rows[0][0]) if rows else None
-        cursor = await driver.execute(sql, params)
-        return cursor.rowcount
+        if fetch == "rowcount":
+            cursor = await driver.execute(sql, params)
+            return cursor.rowcount
+        return shaped(await driver.execute_fetchall(sql, params), fetch)
     async with driver.cursor() as cursor:
         await cursor.execute(sql, params)
-        if fetch:
-            row = await cursor.fetchone()
-            return None if row is None else tuple(row) if whole_row else row[0]
-        return cursor.rowcount
+        if fetch == "rowcount":
+            return cursor.rowcount
+        if fetch == "rows":
+            return shaped(await cursor.fetchall(), fetch)
+        row = await cursor.fetchone()
+        return shaped([] if row is None else [row], fetch)
 
 
 @contextlib.asynccontextmanager
@@ -179,12 +179,12 @@ class AsyncHotPath:
         self._errors = driver_module(self._family)
         self._idle = AsyncIdleConnections(engine, keep=8)
 
-    async def run(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool = False) -> Any:
+    async def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """As ``SyncHotPath.run``."""
         retry = None
         while True:  # see retries.py
             try:
-                return await self._execute(sql, parameters, fetch=fetch, whole_row=whole_row)
+                return await self._execute(sql, parameters, fetch=fetch)
             except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
@@ -200,7 +200,7 @@ class AsyncHotPath:
         """Return the idle connections to the pool."""
         await self._idle.aclose()
 
-    async def _execute(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool) -> Any:
+    async def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         idle = self._idle
         try:
             async with deadline(self._family, self._timeout):
@@ -213,7 +213,7 @@ class AsyncHotPath:
             async with deadline(self._family, self._timeout):
                 result = await execute(
                     self._family, connection.driver_connection, sql, parameters,
-                    fetch=fetch, whole_row=whole_row,
+                    fetch=fetch,
                 )  # fmt: skip
         except StatementTimeout as exc:
             await idle.discard(connection, exc)  # its state is unknown: never reuse it

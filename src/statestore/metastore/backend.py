@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
-from sqlalchemy.engine import URL, Dialect, Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from statestore.backends.base import BaseStateBackend
-from statestore.exceptions import ConfigError, SchemaOutOfDateError, UnsupportedOperationError
+from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, maintenance, plans, registry
-from statestore.metastore.compiled import CompiledStatement, compile_statement, timestamp_processor
+from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     create_async_state_engine,
@@ -91,7 +90,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
-        self._row_processors: dict[str, Callable[[Any], Any]] = {}
+        self._rows = ItemRows()
         if not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._timeout = float(timeout)
@@ -212,7 +211,7 @@ class MetastoreStateBackend(BaseStateBackend):
             return self._finish(plan, result)
         # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
         # transaction of our own that commits (a plain connect() would roll back).
-        self._check_host_cas(plan)
+        plans.check_host_cas(plan, self._family)
         with translate_errors(self._sync_url), self.engine.begin() as conn:
             result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
             if slow and not result:
@@ -220,41 +219,19 @@ class MetastoreStateBackend(BaseStateBackend):
         return self._finish(plan, result)
 
     def _run_fast(self, plan: plans.Plan) -> Any:
-        compiled = _compiled(self._compiled, plan, self.engine.dialect)
+        compiled = compiled_plan(self._compiled, plan.statement, plan.params, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
-        whole_row = plan.kind == "read_row"
-        fetch = whole_row or plan.kind == "read"
-        result = self._sync_hotpath().run(
-            compiled.sql, parameters, fetch=fetch, whole_row=whole_row
-        )
-        return self._process_row(result, self.engine.dialect) if whole_row else result
+        fetch = plans.FETCH.get(plan.kind, "rowcount")
+        result = self._sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
+        return self._rows.item(result, self.engine.dialect) if fetch == "row" else result
 
     def _finish(self, plan: plans.Plan, result: Any) -> Any:
         """What the operation returns, or the error its result means."""
-        if plan.kind in ("read", "read_row") or result or plan.kind == "write":
+        if result or plan.kind not in plans.CHECKED:
             return plans.returned(plan, result)
         if plan.kind == "asset_write":
             plans.check_writable(plan.scope, None)
         raise plans.lost(plan, self.get_item(plan.scope, plan.key or ""))
-
-    def _process_row(self, row: tuple[Any, ...] | None, dialect: Dialect) -> Any:
-        # Raw driver rows: convert the timestamps as SQLAlchemy's result processing would.
-        if row is None:
-            return None
-        convert = self._row_processors.get(dialect.name)
-        if convert is None:
-            convert = self._row_processors[dialect.name] = timestamp_processor(dialect)
-        value, version, updated_at, updated_by, expires_at = row
-        return (value, int(version), convert(updated_at), updated_by, convert(expires_at))
-
-    def _check_host_cas(self, plan: plans.Plan) -> None:
-        if plan.if_version == 0 and self._family == "mysql":
-            # MySQL reports a conditional upsert that changed nothing as one "found"
-            # row under SQLAlchemy's CLIENT_FOUND_ROWS, so a lost create is invisible.
-            raise UnsupportedOperationError(
-                "set(..., if_version=0) needs statestore's own engine on MySQL/MariaDB, "
-                "not a host engine (MetastoreStateBackend(url) instead of engine=...)"
-            )
 
     def _sync_hotpath(self) -> SyncHotPath:
         hotpath = self._hotpath
@@ -292,6 +269,38 @@ class MetastoreStateBackend(BaseStateBackend):
         session: Session | None = None,
     ) -> None:
         self._run(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
+
+    def list_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: Session | None = None,
+    ) -> list[tuple[str, str | None]]:
+        page: list[tuple[str, str | None]] = self._run(
+            plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
+                        values=values, now=utcnow())
+        )  # fmt: skip
+        return page
+
+    async def alist_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: AsyncSession | None = None,
+    ) -> list[tuple[str, str | None]]:
+        page: list[tuple[str, str | None]] = await self._arun(
+            plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
+                        values=values, now=utcnow())
+        )  # fmt: skip
+        return page
 
     def get_item(
         self, scope: StateScope, key: str, *, session: Session | None = None
@@ -339,7 +348,7 @@ class MetastoreStateBackend(BaseStateBackend):
                     async with engine.connect() as conn:
                         result = await self._aasset_write_slow(conn, plan)
             return await self._afinish(plan, result)
-        self._check_host_cas(plan)
+        plans.check_host_cas(plan, self._family)
         with translate_errors(self._async_url):
             async with self.async_engine.begin() as conn:
                 result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
@@ -348,20 +357,19 @@ class MetastoreStateBackend(BaseStateBackend):
         return await self._afinish(plan, result)
 
     async def _arun_fast(self, engine: AsyncEngine, plan: plans.Plan) -> Any:
-        compiled = _compiled(self._acompiled, plan, engine.dialect)
+        compiled = compiled_plan(self._acompiled, plan.statement, plan.params, engine.dialect)
         parameters = compiled.parameters(plan.params)
-        whole_row = plan.kind == "read_row"
-        fetch = whole_row or plan.kind == "read"
+        fetch = plans.FETCH.get(plan.kind, "rowcount")
         hotpath = self._async_hotpaths.get(engine)
         if hotpath is None:
             hotpath = async_hotpath.AsyncHotPath(engine, self._async_url, self._timeout)
             self._async_hotpaths[engine] = hotpath
-        result = await hotpath.run(compiled.sql, parameters, fetch=fetch, whole_row=whole_row)
-        return self._process_row(result, engine.dialect) if whole_row else result
+        result = await hotpath.run(compiled.sql, parameters, fetch=fetch)
+        return self._rows.item(result, engine.dialect) if fetch == "row" else result
 
     async def _afinish(self, plan: plans.Plan, result: Any) -> Any:
         """Async twin of :meth:`_finish`."""
-        if plan.kind in ("read", "read_row") or result or plan.kind == "write":
+        if result or plan.kind not in plans.CHECKED:
             return plans.returned(plan, result)
         if plan.kind == "asset_write":
             plans.check_writable(plan.scope, None)
@@ -483,15 +491,3 @@ class MetastoreStateBackend(BaseStateBackend):
                 await hotpath.aclose()
             await engine.dispose()
         self.close()
-
-
-def _compiled(
-    cache: dict[int, CompiledStatement], plan: plans.Plan, dialect: Dialect
-) -> CompiledStatement:
-    """The statement of ``plan`` compiled for ``dialect``, once per backend."""
-    compiled = cache.get(id(plan.statement))
-    if compiled is None:
-        compiled = cache[id(plan.statement)] = compile_statement(
-            plan.statement, dialect, list(plan.params)
-        )
-    return compiled

@@ -22,7 +22,13 @@ from statestore.exceptions import InvalidTypeError
 from statestore.metastore.tables import task_state
 from statestore.metastore.types import Digest, UTCDateTime
 
-__all__ = ["CompiledStatement", "compile_statement", "timestamp_processor"]
+__all__ = [
+    "CompiledStatement",
+    "ItemRows",
+    "compile_statement",
+    "compiled_plan",
+    "timestamp_processor",
+]
 
 _ZERO = timedelta(0)
 
@@ -97,3 +103,34 @@ def timestamp_processor(dialect: Dialect) -> Callable[[Any], Any]:
     if process is None:  # pragma: no cover - UTCDateTime always has one
         return lambda value: value
     return process
+
+
+def compiled_plan(
+    cache: dict[int, CompiledStatement],
+    statement: Executable,
+    params: dict[str, Any],
+    dialect: Dialect,
+) -> CompiledStatement:
+    """``statement`` compiled for ``dialect``, once per cache (one per backend and side)."""
+    compiled = cache.get(id(statement))
+    if compiled is None:
+        compiled = cache[id(statement)] = compile_statement(statement, dialect, list(params))
+    return compiled
+
+
+class ItemRows:
+    """Raw driver rows of ``get_item`` -> the values SQLAlchemy's result processing
+    would give (aware UTC datetimes), with one converter per dialect."""
+
+    def __init__(self) -> None:
+        self._converters: dict[str, Callable[[Any], Any]] = {}
+
+    def item(self, row: tuple[Any, ...] | None, dialect: Dialect) -> Any:
+        """``(value, version, updated_at, updated_by, expires_at)``, or ``None``."""
+        if row is None:
+            return None
+        convert = self._converters.get(dialect.name)
+        if convert is None:
+            convert = self._converters[dialect.name] = timestamp_processor(dialect)
+        value, version, updated_at, updated_by, expires_at = row
+        return (value, int(version), convert(updated_at), updated_by, convert(expires_at))

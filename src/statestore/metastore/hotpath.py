@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy.engine import URL, Engine
 
@@ -19,7 +20,21 @@ from statestore.metastore.engine import DroppedConnectionError, IdleConnections,
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
 
-__all__ = ["SyncHotPath"]
+__all__ = ["Fetch", "SyncHotPath", "shaped"]
+
+Fetch = Literal["scalar", "row", "rows", "rowcount"]
+"""What an operation wants back: the first column of the first row, the first row,
+every row, or the number of rows the statement touched."""
+
+
+def shaped(rows: Sequence[Any], fetch: Fetch) -> Any:
+    """Fetched rows in the shape ``fetch`` names (rows as plain tuples)."""
+    if fetch == "rows":
+        return [tuple(row) for row in rows]
+    if not rows:
+        return None
+    return rows[0][0] if fetch == "scalar" else tuple(rows[0])
+
 
 _RETRIED = (DroppedConnectionError, DeadlockError, StatementTimeout)
 
@@ -35,13 +50,12 @@ class SyncHotPath:
         self._watched = dialect_family(url) == "postgresql"
         self._idle = IdleConnections(engine, keep=8)
 
-    def run(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool = False) -> Any:
-        """The first column of the first row (``fetch``; the whole row with
-        ``whole_row``), else the rowcount."""
+    def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
+        """The statement's result in the shape ``fetch`` names."""
         retry = None
         while True:  # see retries.py for what runs again and why that is safe
             try:
-                return self._execute(sql, parameters, fetch=fetch, whole_row=whole_row)
+                return self._execute(sql, parameters, fetch=fetch)
             except _RETRIED as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
@@ -57,7 +71,7 @@ class SyncHotPath:
         """Return the idle connections to the pool (before the engine is disposed)."""
         self._idle.close()
 
-    def _execute(self, sql: str, parameters: Any, *, fetch: bool, whole_row: bool) -> Any:
+    def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         try:
             connection = self._idle.acquire()  # may connect: a refusal is translated
         except Exception:
@@ -70,11 +84,13 @@ class SyncHotPath:
             if self._watched:
                 token = self._arm(connection)
             cursor.execute(sql, parameters)
-            if fetch:
+            if fetch == "scalar":
                 row = cursor.fetchone()
-                result = None if row is None else tuple(row) if whole_row else row[0]
-            else:
+                result = None if row is None else row[0]
+            elif fetch == "rowcount":
                 result = cursor.rowcount
+            else:
+                result = shaped(cursor.fetchall(), fetch)
             cursor.close()
         except Exception as exc:
             if token is not None and not watchdog().disarm(token):

@@ -16,21 +16,27 @@ from statestore.exceptions import (
     InactiveAssetError,
     InvalidScopeError,
     UnknownAssetError,
+    UnsupportedOperationError,
     VersionConflictError,
 )
 from statestore.items import StoredItem, conflict
 from statestore.metastore.digests import key_digest, ref_digest, task_digest, task_row_id
+from statestore.metastore.hotpath import Fetch
 from statestore.metastore.statements import AssetLookup, Statements
 from statestore.scopes import AssetScope, StateScope, TaskScope
 
 __all__ = [
+    "CHECKED",
+    "FETCH",
     "Plan",
+    "check_host_cas",
     "check_writable",
     "clear",
     "delete",
     "find_asset",
     "get",
     "get_item",
+    "list_",
     "lost",
     "register_asset",
     "result_of",
@@ -44,7 +50,7 @@ __all__ = [
 class Plan:
     """One statement to execute and how to read its result."""
 
-    kind: Literal["read", "read_row", "write", "asset_write", "cas", "asset_cas"]
+    kind: Literal["read", "read_row", "read_rows", "write", "asset_write", "cas", "asset_cas"]
     statement: Executable
     params: dict[str, Any]
     scope: StateScope
@@ -78,6 +84,26 @@ def get_item(stmts: Statements, scope: StateScope, key: str, now: datetime) -> P
     lookup, params = _asset_lookup(scope)
     params.update(key_digest=key_digest(key), now=now)
     return Plan("read_row", stmts.asset_get_item[lookup], params, scope)
+
+
+def list_(
+    stmts: Statements,
+    scope: StateScope,
+    *,
+    prefix: str,
+    after: str,
+    limit: int,
+    values: bool,
+    now: datetime,
+) -> Plan:
+    """One page of live keys (and values) in key order."""
+    page = {"prefix": prefix, "prefix_length": len(prefix), "after": after, "limit": limit,
+            "now": now}  # fmt: skip
+    if isinstance(scope, TaskScope):
+        params = {"task_digest": task_digest(scope), "map_index": scope.map_index, **page}
+        return Plan("read_rows", stmts.task_list[values], params, scope)
+    lookup, params = _asset_lookup(scope)
+    return Plan("read_rows", stmts.asset_list[lookup, values], {**params, **page}, scope)
 
 
 def set_(
@@ -206,6 +232,8 @@ def result_of(plan: Plan, result: Any) -> Any:
     if plan.kind == "read_row":
         row = result.first()
         return None if row is None else tuple(row)
+    if plan.kind == "read_rows":
+        return [tuple(row) for row in result]
     return result.rowcount
 
 
@@ -215,6 +243,8 @@ def returned(plan: Plan, result: Any) -> Any:
         return result
     if plan.kind == "read_row":
         return None if result is None else StoredItem(*result)
+    if plan.kind == "read_rows":
+        return [row if len(row) == 2 else (row[0], None) for row in result]
     return None
 
 
@@ -224,3 +254,23 @@ def lost(plan: Plan, current: StoredItem | None) -> VersionConflictError:
     assert plan.if_version is not None
     version = 0 if current is None else current.version
     return conflict(plan.scope, plan.key, plan.if_version, version)
+
+
+CHECKED = frozenset({"asset_write", "cas", "asset_cas"})
+"""Plans whose rowcount 0 means something went wrong (see the backend's ``_finish``)."""
+
+FETCH: dict[str, Fetch] = {"read": "scalar", "read_row": "row", "read_rows": "rows"}
+"""What the hot path fetches for each kind of plan (``rowcount`` otherwise)."""
+
+
+def check_host_cas(plan: Plan, family: str) -> None:
+    """Refuse a create-only write through a host's MySQL engine, which cannot tell it lost.
+
+    MySQL reports a conditional upsert that changed nothing as one "found" row under
+    SQLAlchemy's CLIENT_FOUND_ROWS; statestore's own engines ask for changed rows.
+    """
+    if plan.if_version == 0 and family == "mysql":
+        raise UnsupportedOperationError(
+            "set(..., if_version=0) needs statestore's own engine on MySQL/MariaDB, "
+            "not a host engine (MetastoreStateBackend(url) instead of engine=...)"
+        )

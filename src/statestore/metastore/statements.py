@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Insert,
+    Integer,
     Select,
     Table,
     Update,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     literal_column,
     or_,
     select,
@@ -103,6 +105,30 @@ def _replace(table: Table, match: ColumnElement[bool]) -> Update:
     )
 
 
+def _listing(table: Table, values: bool) -> Select[Any]:
+    """Keys (and values) after ``after`` with ``prefix``, in key order, ``limit`` of them.
+
+    ``substr(key, 1, len(prefix)) = prefix`` is exact on every dialect (SQLite's LIKE
+    folds case); ``key >= prefix`` lets the index start at the prefix.
+    """
+    key = table.c.key
+    prefix = bindparam("prefix", type_=key.type)
+    columns = [key, table.c.value] if values else [key]
+    return (
+        select(*columns)
+        .where(
+            key > bindparam("after", type_=key.type),
+            key >= prefix,
+            func.substr(key, literal_column("1"), bindparam("prefix_length", type_=Integer()))
+            == prefix,
+            _not_expired(table.c.expires_at),
+        )
+        .order_by(key)
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(literal_column("0"))  # else SQLite binds an OFFSET of its own
+    )
+
+
 def _item_columns(table: Table) -> list[Any]:
     return [table.c.value, table.c.version, table.c.updated_at, table.c.updated_by,
             table.c.expires_at]  # fmt: skip
@@ -129,6 +155,8 @@ class Statements:
     asset_clear: dict[AssetLookup, Delete]
     asset_find: dict[AssetLookup, Select[Any]]
     asset_register: Insert
+    task_list: dict[bool, Select[Any]]
+    asset_list: dict[tuple[AssetLookup, bool], Select[Any]]
 
 
 def _asset_ids(lookup: AssetLookup) -> Select[Any]:
@@ -211,4 +239,17 @@ def build_statements(dialect: str) -> Statements:
             for lookup in _LOOKUPS
         },
         asset_register=register,
+        task_list={
+            values: _listing(task_state, values).where(
+                ts.task_digest == bindparam("task_digest"), ts.map_index == bindparam("map_index")
+            )
+            for values in (True, False)
+        },
+        asset_list={
+            (lookup, values): _listing(asset_state, values).where(
+                asset_state.c.asset_id.in_(_asset_ids(lookup))
+            )
+            for lookup in _LOOKUPS
+            for values in (True, False)
+        },
     )

@@ -83,12 +83,17 @@ def ExactString(length: int) -> String:  # noqa: N802 - reads like the type it b
 
 
 def KeyString(length: int) -> String:  # noqa: N802
-    """An ``ExactString`` for keys, listed in code point order on every database:
-    ``utf8mb4_bin`` on MySQL and SQLite's BINARY already sort so; PostgreSQL gets the
-    "C" collation instead of the database's locale."""
+    """An ``ExactString`` for keys, listed in code point order on every database.
+
+    SQLite's BINARY already sorts so; PostgreSQL gets the "C" collation instead of the
+    database's locale; MariaDB ``utf8mb4_nopad_bin``, because ``utf8mb4_bin`` ignores
+    trailing spaces in comparisons ("k" = "k "). Migration 0002 sets these (MySQL 8
+    gets its own NO PAD binary collation, ``utf8mb4_0900_bin``).
+    """
+    nopad = mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_nopad_bin")
     return (
         String(length)
-        .with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
+        .with_variant(nopad, *_MYSQL)
         .with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
     )
 

@@ -13,12 +13,13 @@ import pytest
 
 from statestore.backends.base import BaseStateBackend
 from statestore.scopes import StateScope
-from statestore.testing.cases import ConformanceCases, distinct, utc_now
+from statestore.testing.capabilities import AsyncCapabilityConformance
+from statestore.testing.cases import distinct, utc_now
 
 __all__ = ["AsyncBackendConformance"]
 
 
-class AsyncBackendConformance(ConformanceCases):
+class AsyncBackendConformance(AsyncCapabilityConformance):
     """Every behaviour ``BaseStateBackend`` promises, through its async methods.
 
     Subclass it as ``class TestMyBackendAsync(AsyncBackendConformance)`` and provide a

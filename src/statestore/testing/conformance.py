@@ -11,12 +11,13 @@ import threading
 
 from statestore.backends.base import BaseStateBackend
 from statestore.scopes import StateScope
-from statestore.testing.cases import ConformanceCases, distinct, utc_now
+from statestore.testing.capabilities import CapabilityConformance
+from statestore.testing.cases import distinct, utc_now
 
 __all__ = ["BackendConformance"]
 
 
-class BackendConformance(ConformanceCases):
+class BackendConformance(CapabilityConformance):
     """Every behaviour ``BaseStateBackend`` promises, through its sync methods.
 
     Subclass it as ``class TestMyBackend(BackendConformance)`` and provide a ``backend``

@@ -24,9 +24,15 @@ depends_on: str | None = None
 _STATE_TABLES = ("statestore_task_state", "statestore_asset_state")
 
 
+def _nopad_collation(bind: sa.engine.Connection) -> str:
+    mariadb = getattr(bind.dialect, "is_mariadb", False)  # set by the MySQL dialects
+    return "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+
+
 def upgrade() -> None:
     # Plain ADD COLUMN on every dialect (SQLite has it too): no table is rebuilt.
-    postgresql = op.get_bind().dialect.name == "postgresql"
+    bind = op.get_bind()
+    postgresql = bind.dialect.name == "postgresql"
     for table in _STATE_TABLES:
         op.add_column(
             table,
@@ -35,6 +41,13 @@ def upgrade() -> None:
         op.add_column(table, sa.Column("updated_by", ExactString(250), nullable=True))
         if postgresql:
             op.alter_column(table, "key", type_=KeyString(512), existing_nullable=False)
+        elif bind.dialect.name in ("mysql", "mariadb"):
+            # utf8mb4_bin pads with spaces when comparing ("k" = "k "), which breaks key
+            # order; a NO PAD binary collation compares exactly, as lookups always did.
+            op.execute(
+                f"ALTER TABLE {table} MODIFY `key` VARCHAR(512) CHARACTER SET utf8mb4 "
+                f"COLLATE {_nopad_collation(bind)} NOT NULL"
+            )
     op.add_column("statestore_task_state", sa.Column("map_key", ExactString(250), nullable=True))
     op.drop_index(
         "ix_statestore_task_state_task_digest_map_index", table_name="statestore_task_state"
@@ -61,7 +74,10 @@ def downgrade() -> None:
     )
     for table in _STATE_TABLES:
         with op.batch_alter_table(table) as batch:
-            if op.get_bind().dialect.name == "postgresql":
+            if op.get_bind().dialect.name == "postgresql" or op.get_bind().dialect.name in (
+                "mysql",
+                "mariadb",
+            ):
                 batch.alter_column("key", type_=ExactString(512), existing_nullable=False)
             if table == "statestore_task_state":
                 batch.drop_column("map_key")
