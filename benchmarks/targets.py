@@ -79,27 +79,32 @@ class StatestoreTarget:
 _SQL = {
     "sqlite": (
         "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
-        " map_index, key, value, expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        " map_index, key, value, expires_at, updated_at, version)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,1)"
         " ON CONFLICT (row_id) DO UPDATE SET value = excluded.value,"
-        " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        " expires_at = excluded.expires_at, updated_at = excluded.updated_at,"
+        " version = statestore_task_state.version + 1",
         "SELECT value FROM statestore_task_state WHERE row_id = ?"
         " AND (expires_at IS NULL OR expires_at >= ?)",
         "DELETE FROM statestore_task_state WHERE row_id = ?",
     ),
     "postgresql": (
         "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
-        " map_index, key, value, expires_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " map_index, key, value, expires_at, updated_at, version)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,1)"
         " ON CONFLICT (row_id) DO UPDATE SET value = excluded.value,"
-        " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        " expires_at = excluded.expires_at, updated_at = excluded.updated_at,"
+        " version = statestore_task_state.version + 1",
         "SELECT value FROM statestore_task_state WHERE row_id = %s"
         " AND (expires_at IS NULL OR expires_at >= %s)",
         "DELETE FROM statestore_task_state WHERE row_id = %s",
     ),
     "mysql": (
         "INSERT INTO statestore_task_state (row_id, task_digest, dag_id, run_id, task_id,"
-        " map_index, `key`, value, expires_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON DUPLICATE KEY UPDATE value = VALUES(value), expires_at = VALUES(expires_at),"
-        " updated_at = VALUES(updated_at)",
+        " map_index, `key`, value, expires_at, updated_at, version)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,1)"
+        " ON DUPLICATE KEY UPDATE version = version + 1, value = VALUES(value),"
+        " expires_at = VALUES(expires_at), updated_at = VALUES(updated_at)",
         "SELECT value FROM statestore_task_state WHERE row_id = %s"
         " AND (expires_at IS NULL OR expires_at >= %s)",
         "DELETE FROM statestore_task_state WHERE row_id = %s",

@@ -37,7 +37,7 @@ from statestore.exceptions import (
 )
 from statestore.items import StateItem
 from statestore.retention import NEVER_EXPIRE
-from statestore.scopes import AssetScope, StateScope, TaskScope
+from statestore.scopes import AssetScope, StateScope, TaskScope, map_key_for
 from statestore.store import StateStore, default_store, set_default_store
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
     "VersionConflictError",
     "cleanup_task_states",
     "default_store",
+    "map_key_for",
     "set_default_store",
     "sweep_asset_states",
 ]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
-    "Listing",
+    "KeyedState",
     "apages",
     "check_listing",
     "decode",
@@ -102,13 +102,43 @@ async def apages(
         after = page[-1][0]
 
 
-class Listing:
-    """``keys``/``items`` and their async twins for an accessor with ``_backend`` and
-    ``_scope`` (task or asset state alike)."""
+class KeyedState:
+    """What task and asset state accessors do alike, given ``_backend`` and ``_scope``:
+    read, read with metadata, delete, and list -- each with its async twin."""
 
     __slots__ = ()
     _backend: BaseStateBackend
     _scope: StateScope
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is absent (or expired)."""
+        check_key(key)
+        return decode(self._backend.get(self._scope, key), default)
+
+    def get_item(self, key: str) -> StateItem | None:
+        """The value of ``key`` with its version and provenance, or ``None``."""
+        check_key(key)
+        return to_item(self._backend.get_item(self._scope, key))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is fine."""
+        check_key(key)
+        self._backend.delete(self._scope, key)
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async twin of :meth:`get`."""
+        check_key(key)
+        return decode(await self._backend.aget(self._scope, key), default)
+
+    async def aget_item(self, key: str) -> StateItem | None:
+        """Async twin of :meth:`get_item`."""
+        check_key(key)
+        return to_item(await self._backend.aget_item(self._scope, key))
+
+    async def adelete(self, key: str) -> None:
+        """Async twin of :meth:`delete`."""
+        check_key(key)
+        await self._backend.adelete(self._scope, key)
 
     def keys(self, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[str]:
         """Live keys in code point order, fetched ``page_size`` at a time (never the

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from statestore.access_core import Listing, decode, to_item
+from statestore.access_core import KeyedState
 from statestore.backends.worker import escape_value
 from statestore.codec import encode_value
 from statestore.exceptions import (
@@ -21,7 +21,6 @@ from statestore.exceptions import (
 )
 from statestore.items import (
     DEFAULT_UPDATE_RETRIES,
-    StateItem,
     arun_update,
     check_version_arg,
     run_update,
@@ -59,7 +58,7 @@ def _value_limit(store: StateStore) -> int:
     return store.config.state_store.max_value_bytes
 
 
-class TaskStateAccessor(Listing):
+class TaskStateAccessor(KeyedState):
     """Task state of one task instance: survives crashes and retries of that instance."""
 
     __slots__ = ("_backend", "_max_bytes", "_retention_days", "_scope", "_store", "_updated_by")
@@ -93,11 +92,6 @@ class TaskStateAccessor(Listing):
         )
         return text, expires_at
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it is absent or expired."""
-        check_key(key)
-        return decode(self._backend.get(self._scope, key), default)
-
     def set(
         self,
         key: str,
@@ -119,11 +113,6 @@ class TaskStateAccessor(Listing):
             if_version=check_version_arg(if_version), updated_by=self._updated_by,
         )  # fmt: skip
 
-    def get_item(self, key: str) -> StateItem | None:
-        """The value of ``key`` with its version and provenance, or ``None``."""
-        check_key(key)
-        return to_item(self._backend.get_item(self._scope, key))
-
     def update(
         self,
         key: str,
@@ -142,19 +131,9 @@ class TaskStateAccessor(Listing):
             fn, default, retries,
         )  # fmt: skip
 
-    def delete(self, key: str) -> None:
-        """Remove ``key``; a missing key is fine."""
-        check_key(key)
-        self._backend.delete(self._scope, key)
-
     def clear(self, *, all_map_indices: bool = False) -> None:
         """Remove every key of this task instance, or of every map index of the task."""
         self._backend.clear(self._scope, all_map_indices=bool(all_map_indices))
-
-    async def aget(self, key: str, default: Any = None) -> Any:
-        """Async twin of :meth:`get`."""
-        check_key(key)
-        return decode(await self._backend.aget(self._scope, key), default)
 
     async def aset(
         self,
@@ -170,11 +149,6 @@ class TaskStateAccessor(Listing):
             self._scope, key, text, expires_at=expires_at,
             if_version=check_version_arg(if_version), updated_by=self._updated_by,
         )  # fmt: skip
-
-    async def aget_item(self, key: str) -> StateItem | None:
-        """Async twin of :meth:`get_item`."""
-        check_key(key)
-        return to_item(await self._backend.aget_item(self._scope, key))
 
     async def aupdate(
         self,
@@ -192,17 +166,12 @@ class TaskStateAccessor(Listing):
             fn, default, retries,
         )  # fmt: skip
 
-    async def adelete(self, key: str) -> None:
-        """Async twin of :meth:`delete`."""
-        check_key(key)
-        await self._backend.adelete(self._scope, key)
-
     async def aclear(self, *, all_map_indices: bool = False) -> None:
         """Async twin of :meth:`clear`."""
         await self._backend.aclear(self._scope, all_map_indices=bool(all_map_indices))
 
 
-class AssetStateAccessor(Listing):
+class AssetStateAccessor(KeyedState):
     """State of one asset: persists across runs until deleted, cleared or swept."""
 
     __slots__ = ("_backend", "_max_bytes", "_scope", "_store", "_updated_by")
@@ -230,11 +199,6 @@ class AssetStateAccessor(Listing):
         check_key(key)
         return encode_value(escape_value(value), max_bytes=self._max_bytes)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it is absent."""
-        check_key(key)
-        return decode(self._backend.get(self._scope, key), default)
-
     def set(self, key: str, value: Any, *, if_version: int | None = None) -> None:
         """Write ``value`` under ``key``; asset state has no retention. ``if_version``:
         as :meth:`TaskStateAccessor.set`."""
@@ -242,11 +206,6 @@ class AssetStateAccessor(Listing):
             self._scope, key, self._prepare_set(key, value),
             if_version=check_version_arg(if_version), updated_by=self._updated_by,
         )  # fmt: skip
-
-    def get_item(self, key: str) -> StateItem | None:
-        """The value of ``key`` with its version and provenance, or ``None``."""
-        check_key(key)
-        return to_item(self._backend.get_item(self._scope, key))
 
     def update(
         self,
@@ -265,19 +224,9 @@ class AssetStateAccessor(Listing):
             fn, default, retries,
         )  # fmt: skip
 
-    def delete(self, key: str) -> None:
-        """Remove ``key``; a missing key is fine."""
-        check_key(key)
-        self._backend.delete(self._scope, key)
-
     def clear(self) -> None:
         """Remove every key of this asset."""
         self._backend.clear(self._scope)
-
-    async def aget(self, key: str, default: Any = None) -> Any:
-        """Async twin of :meth:`get`."""
-        check_key(key)
-        return decode(await self._backend.aget(self._scope, key), default)
 
     async def aset(self, key: str, value: Any, *, if_version: int | None = None) -> None:
         """Async twin of :meth:`set`."""
@@ -285,11 +234,6 @@ class AssetStateAccessor(Listing):
             self._scope, key, self._prepare_set(key, value),
             if_version=check_version_arg(if_version), updated_by=self._updated_by,
         )  # fmt: skip
-
-    async def aget_item(self, key: str) -> StateItem | None:
-        """Async twin of :meth:`get_item`."""
-        check_key(key)
-        return to_item(await self._backend.aget_item(self._scope, key))
 
     async def aupdate(
         self,
@@ -305,11 +249,6 @@ class AssetStateAccessor(Listing):
             lambda new, version: self.aset(key, new, if_version=version),
             fn, default, retries,
         )  # fmt: skip
-
-    async def adelete(self, key: str) -> None:
-        """Async twin of :meth:`delete`."""
-        check_key(key)
-        await self._backend.adelete(self._scope, key)
 
     async def aclear(self) -> None:
         """Async twin of :meth:`clear`."""

@@ -7,10 +7,17 @@ dicts and caches, and both validate on construction so a backend never sees a ba
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from statestore.exceptions import InvalidKeyError, InvalidScopeError, InvalidTypeError
+from statestore.exceptions import (
+    InvalidKeyError,
+    InvalidScopeError,
+    InvalidTypeError,
+    InvalidValueError,
+)
 
 __all__ = [
     "MAX_ASSET_REF_LENGTH",
@@ -21,6 +28,7 @@ __all__ = [
     "StateScope",
     "TaskScope",
     "check_key",
+    "map_key_for",
     "to_asset_scope",
     "writer_name",
 ]
@@ -87,13 +95,19 @@ class TaskScope:
     """One task instance: the unit that task state belongs to.
 
     ``map_index`` is ``-1`` for an unmapped task and the position (``>= 0``) of a
-    mapped task instance; ``clear(all_map_indices=True)`` spans every position.
+    mapped task instance; ``clear(all_map_indices=True)`` spans every instance.
+
+    ``map_key``, when given, identifies a mapped instance instead of its position: a
+    stable string derived from the instance's input (see :func:`map_key_for`), so that
+    re-expanding the task over a reordered input leaves each item with its own state.
+    ``map_index`` is then only recorded, not part of the identity.
     """
 
     dag_id: str
     run_id: str
     task_id: str
     map_index: int = -1
+    map_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_text("dag_id", self.dag_id, MAX_ID_LENGTH)
@@ -106,11 +120,40 @@ class TaskScope:
             raise InvalidScopeError(
                 f"map_index must be between -1 and {MAX_INTEGER_ID}, not {self.map_index}"
             )
+        if self.map_key is not None:
+            _check_text("map_key", self.map_key, MAX_ID_LENGTH)
+
+    @property
+    def instance(self) -> str:
+        """What identifies this instance within its task: the map key, else the index.
+
+        ``"key:<map_key>"`` or the index as text -- never equal to each other, since an
+        index is digits. Two scopes with the same instance share their task state.
+        """
+        return str(self.map_index) if self.map_key is None else f"key:{self.map_key}"
 
     def describe(self) -> str:
         """A short human-readable form for messages and logs."""
-        suffix = "" if self.map_index == -1 else f"[{self.map_index}]"
+        if self.map_key is not None:
+            suffix = f"[key={self.map_key}]"
+        else:
+            suffix = "" if self.map_index == -1 else f"[{self.map_index}]"
         return f"task {self.dag_id}/{self.run_id}/{self.task_id}{suffix}"
+
+
+def map_key_for(item: object) -> str:
+    """A stable ``map_key`` for a mapped instance, derived from its JSON-able input.
+
+    The same input gives the same key in every process and release (SHA-256 of the
+    input's canonical JSON: sorted keys, no spaces); a different input, a different key.
+    """
+    try:
+        text = json.dumps(
+            item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidValueError(f"map_key_for needs a JSON-able input: {exc}") from None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ class InMemoryStateBackend(BaseStateBackend):
         self._lock = threading.Lock()
         # (dag_id, run_id, task_id) -> map_index -> key -> StoredItem; nesting
         # by task keeps clear(all_map_indices=True) proportional to that task's state.
-        self._tasks: dict[tuple[str, str, str], dict[int, _Entries]] = {}
+        self._tasks: dict[tuple[str, str, str], dict[str, _Entries]] = {}
         self._assets: dict[str, _Entries] = {}
         self._registry: dict[str, _Asset] = {}
 
@@ -78,8 +78,8 @@ class InMemoryStateBackend(BaseStateBackend):
         if isinstance(scope, TaskScope):
             task_key = (scope.dag_id, scope.run_id, scope.task_id)
             if create:
-                return self._tasks.setdefault(task_key, {}).setdefault(scope.map_index, {})
-            return self._tasks.get(task_key, {}).get(scope.map_index)
+                return self._tasks.setdefault(task_key, {}).setdefault(scope.instance, {})
+            return self._tasks.get(task_key, {}).get(scope.instance)
         if create:
             return self._assets.setdefault(self._asset_for_write(scope).name, {})
         asset = self._find_asset(scope)
@@ -134,7 +134,7 @@ class InMemoryStateBackend(BaseStateBackend):
                 if all_map_indices:
                     self._tasks.pop(task_key, None)
                 else:
-                    self._tasks.get(task_key, {}).pop(scope.map_index, None)
+                    self._tasks.get(task_key, {}).pop(scope.instance, None)
                 return
             asset = self._find_asset(scope)
             if asset is not None:

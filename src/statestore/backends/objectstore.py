@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["ObjectStoreStateBackend", "object_ref"]
 
 _REF = re.compile(
-    r"^(task/[0-9a-f]{64}/m(-1|\d{1,10})/[0-9a-f]{64}|asset/[0-9a-f]{64}/[0-9a-f]{64})\.json$"
+    r"^(task/[0-9a-f]{64}/(m(-1|\d{1,10})|k[0-9a-f]{64})/[0-9a-f]{64}"
+    r"|asset/[0-9a-f]{64}/[0-9a-f]{64})\.json$"
 )
 
 
@@ -56,12 +57,19 @@ def _asset_dir(scope: AssetScope) -> str:
     return f"asset/{ref_digest(identity).hex()}"
 
 
+def _instance_dir(scope: TaskScope) -> str:
+    # A map key can be any text: its digest names the folder, never the text itself.
+    if scope.map_key is None:
+        return f"{_task_dir(scope)}/m{scope.map_index}"
+    return f"{_task_dir(scope)}/k{ref_digest(scope.map_key).hex()}"
+
+
 def object_ref(scope: StateScope, key: str) -> str:
     """The deterministic object name (relative to the base URL) of one key."""
     # The file name is the database row's own digest, so `objects gc` can check whether
     # a row still holds an object with an index lookup.
     if isinstance(scope, TaskScope):
-        return f"{_task_dir(scope)}/m{scope.map_index}/{task_row_id(scope, key).hex()}.json"
+        return f"{_instance_dir(scope)}/{task_row_id(scope, key).hex()}.json"
     return f"{_asset_dir(scope)}/{key_digest(key).hex()}.json"
 
 
@@ -178,7 +186,7 @@ class ObjectStoreStateBackend(BaseStateBackend):
         elif all_map_indices:
             self._remove(_task_dir(scope), recursive=True)
         else:
-            self._remove(f"{_task_dir(scope)}/m{scope.map_index}", recursive=True)
+            self._remove(_instance_dir(scope), recursive=True)
 
     def serialize_asset_state_to_ref(self, *, value: str, key: str, scope: AssetScope) -> str:
         ref = object_ref(scope, key)

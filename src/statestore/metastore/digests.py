@@ -20,7 +20,7 @@ def task_digest(scope: TaskScope) -> bytes:
 
 def task_row_id(scope: TaskScope, key: str) -> bytes:
     """Identity of one task-state key of one task instance."""
-    text = _SEP.join((scope.dag_id, scope.run_id, scope.task_id, str(scope.map_index), key))
+    text = _SEP.join((scope.dag_id, scope.run_id, scope.task_id, scope.instance, key))
     return sha256(text.encode()).digest()
 
 

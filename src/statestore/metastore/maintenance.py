@@ -280,7 +280,16 @@ def delete_expired_returning_refs(
 
     size = batch_size or 1000
     picked = (
-        select(_ts.row_id, _ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, _ts.value)
+        select(
+            _ts.row_id,
+            _ts.dag_id,
+            _ts.run_id,
+            _ts.task_id,
+            _ts.map_index,
+            _ts.key,
+            _ts.value,
+            _ts.map_key,
+        )
         .where(_EXPIRED)
         .order_by(_ts.expires_at)
         .limit(size)
@@ -317,7 +326,7 @@ def delete_expired_returning_refs(
         if not rows:
             return
         refs = [
-            DeletedRef(TaskScope(r[1], r[2], r[3], r[4]), r[5], ref)
+            DeletedRef(TaskScope(r[1], r[2], r[3], r[4], r[7]), r[5], ref)
             for r in rows
             if (ref := ref_of(r[6])) is not None
         ]

@@ -100,7 +100,11 @@ def list_(
     page = {"prefix": prefix, "prefix_length": len(prefix), "after": after, "limit": limit,
             "now": now}  # fmt: skip
     if isinstance(scope, TaskScope):
-        params = {"task_digest": task_digest(scope), "map_index": scope.map_index, **page}
+        params = {"task_digest": task_digest(scope), **page}
+        if scope.map_key is not None:
+            params["map_key"] = scope.map_key
+            return Plan("read_rows", stmts.task_list_key[values], params, scope)
+        params["map_index"] = scope.map_index
         return Plan("read_rows", stmts.task_list[values], params, scope)
     lookup, params = _asset_lookup(scope)
     return Plan("read_rows", stmts.asset_list[lookup, values], {**params, **page}, scope)
@@ -131,6 +135,7 @@ def set_(
             "run_id": scope.run_id,
             "task_id": scope.task_id,
             "map_index": scope.map_index,
+            "map_key": scope.map_key,
             "key": key,
             "version": 1,
             **written,
@@ -165,6 +170,9 @@ def clear(stmts: Statements, scope: StateScope, all_map_indices: bool) -> Plan:
         params: dict[str, Any] = {"task_digest": task_digest(scope)}
         if all_map_indices:
             return Plan("write", stmts.task_clear_all, params, scope)
+        if scope.map_key is not None:
+            params["map_key"] = scope.map_key
+            return Plan("write", stmts.task_clear_key, params, scope)
         params["map_index"] = scope.map_index
         return Plan("write", stmts.task_clear_one, params, scope)
     lookup, params = _asset_lookup(scope)

@@ -146,6 +146,7 @@ class Statements:
     task_delete: Delete
     task_clear_one: Delete
     task_clear_all: Delete
+    task_clear_key: Delete
     asset_get: dict[AssetLookup, Select[Any]]
     asset_get_item: dict[AssetLookup, Select[Any]]
     asset_set: dict[AssetLookup, Insert]
@@ -156,6 +157,7 @@ class Statements:
     asset_find: dict[AssetLookup, Select[Any]]
     asset_register: Insert
     task_list: dict[bool, Select[Any]]
+    task_list_key: dict[bool, Select[Any]]
     asset_list: dict[tuple[AssetLookup, bool], Select[Any]]
 
 
@@ -206,7 +208,12 @@ def build_statements(dialect: str) -> Statements:
         task_replace=_replace(task_state, ts.row_id == bindparam("w_row_id")),
         task_delete=delete(task_state).where(ts.row_id == bindparam("row_id")),
         task_clear_one=delete(task_state).where(
-            and_(ts.task_digest == bindparam("task_digest"), ts.map_index == bindparam("map_index"))
+            ts.task_digest == bindparam("task_digest"),
+            ts.map_index == bindparam("map_index"),
+            ts.map_key.is_(None),
+        ),
+        task_clear_key=delete(task_state).where(
+            ts.task_digest == bindparam("task_digest"), ts.map_key == bindparam("map_key")
         ),
         task_clear_all=delete(task_state).where(ts.task_digest == bindparam("task_digest")),
         asset_get={
@@ -241,7 +248,15 @@ def build_statements(dialect: str) -> Statements:
         asset_register=register,
         task_list={
             values: _listing(task_state, values).where(
-                ts.task_digest == bindparam("task_digest"), ts.map_index == bindparam("map_index")
+                ts.task_digest == bindparam("task_digest"),
+                ts.map_index == bindparam("map_index"),
+                ts.map_key.is_(None),
+            )
+            for values in (True, False)
+        },
+        task_list_key={
+            values: _listing(task_state, values).where(
+                ts.task_digest == bindparam("task_digest"), ts.map_key == bindparam("map_key")
             )
             for values in (True, False)
         },
