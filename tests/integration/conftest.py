@@ -14,8 +14,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from statestore import StateStore
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -143,3 +147,20 @@ def migrated_url(db_url: URL) -> URL:
 
     upgrade(db_url)
     return db_url
+
+
+@pytest.fixture(params=["memory", "database"])
+def store(request: pytest.FixtureRequest, dialect: str) -> Iterator[StateStore]:
+    """A store on the in-memory backend (once) and on each database, named as the
+    writer ``worker-1``: for behaviour every backend with the capability must share."""
+    from statestore import InMemoryStateBackend, StateStore
+
+    if request.param == "memory":
+        if dialect != "sqlite":
+            pytest.skip("the in-memory backend runs once")
+        with StateStore(backend=InMemoryStateBackend(), updated_by="worker-1") as memory:
+            yield memory
+        return
+    url: URL = request.getfixturevalue("migrated_url")
+    with StateStore(url.render_as_string(hide_password=False), updated_by="worker-1") as db:
+        yield db

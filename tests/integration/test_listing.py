@@ -6,7 +6,6 @@ Against the in-memory backend and every database, through the public accessors.
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,7 +15,6 @@ from sqlalchemy.engine import URL
 
 from statestore import (
     NEVER_EXPIRE,
-    InMemoryStateBackend,
     InvalidKeyError,
     InvalidTypeError,
     InvalidValueError,
@@ -30,19 +28,6 @@ TASK = TaskScope("dag", "run", "task")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 # Code point order, the same on every database: "B" < "a" < "é" < "😀".
 KEYS = ["a", "a/1", "a/2", "a/10", "B", "b", "b/x", "é", "😀", "k ", "k"]
-
-
-@pytest.fixture(params=["memory", "database"])
-def store(request: pytest.FixtureRequest, dialect: str) -> Iterator[StateStore]:
-    if request.param == "memory":
-        if dialect != "sqlite":
-            pytest.skip("the in-memory backend runs once")
-        with StateStore(backend=InMemoryStateBackend()) as memory:
-            yield memory
-        return
-    url: URL = request.getfixturevalue("migrated_url")
-    with StateStore(url.render_as_string(hide_password=False)) as db:
-        yield db
 
 
 def test_keys_and_items_in_code_point_order_with_prefix(store: StateStore) -> None:

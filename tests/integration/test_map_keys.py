@@ -5,13 +5,9 @@ Against the in-memory backend and every database, through the public accessors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from sqlalchemy.engine import URL
 
 from statestore import (
-    InMemoryStateBackend,
     InvalidScopeError,
     InvalidValueError,
     StateStore,
@@ -21,19 +17,6 @@ from statestore import (
 from statestore.backends.objectstore import _checked, object_ref
 
 FILES = ["s3://in/a.csv", "s3://in/b.csv", "s3://in/c.csv"]
-
-
-@pytest.fixture(params=["memory", "database"])
-def store(request: pytest.FixtureRequest, dialect: str) -> Iterator[StateStore]:
-    if request.param == "memory":
-        if dialect != "sqlite":
-            pytest.skip("the in-memory backend runs once")
-        with StateStore(backend=InMemoryStateBackend()) as memory:
-            yield memory
-        return
-    url: URL = request.getfixturevalue("migrated_url")
-    with StateStore(url.render_as_string(hide_password=False)) as db:
-        yield db
 
 
 def _instance(item: str, position: int) -> TaskScope:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -29,19 +28,6 @@ from statestore import (
 TASK = TaskScope("dag", "run", "task")
 WRITER = TaskScope("dag", "run", "writer", 3)
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["memory", "database"])
-def store(request: pytest.FixtureRequest, dialect: str) -> Iterator[StateStore]:
-    if request.param == "memory":
-        if dialect != "sqlite":
-            pytest.skip("the in-memory backend runs once")
-        with StateStore(backend=InMemoryStateBackend(), updated_by="worker-1") as memory:
-            yield memory
-        return
-    url: URL = request.getfixturevalue("migrated_url")
-    with StateStore(url.render_as_string(hide_password=False), updated_by="worker-1") as db:
-        yield db
 
 
 def test_versions_count_writes_and_items_carry_provenance(store: StateStore) -> None:
