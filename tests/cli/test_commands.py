@@ -113,7 +113,8 @@ def test_server_not_migrated(cli: Cli, db_url: URL, dialect: str) -> None:
         cli.env["STATESTORE__DATABASE__AUTO_MIGRATE_SQLITE"] = "false"
     result = cli("--url", _url(db_url), "task-state", "get", "k", *SCOPE)
     assert result.code == 1
-    assert "statestore db upgrade" in result.stderr
+    assert "db upgrade" in result.stderr
+    assert "--url" in result.stderr
 
 
 def test_database_down_masks_password(cli: Cli) -> None:
@@ -222,3 +223,21 @@ def test_provenance_of_a_task_written_watermark_shows_in_the_cli(
     assert (row["updated_by"], row["version"]) == ("task etl/2026-11-29/load[2]", 1)
     table = cli("--url", url, "asset-state", "list", "--asset", "orders")
     assert "etl/2026-11-29/load" in table.stdout  # the table may shorten the rest
+
+
+def test_keyed_mapped_instances_from_the_cli(cli: Cli, migrated_url: URL) -> None:
+    from statestore import StateStore, TaskScope, map_key_for
+
+    url = _url(migrated_url)
+    key = map_key_for("s3://in/a.csv")
+    with StateStore(url) as store:
+        store.task_state(TaskScope("etl", "r1", "load", 4, map_key=key)).set("rows", 7)
+    got = cli("--url", url, "--json", "task-state", "get", "rows", *SCOPE, "--map-key", key)
+    assert got.code == 0, got.stderr
+    assert got.json()["value"] == 7
+    by_index = cli("--url", url, "--json", "task-state", "get", "rows", *SCOPE, "--map-index", "4")
+    assert by_index.json()["found"] is False  # the keyed instance is not position 4's
+    cleared = cli("--url", url, "--json", "task-state", "clear", *SCOPE, "--map-key", key)
+    assert cleared.code == 0, cleared.stderr
+    with StateStore(url) as store:
+        assert store.task_state(TaskScope("etl", "r1", "load", 0, map_key=key)).get("rows") is None

@@ -59,9 +59,9 @@ def test_values_round_trip_byte_exactly(migrated_url: URL) -> None:
 def test_unmigrated_server_database_raises_schema_out_of_date(db_url: URL, dialect: str) -> None:
     backend = MetastoreStateBackend(db_url, auto_migrate_sqlite=False)
     try:
-        with pytest.raises(SchemaOutOfDateError, match="statestore db upgrade"):
+        with pytest.raises(SchemaOutOfDateError, match=r"statestore --url .* db upgrade"):
             backend.get(TASK, "k")
-        with pytest.raises(SchemaOutOfDateError, match="statestore db upgrade"):
+        with pytest.raises(SchemaOutOfDateError, match=r"statestore --url .* db upgrade"):
             backend.set(TASK, "k", "1")
     finally:
         backend.close()
@@ -70,7 +70,7 @@ def test_unmigrated_server_database_raises_schema_out_of_date(db_url: URL, diale
 async def test_unmigrated_database_raises_async(db_url: URL) -> None:
     backend = MetastoreStateBackend(db_url, auto_migrate_sqlite=False)
     try:
-        with pytest.raises(SchemaOutOfDateError, match="statestore db upgrade"):
+        with pytest.raises(SchemaOutOfDateError, match=r"statestore --url .* db upgrade"):
             await backend.aget(TASK, "k")
     finally:
         await backend.aclose()

@@ -89,7 +89,7 @@ def check(ctx: typer.Context) -> None:
     if revision != head:
         raise SchemaOutOfDateError(
             f"{_shown(url)} is at {revision or 'no schema'}, this release needs {head}; "
-            "run `statestore db upgrade`"
+            f"run `statestore --url '{_shown(url)}' db upgrade`"
         )
     if not state_of(ctx).json:
         console.print(f"{escape(_shown(url))}: up to date ({head})")

@@ -28,16 +28,22 @@ Dag = Annotated[str | None, typer.Option("--dag", help="Dag id.")]
 Run = Annotated[str | None, typer.Option("--run", help="Run id.")]
 Task = Annotated[str | None, typer.Option("--task", help="Task id.")]
 MapIndex = Annotated[int, typer.Option("--map-index", help="Map index (-1: not mapped).")]
+MapKey = Annotated[
+    str | None,
+    typer.Option("--map-key", help="Stable map key of a mapped instance (instead of its index)."),
+]
 Asset = Annotated[str | None, typer.Option("--asset", help="Asset name.")]
 Key = Annotated[str, typer.Argument(help="The key.")]
 Value = Annotated[str, typer.Argument(help="The value, as JSON (e.g. '42', '\"text\"').")]
 
 
-def _task_scope(dag: str | None, run: str | None, task: str | None, map_index: int) -> TaskScope:
+def _task_scope(
+    dag: str | None, run: str | None, task: str | None, map_index: int, map_key: str | None
+) -> TaskScope:
     missing = [name for name, v in (("--dag", dag), ("--run", run), ("--task", task)) if not v]
     if missing:
         raise CliUsageError(f"missing {', '.join(missing)}: a task instance needs all three")
-    return TaskScope(str(dag), str(run), str(task), map_index)
+    return TaskScope(str(dag), str(run), str(task), map_index, map_key)
 
 
 def _asset_scope(asset: str | None) -> AssetScope:
@@ -120,7 +126,7 @@ def task_list(
     ] = None,
 ) -> None:
     """List the keys of a task (every map index unless --map-index is given)."""
-    scope = _task_scope(dag, run, task, -1)
+    scope = _task_scope(dag, run, task, -1, None)
     backend = _metastore(open_store(ctx))
     with translate_errors(backend.url), backend.engine.connect() as conn:
         backend.ensure_schema()
@@ -137,9 +143,10 @@ def task_get(
     run: Run = None,
     task: Task = None,
     map_index: MapIndex = -1,
+    map_key: MapKey = None,
 ) -> None:
     """Print the value of KEY as JSON (exit 1 if absent)."""
-    scope = _task_scope(dag, run, task, map_index)
+    scope = _task_scope(dag, run, task, map_index, map_key)
     _show_value(ctx, key, open_store(ctx).task_state(scope).get(key))
 
 
@@ -152,6 +159,7 @@ def task_set(
     run: Run = None,
     task: Task = None,
     map_index: MapIndex = -1,
+    map_key: MapKey = None,
     retention_hours: Annotated[
         float | None, typer.Option("--retention-hours", min=0.0, help="Expire after this.")
     ] = None,
@@ -160,7 +168,7 @@ def task_set(
     ] = False,
 ) -> None:
     """Write KEY = VALUE (JSON). Retention: default from configuration."""
-    scope = _task_scope(dag, run, task, map_index)
+    scope = _task_scope(dag, run, task, map_index, map_key)
     if never_expire and retention_hours is not None:
         raise CliUsageError("give --retention-hours or --never-expire, not both")
     retention = NEVER_EXPIRE if never_expire else None
@@ -179,9 +187,10 @@ def task_delete(
     run: Run = None,
     task: Task = None,
     map_index: MapIndex = -1,
+    map_key: MapKey = None,
 ) -> None:
     """Delete KEY (no error if absent)."""
-    open_store(ctx).task_state(_task_scope(dag, run, task, map_index)).delete(key)
+    open_store(ctx).task_state(_task_scope(dag, run, task, map_index, map_key)).delete(key)
     if state_of(ctx).json:
         echo_json({"key": key, "deleted": True})
 
@@ -193,12 +202,13 @@ def task_clear(
     run: Run = None,
     task: Task = None,
     map_index: MapIndex = -1,
+    map_key: MapKey = None,
     all_map_indices: Annotated[
         bool, typer.Option("--all-map-indices", help="Clear every map index of the task.")
     ] = False,
 ) -> None:
     """Delete every key of the task instance (or of every map index)."""
-    scope = _task_scope(dag, run, task, map_index)
+    scope = _task_scope(dag, run, task, map_index, map_key)
     open_store(ctx).task_state(scope).clear(all_map_indices=all_map_indices)
     if state_of(ctx).json:
         echo_json({"cleared": True, "all_map_indices": all_map_indices})

@@ -58,8 +58,8 @@ def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
     reason = _reason(exc, url)
     if _MISSING_TABLE.search(reason):
         return SchemaOutOfDateError(
-            f"the {describe_url(url)} has no statestore tables ({reason}); "
-            "run `statestore db upgrade` first"
+            f"the {describe_url(url)} has no statestore tables ({reason}); run "
+            f"`statestore --url '{url.render_as_string(hide_password=True)}' db upgrade` first"
         )
     if type(exc).__name__ == "ProgrammingError":  # a bug of ours, not the server's state
         return None

@@ -172,7 +172,9 @@ def check_schema(connection: Connection) -> None:
         problem = "has no statestore tables"
     else:
         problem = f"is at schema revision {current}, this release needs {head}"
+    # The URL in the hint: without it, `statestore db upgrade` would migrate whatever
+    # database the configuration names (the SQLite default), not this one.
     raise SchemaOutOfDateError(
-        f"the database {url} {problem}; run `statestore db upgrade` "
+        f"the database {url} {problem}; run `statestore --url '{url}' db upgrade` "
         "(or call statestore.metastore.upgrade(url)) first"
     )
