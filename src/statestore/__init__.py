@@ -38,6 +38,7 @@ from statestore.exceptions import (
 from statestore.items import StateItem
 from statestore.retention import NEVER_EXPIRE
 from statestore.scopes import AssetScope, StateScope, TaskScope, map_key_for
+from statestore.shortcuts import asset_state, run_id_for, task_state
 from statestore.store import StateStore, default_store, set_default_store
 
 if TYPE_CHECKING:
@@ -93,9 +94,12 @@ __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
     "UnsupportedOperationError",
     "ValueTooLargeError",
     "VersionConflictError",
+    "asset_state",
     "cleanup_task_states",
     "default_store",
     "map_key_for",
+    "run_id_for",
     "set_default_store",
     "sweep_asset_states",
+    "task_state",
 ]
