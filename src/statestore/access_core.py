@@ -26,7 +26,6 @@ __all__ = [
     "decode",
     "pages",
     "to_item",
-    "version_of",
 ]
 
 
@@ -52,10 +51,6 @@ def to_item(stored: StoredItem | None) -> StateItem | None:
         decode(stored.value, None), stored.version, stored.updated_at, stored.updated_by,
         stored.expires_at,
     )  # fmt: skip
-
-
-def version_of(item: StateItem | None) -> int:
-    return 0 if item is None else item.version
 
 
 DEFAULT_PAGE_SIZE = 1000

@@ -31,6 +31,7 @@ __all__ = [
     "conflict",
     "run_update",
     "update_pause",
+    "version_of",
 ]
 
 DEFAULT_UPDATE_RETRIES = 10
@@ -103,6 +104,11 @@ def update_pause(attempt: int) -> float:
     return random.uniform(0, 0.001 * 2 ** min(attempt, 6))  # noqa: S311 - jitter
 
 
+def version_of(item: StateItem | None) -> int:
+    """The version ``if_version`` must name to replace ``item`` (0: there is none)."""
+    return 0 if item is None else item.version
+
+
 def run_update(
     read: Callable[[], StateItem | None],
     write: Callable[[Any, int], None],
@@ -116,7 +122,7 @@ def run_update(
         item = read()
         new = fn(default if item is None else item.value)
         try:
-            write(new, 0 if item is None else item.version)
+            write(new, version_of(item))
         except VersionConflictError:
             if attempt == retries:
                 raise
@@ -138,7 +144,7 @@ async def arun_update(
         item = await read()
         new = fn(default if item is None else item.value)
         try:
-            await write(new, 0 if item is None else item.version)
+            await write(new, version_of(item))
         except VersionConflictError:
             if attempt == retries:
                 raise

@@ -22,11 +22,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
+from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.hotpath import Fetch, shaped
-from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
+from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
 __all__ = [
     "AsyncHotPath",
@@ -185,7 +185,7 @@ class AsyncHotPath:
         while True:  # see retries.py
             try:
                 return await self._execute(sql, parameters, fetch=fetch)
-            except (DroppedConnectionError, DeadlockError, StatementTimeout) as exc:
+            except RETRIED as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
                     with translate_errors(self._url, self._errors):
@@ -208,7 +208,7 @@ class AsyncHotPath:
         except Exception:
             with translate_errors(self._url, self._errors):
                 raise
-        token = self._arm(connection) if self._watched else None
+        token = watch(connection, self._timeout) if self._watched else None
         try:
             async with deadline(self._family, self._timeout):
                 result = await execute(
@@ -228,10 +228,6 @@ class AsyncHotPath:
             return result  # cut just after it answered: the answer stands
         await idle.release(connection)
         return result
-
-    def _arm(self, connection: Any) -> int | None:
-        fileno = psycopg_socket(connection)
-        return None if fileno is None else watchdog().arm(fileno, self._timeout)
 
     async def _fail(self, connection: Any, exc: Exception) -> NoReturn:
         if is_deadlock(exc):  # rolled back; the connection is fine

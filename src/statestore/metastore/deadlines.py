@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["StatementTimeout", "Watchdog", "psycopg_socket", "watchdog"]
+__all__ = ["StatementTimeout", "Watchdog", "watch", "watchdog"]
 
 
 class StatementTimeout(Exception):  # noqa: N818 - a signal between two modules, not an error API
@@ -63,6 +63,10 @@ class Watchdog:
                 self._start(seconds)
         return token
 
+    def forget(self) -> None:
+        """Start over with no thread and nothing watched (a forked child's state)."""
+        self.__init__()  # type: ignore[misc]
+
     def disarm(self, token: int) -> bool:
         """Stop watching; ``False`` if the deadline had already passed and the socket
         was cut. Once this returns, the watchdog never touches that socket again."""
@@ -91,12 +95,8 @@ class Watchdog:
 _WATCHDOG = Watchdog()
 
 
-def _forget_thread() -> None:
-    # A forked child has no watchdog thread, whatever the parent had.
-    _WATCHDOG.__init__()  # type: ignore[misc]
-
-
-os.register_at_fork(after_in_child=_forget_thread)
+# A forked child has no watchdog thread (nor statements in flight), whatever the parent had.
+os.register_at_fork(after_in_child=_WATCHDOG.forget)
 
 
 def watchdog() -> Watchdog:
@@ -104,8 +104,9 @@ def watchdog() -> Watchdog:
     return _WATCHDOG
 
 
-def psycopg_socket(connection: Any) -> int | None:
-    """The socket descriptor under a pooled psycopg connection, if it has one."""
+def watch(connection: Any, seconds: float) -> int | None:
+    """Arm the watchdog for a statement about to run on a pooled psycopg connection
+    (sync or async); ``None`` when it has no socket to watch."""
     # driver_connection: psycopg's own Connection or AsyncConnection, never an adapter.
     pgconn = getattr(connection.driver_connection, "pgconn", None)
-    return None if pgconn is None else int(pgconn.socket)
+    return None if pgconn is None else _WATCHDOG.arm(int(pgconn.socket), seconds)

@@ -15,10 +15,10 @@ from typing import Any, Literal, NoReturn
 
 from sqlalchemy.engine import URL, Engine
 
-from statestore.metastore.deadlines import StatementTimeout, psycopg_socket, watchdog
+from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, IdleConnections, dialect_family
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.retries import DeadlockError, Retry, is_deadlock, unwrap
+from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
 __all__ = ["Fetch", "SyncHotPath", "shaped"]
 
@@ -34,9 +34,6 @@ def shaped(rows: Sequence[Any], fetch: Fetch) -> Any:
     if not rows:
         return None
     return rows[0][0] if fetch == "scalar" else tuple(rows[0])
-
-
-_RETRIED = (DroppedConnectionError, DeadlockError, StatementTimeout)
 
 
 class SyncHotPath:
@@ -56,7 +53,7 @@ class SyncHotPath:
         while True:  # see retries.py for what runs again and why that is safe
             try:
                 return self._execute(sql, parameters, fetch=fetch)
-            except _RETRIED as exc:
+            except RETRIED as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
                     with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
@@ -82,7 +79,7 @@ class SyncHotPath:
         try:
             cursor = connection.cursor()
             if self._watched:
-                token = self._arm(connection)
+                token = watch(connection, self._timeout)
             cursor.execute(sql, parameters)
             if fetch == "scalar":
                 row = cursor.fetchone()
@@ -102,10 +99,6 @@ class SyncHotPath:
             return result
         self._idle.release(connection)
         return result
-
-    def _arm(self, connection: Any) -> int | None:
-        fileno = psycopg_socket(connection)
-        return None if fileno is None else watchdog().arm(fileno, self._timeout)
 
     def _fail(self, connection: Any, cursor: Any, exc: Exception) -> NoReturn:
         """Drop a broken connection, give a healthy one back, translate the error."""

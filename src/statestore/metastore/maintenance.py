@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from statestore.metastore.digests import ref_digest, task_digest
-from statestore.metastore.retries import DEADLOCK_RETRIES, deadlock_pause, is_deadlock
+from statestore.metastore.retries import DeadlockError, Retry, is_deadlock
 from statestore.metastore.tables import asset, asset_state, task_state
 from statestore.scopes import AssetScope, TaskScope
 
@@ -114,16 +114,17 @@ def delete_expired_batches(
 
 
 def _delete_batch(engine: Engine, batch: Delete, now: datetime) -> int:
-    """One committed batch; a deadlock with writers rolls it back whole, so run it again."""
-    for attempt in range(DEADLOCK_RETRIES + 1):
+    """One committed batch; a deadlock with writers rolls it back whole, so run it again
+    under the hot path's policy (``retries.Retry``)."""
+    retry = Retry()
+    while True:
         try:
             with engine.connect() as conn:  # autocommit: each batch is its own transaction
                 return int(conn.execute(batch, {"now": now}).rowcount)
         except DBAPIError as exc:
-            if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+            if not (is_deadlock(exc) and retry.allows(DeadlockError(exc))):
                 raise
-            time.sleep(deadlock_pause(attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
+            time.sleep(retry.pause())
 
 
 def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:

@@ -22,6 +22,7 @@ from statestore.metastore.engine import DroppedConnectionError
 
 __all__ = [
     "DEADLOCK_RETRIES",
+    "RETRIED",
     "DeadlockError",
     "Retry",
     "deadlock_pause",
@@ -41,6 +42,10 @@ class DeadlockError(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+RETRIED = (DroppedConnectionError, DeadlockError, StatementTimeout)
+"""The signals a hot path catches to ask :class:`Retry` whether to run again."""
 
 
 def is_deadlock(exc: BaseException) -> bool:
@@ -83,7 +88,7 @@ class Retry:
 
     def pause(self) -> float:
         """Seconds to wait before the next attempt after a deadlock."""
-        return deadlock_pause(self.deadlocks)
+        return deadlock_pause(self.deadlocks - 1)  # the first pause is at most 2 ms
 
 
 def deadlock_pause(attempt: int) -> float:
