@@ -183,6 +183,17 @@ def build_statements(dialect: str) -> Statements:
         # rowcount 0 is how the caller learns the asset is unknown or inactive.
         return upsert.execution_options(preserve_rowcount=True)
 
+    def task_read(columns: list[Any]) -> Select[Any]:
+        """The live row of one key: its value, or its value with metadata."""
+        return select(*columns).where(ts.row_id == bindparam("row_id"), _not_expired(ts.expires_at))
+
+    def asset_read(columns: list[Any], lookup: AssetLookup) -> Select[Any]:
+        return (
+            select(*columns)
+            .select_from(asset_state.join(asset, asset.c.id == asset_state.c.asset_id))
+            .where(_asset_match(lookup), key_match, _not_expired(asset_state.c.expires_at))
+        )
+
     def asset_replace_for(lookup: AssetLookup) -> Update:
         # An UPDATE reserves its table's column names for SET: "w_" names for WHERE.
         match = _asset_match(lookup, id_param="w_asset_id")
@@ -197,12 +208,8 @@ def build_statements(dialect: str) -> Statements:
         else register.on_conflict_do_nothing(index_elements=[asset.c.name_digest])
     )
     return Statements(
-        task_get=select(ts.value).where(
-            ts.row_id == bindparam("row_id"), _not_expired(ts.expires_at)
-        ),
-        task_get_item=select(*_item_columns(task_state)).where(
-            ts.row_id == bindparam("row_id"), _not_expired(ts.expires_at)
-        ),
+        task_get=task_read([ts.value]),
+        task_get_item=task_read(_item_columns(task_state)),
         task_set=task_set,
         task_create=task_create,
         task_replace=_replace(task_state, ts.row_id == bindparam("w_row_id")),
@@ -216,17 +223,9 @@ def build_statements(dialect: str) -> Statements:
             ts.task_digest == bindparam("task_digest"), ts.map_key == bindparam("map_key")
         ),
         task_clear_all=delete(task_state).where(ts.task_digest == bindparam("task_digest")),
-        asset_get={
-            lookup: select(asset_state.c.value)
-            .select_from(asset_state.join(asset, asset.c.id == asset_state.c.asset_id))
-            .where(_asset_match(lookup), key_match, _not_expired(asset_state.c.expires_at))
-            for lookup in _LOOKUPS
-        },
+        asset_get={lookup: asset_read([asset_state.c.value], lookup) for lookup in _LOOKUPS},
         asset_get_item={
-            lookup: select(*_item_columns(asset_state))
-            .select_from(asset_state.join(asset, asset.c.id == asset_state.c.asset_id))
-            .where(_asset_match(lookup), key_match, _not_expired(asset_state.c.expires_at))
-            for lookup in _LOOKUPS
+            lookup: asset_read(_item_columns(asset_state), lookup) for lookup in _LOOKUPS
         },
         asset_set={lookup: asset_set_for(lookup) for lookup in _LOOKUPS},
         asset_create={lookup: asset_set_for(lookup, only_if_expired=True) for lookup in _LOOKUPS},
