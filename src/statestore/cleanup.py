@@ -42,7 +42,11 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class CleanupReport:
-    """What a cleanup or sweep did, or (``dry_run``) would do."""
+    """What a cleanup or sweep did, or (``dry_run``) would do.
+
+    ``batches`` counts the committed deletes that removed at least one row, so a run
+    that found nothing reports 0 whether it was batched or not.
+    """
 
     deleted: int = 0
     would_delete: int = 0
@@ -141,7 +145,7 @@ def cleanup_task_states(
                 backend.engine, backend.dialect, moment, size
             ):
                 deleted += batch
-                batches += 1
+                batches += bool(batch)
                 if progress is not None:
                     progress(deleted)
             return CleanupReport(deleted=deleted, batches=batches)
@@ -150,7 +154,7 @@ def cleanup_task_states(
             for item in refs:
                 _delete_object(worker, item)
             deleted += count
-            batches += 1
+            batches += bool(count)
             if progress is not None:
                 progress(deleted)
     return CleanupReport(deleted=deleted, batches=batches)
@@ -205,7 +209,7 @@ def sweep_asset_states(store: StateStore | None = None, *, dry_run: bool = False
     if worker is not None:  # rows first, then the objects
         for scope in swept:
             worker.delete_asset_state_objects(scope=scope)
-    return CleanupReport(deleted=deleted, batches=1)
+    return CleanupReport(deleted=deleted, batches=int(deleted > 0))
 
 
 def cleanup(

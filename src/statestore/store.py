@@ -87,6 +87,14 @@ class StateStore:
         backend: BaseStateBackend | None = None,
         updated_by: str | None = None,
     ) -> None:
+        """Build a store from a URL, a host's engine(s), or a ready ``backend``.
+
+        Settings come from ``config`` or, without one, from the usual sources
+        (``STATESTORE_*`` variables, ``statestore.cfg``). That holds with ``backend=``
+        too: the backend replaces only the ``[state_store] backend`` and ``[database]``
+        choices, while retention defaults, size limits and ``[workers] state_backend``
+        still apply, so a store behaves the same whichever way its backend was named.
+        """
         self._updated_by = writer_name(updated_by)
         if url is not None and not isinstance(url, str):
             url = str(url)  # a sqlalchemy URL object; render_as_string keeps the password

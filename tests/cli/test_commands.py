@@ -77,13 +77,19 @@ def test_cleanup_dry_run_json_lists_rows(cli: Cli, migrated_url: URL) -> None:
     done = cli("--url", url, "--json", "cleanup-task-states", "--batch-size", "2")
     assert done.json()["deleted"] == 3
     assert done.json()["batches"] == 2
+    again = cli("--url", url, "cleanup-task-states")
+    assert "Deleted 0 expired task-state keys in 0 batches." in again.stdout
 
 
 def test_usage_errors_are_one_line(cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     cases = [
         (("task-state", "set", "k", "{bad", *SCOPE), "not valid JSON"),
-        (("task-state", "get", "k", "--dag", "d"), "missing --run, --task"),
+        (("task-state", "get", "k", "--dag", "d"), "Missing option '--run'"),
+        (
+            ("task-state", "get", "k", "--dag", "", "--run", "r", "--task", "t"),
+            "--dag must not be empty",
+        ),
         (("asset-state", "get", "k"), "missing --asset"),
         (
             ("task-state", "set", "k", "1", *SCOPE, "--never-expire", "--retention-hours", "1"),

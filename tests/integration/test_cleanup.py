@@ -75,7 +75,9 @@ def test_cleanup_deletes_only_expired_task_state(store: StateStore, batch_size: 
             assert state.get("default") == i
             assert state.get("a") is None
         assert store.asset_state("orders").get("wm") == "2026-01-01"
-    assert cleanup_task_states(store, now=LATER).deleted == 0
+    for size in (0, 3):  # nothing left: no batch deleted anything, batched or not
+        empty = cleanup_task_states(store, now=LATER, batch_size=size)
+        assert (empty.deleted, empty.batches) == (0, 0)
     # 31 days on, the default-retention keys go too; NEVER_EXPIRE never does.
     assert cleanup_task_states(store, now=T0 + timedelta(days=31)).deleted == 5
     assert cleanup_task_states(store, now=datetime(9999, 1, 1, tzinfo=timezone.utc)).deleted == 0

@@ -142,3 +142,41 @@ def test_unreachable_server_is_backend_unavailable(dialect: str) -> None:
         assert info.value.__cause__ is not None
     finally:
         backend.close()
+
+
+def test_missing_server_database_says_create_it(db_url: URL, dialect: str) -> None:
+    if dialect == "sqlite":
+        pytest.skip("SQLite creates its file")
+    url = db_url.set(database="statestore_no_such_database")
+    if dialect == "postgresql":
+        url = url.set(query={})  # the schema option belongs to the real database
+    backend = MetastoreStateBackend(url.render_as_string(hide_password=False))
+    try:  # not "run db upgrade": that would fail the same way and send the user in a circle
+        with pytest.raises(BackendUnavailableError, match="does not exist on the server; create"):
+            backend.get(TASK, "k")
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "module"),
+    [("postgresql+psycopg2://u@127.0.0.1/db", "psycopg2"), ("mysql+mysqldb://u@h/db", "MySQLdb")],
+)
+def test_missing_driver_is_a_config_error(url: str, module: str) -> None:
+    import importlib.util
+
+    from statestore import ConfigError, StateStore
+
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+
+    with StateStore(url) as store, pytest.raises(ConfigError, match="leave the driver out"):
+        store.task_state(TASK).get("k")
+
+
+async def test_missing_async_driver_is_a_config_error() -> None:
+    from statestore import ConfigError, StateStore
+
+    async with StateStore("postgresql+asyncpg://u@127.0.0.1/db") as store:
+        with pytest.raises(ConfigError, match="asyncpg module, which is not installed"):
+            await store.task_state(TASK).aget("k")

@@ -102,7 +102,8 @@ def _say(report: CleanupReport, what: str) -> None:
     elif report.dry_run:
         console.print(f"Dry run: {report.would_delete} {what} would be deleted.")
     else:
-        console.print(f"Deleted {report.deleted} {what} in {report.batches} batch(es).")
+        batches = "1 batch" if report.batches == 1 else f"{report.batches} batches"
+        console.print(f"Deleted {report.deleted} {what} in {batches}.")
 
 
 def cleanup_task_states_cmd(

@@ -24,9 +24,9 @@ __all__ = ["asset_app", "task_app"]
 task_app = typer.Typer(help="Inspect and change task state.", no_args_is_help=True)
 asset_app = typer.Typer(help="Inspect and change asset state.", no_args_is_help=True)
 
-Dag = Annotated[str | None, typer.Option("--dag", help="Dag id.")]
-Run = Annotated[str | None, typer.Option("--run", help="Run id.")]
-Task = Annotated[str | None, typer.Option("--task", help="Task id.")]
+Dag = Annotated[str, typer.Option("--dag", help="Dag id.")]
+Run = Annotated[str, typer.Option("--run", help="Run id.")]
+Task = Annotated[str, typer.Option("--task", help="Task id.")]
 MapIndex = Annotated[int, typer.Option("--map-index", help="Map index (-1: not mapped).")]
 MapKey = Annotated[
     str | None,
@@ -37,13 +37,11 @@ Key = Annotated[str, typer.Argument(help="The key.")]
 Value = Annotated[str, typer.Argument(help="The value, as JSON (e.g. '42', '\"text\"').")]
 
 
-def _task_scope(
-    dag: str | None, run: str | None, task: str | None, map_index: int, map_key: str | None
-) -> TaskScope:
-    missing = [name for name, v in (("--dag", dag), ("--run", run), ("--task", task)) if not v]
-    if missing:
-        raise CliUsageError(f"missing {', '.join(missing)}: a task instance needs all three")
-    return TaskScope(str(dag), str(run), str(task), map_index, map_key)
+def _task_scope(dag: str, run: str, task: str, map_index: int, map_key: str | None) -> TaskScope:
+    empty = [name for name, v in (("--dag", dag), ("--run", run), ("--task", task)) if not v]
+    if empty:  # click has made sure all three were given; an empty one is still a mistake
+        raise CliUsageError(f"{', '.join(empty)} must not be empty")
+    return TaskScope(dag, run, task, map_index, map_key)
 
 
 def _asset_scope(asset: str | None) -> AssetScope:
@@ -118,9 +116,9 @@ def _show_value(ctx: typer.Context, key: str, value: Any) -> None:
 @task_app.command("list")
 def task_list(
     ctx: typer.Context,
-    dag: Dag = None,
-    run: Run = None,
-    task: Task = None,
+    dag: Dag,
+    run: Run,
+    task: Task,
     map_index: Annotated[
         int | None, typer.Option("--map-index", help="Only this map index (default: all).")
     ] = None,
@@ -139,9 +137,9 @@ def task_list(
 def task_get(
     ctx: typer.Context,
     key: Key,
-    dag: Dag = None,
-    run: Run = None,
-    task: Task = None,
+    dag: Dag,
+    run: Run,
+    task: Task,
     map_index: MapIndex = -1,
     map_key: MapKey = None,
 ) -> None:
@@ -155,9 +153,9 @@ def task_set(
     ctx: typer.Context,
     key: Key,
     value: Value,
-    dag: Dag = None,
-    run: Run = None,
-    task: Task = None,
+    dag: Dag,
+    run: Run,
+    task: Task,
     map_index: MapIndex = -1,
     map_key: MapKey = None,
     retention_hours: Annotated[
@@ -183,9 +181,9 @@ def task_set(
 def task_delete(
     ctx: typer.Context,
     key: Key,
-    dag: Dag = None,
-    run: Run = None,
-    task: Task = None,
+    dag: Dag,
+    run: Run,
+    task: Task,
     map_index: MapIndex = -1,
     map_key: MapKey = None,
 ) -> None:
@@ -198,9 +196,9 @@ def task_delete(
 @task_app.command("clear")
 def task_clear(
     ctx: typer.Context,
-    dag: Dag = None,
-    run: Run = None,
-    task: Task = None,
+    dag: Dag,
+    run: Run,
+    task: Task,
     map_index: MapIndex = -1,
     map_key: MapKey = None,
     all_map_indices: Annotated[

@@ -199,15 +199,23 @@ class MetastoreStateBackend(BaseStateBackend):
 
     # -- sync execution -------------------------------------------------------------------
 
-    def _run(self, plan: plans.Plan) -> Any:
+    def _run(self, plan: plans.Plan, session: Session | None = None) -> Any:
         if not self._schema_ready:
             self.ensure_schema()
         slow = plan.kind in ("asset_write", "asset_cas")
+        if session is not None:  # the host's transaction: it commits or rolls back, not us
+            plans.check_host_cas(plan, self._family)
+            with translate_errors(self._sync_url):
+                conn = session.connection()
+                result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
+                if slow and not result:
+                    result = self._asset_write_slow(conn, plan, host=True)
+            return self._finish(plan, result, session)
         if self._own_engine:
             result = self._run_fast(plan)
             if slow and not result:
                 with translate_errors(self._sync_url), self.engine.connect() as conn:
-                    result = self._asset_write_slow(conn, plan)
+                    result = self._asset_write_slow(conn, plan, host=False)
             return self._finish(plan, result)
         # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
         # transaction of our own that commits (a plain connect() would roll back).
@@ -215,7 +223,7 @@ class MetastoreStateBackend(BaseStateBackend):
         with translate_errors(self._sync_url), self.engine.begin() as conn:
             result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
             if slow and not result:
-                result = self._asset_write_slow(conn, plan)
+                result = self._asset_write_slow(conn, plan, host=True)
         return self._finish(plan, result)
 
     def _run_fast(self, plan: plans.Plan) -> Any:
@@ -225,13 +233,13 @@ class MetastoreStateBackend(BaseStateBackend):
         result = self._sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
         return self._rows.item(result, self.engine.dialect) if fetch == "row" else result
 
-    def _finish(self, plan: plans.Plan, result: Any) -> Any:
+    def _finish(self, plan: plans.Plan, result: Any, session: Session | None = None) -> Any:
         """What the operation returns, or the error its result means."""
         if result or plan.kind not in plans.CHECKED:
             return plans.returned(plan, result)
         if plan.kind == "asset_write":
             plans.check_writable(plan.scope, None)
-        raise plans.lost(plan, self.get_item(plan.scope, plan.key or ""))
+        raise plans.lost(plan, self.get_item(plan.scope, plan.key or "", session=session))
 
     def _sync_hotpath(self) -> SyncHotPath:
         hotpath = self._hotpath
@@ -244,19 +252,18 @@ class MetastoreStateBackend(BaseStateBackend):
         return hotpath
 
     def _savepoints(self, host: bool) -> bool:
-        """Whether a failed insert must be contained: a host's transactional engine on
-        PostgreSQL, where it would abort the surrounding transaction. Our own engines
-        run in autocommit, where a savepoint is not even allowed."""
+        """Whether a failed insert must be contained: a host's transaction (engine or
+        session) on PostgreSQL, where it would abort the surrounding transaction. Our
+        own engines run in autocommit, where a savepoint is not even allowed."""
         return host and self._family == "postgresql"
 
-    def _asset_write_slow(self, conn: Connection, plan: plans.Plan) -> int:
+    def _asset_write_slow(self, conn: Connection, plan: plans.Plan, *, host: bool) -> int:
         return registry.write_after_miss(
-            conn, self._statements, plan, self._auto_register,
-            savepoint=self._savepoints(host=not self._own_engine),
-        )  # fmt: skip
+            conn, self._statements, plan, self._auto_register, savepoint=self._savepoints(host)
+        )
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
-        result: str | None = self._run(plans.get(self._statements, scope, key, utcnow()))
+        result: str | None = self._run(plans.get(self._statements, scope, key, utcnow()), session)
         return result
 
     def set(
@@ -268,7 +275,7 @@ class MetastoreStateBackend(BaseStateBackend):
         expires_at: datetime | None = None,
         session: Session | None = None,
     ) -> None:
-        self._run(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
+        self._run(plans.set_(self._statements, scope, key, value, expires_at, utcnow()), session)
 
     def list_items(
         self,
@@ -282,7 +289,8 @@ class MetastoreStateBackend(BaseStateBackend):
     ) -> list[tuple[str, str | None]]:
         page: list[tuple[str, str | None]] = self._run(
             plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
-                        values=values, now=utcnow())
+                        values=values, now=utcnow()),
+            session,
         )  # fmt: skip
         return page
 
@@ -298,14 +306,17 @@ class MetastoreStateBackend(BaseStateBackend):
     ) -> list[tuple[str, str | None]]:
         page: list[tuple[str, str | None]] = await self._arun(
             plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
-                        values=values, now=utcnow())
+                        values=values, now=utcnow()),
+            session,
         )  # fmt: skip
         return page
 
     def get_item(
         self, scope: StateScope, key: str, *, session: Session | None = None
     ) -> StoredItem | None:
-        found: StoredItem | None = self._run(plans.get_item(self._statements, scope, key, utcnow()))
+        found: StoredItem | None = self._run(
+            plans.get_item(self._statements, scope, key, utcnow()), session
+        )
         return found
 
     def set_item(
@@ -323,37 +334,46 @@ class MetastoreStateBackend(BaseStateBackend):
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
                 updated_by=updated_by, if_version=if_version,
-            )
+            ),
+            session,
         )  # fmt: skip
 
     def delete(self, scope: StateScope, key: str, *, session: Session | None = None) -> None:
-        self._run(plans.delete(self._statements, scope, key))
+        self._run(plans.delete(self._statements, scope, key), session)
 
     def clear(
         self, scope: StateScope, *, all_map_indices: bool = False, session: Session | None = None
     ) -> None:
-        self._run(plans.clear(self._statements, scope, all_map_indices))
+        self._run(plans.clear(self._statements, scope, all_map_indices), session)
 
     # -- async execution: the same plans, awaited -------------------------------------------
 
-    async def _arun(self, plan: plans.Plan) -> Any:
+    async def _arun(self, plan: plans.Plan, session: AsyncSession | None = None) -> Any:
         if not self._schema_ready:
             await self.aensure_schema()
         slow = plan.kind in ("asset_write", "asset_cas")
+        if session is not None:  # the host's transaction: it commits or rolls back, not us
+            plans.check_host_cas(plan, self._family)
+            with translate_errors(self._async_url):
+                conn = await session.connection()
+                result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
+                if slow and not result:
+                    result = await self._aasset_write_slow(conn, plan, host=True)
+            return await self._afinish(plan, result, session)
         if self._host_async_engine is None:
             engine = self.async_engine
             result = await self._arun_fast(engine, plan)
             if slow and not result:
                 with translate_errors(self._async_url):
                     async with engine.connect() as conn:
-                        result = await self._aasset_write_slow(conn, plan)
+                        result = await self._aasset_write_slow(conn, plan, host=False)
             return await self._afinish(plan, result)
         plans.check_host_cas(plan, self._family)
         with translate_errors(self._async_url):
             async with self.async_engine.begin() as conn:
                 result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
                 if slow and not result:
-                    result = await self._aasset_write_slow(conn, plan)
+                    result = await self._aasset_write_slow(conn, plan, host=True)
         return await self._afinish(plan, result)
 
     async def _arun_fast(self, engine: AsyncEngine, plan: plans.Plan) -> Any:
@@ -367,24 +387,29 @@ class MetastoreStateBackend(BaseStateBackend):
         result = await hotpath.run(compiled.sql, parameters, fetch=fetch)
         return self._rows.item(result, engine.dialect) if fetch == "row" else result
 
-    async def _afinish(self, plan: plans.Plan, result: Any) -> Any:
+    async def _afinish(
+        self, plan: plans.Plan, result: Any, session: AsyncSession | None = None
+    ) -> Any:
         """Async twin of :meth:`_finish`."""
         if result or plan.kind not in plans.CHECKED:
             return plans.returned(plan, result)
         if plan.kind == "asset_write":
             plans.check_writable(plan.scope, None)
-        raise plans.lost(plan, await self.aget_item(plan.scope, plan.key or ""))
+        raise plans.lost(plan, await self.aget_item(plan.scope, plan.key or "", session=session))
 
-    async def _aasset_write_slow(self, conn: AsyncConnection, plan: plans.Plan) -> int:
+    async def _aasset_write_slow(
+        self, conn: AsyncConnection, plan: plans.Plan, *, host: bool
+    ) -> int:
         return await registry.awrite_after_miss(
-            conn, self._statements, plan, self._auto_register,
-            savepoint=self._savepoints(host=self._host_async_engine is not None),
-        )  # fmt: skip
+            conn, self._statements, plan, self._auto_register, savepoint=self._savepoints(host)
+        )
 
     async def aget(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
-        result: str | None = await self._arun(plans.get(self._statements, scope, key, utcnow()))
+        result: str | None = await self._arun(
+            plans.get(self._statements, scope, key, utcnow()), session
+        )
         return result
 
     async def aset(
@@ -396,13 +421,15 @@ class MetastoreStateBackend(BaseStateBackend):
         expires_at: datetime | None = None,
         session: AsyncSession | None = None,
     ) -> None:
-        await self._arun(plans.set_(self._statements, scope, key, value, expires_at, utcnow()))
+        await self._arun(
+            plans.set_(self._statements, scope, key, value, expires_at, utcnow()), session
+        )
 
     async def aget_item(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> StoredItem | None:
         found: StoredItem | None = await self._arun(
-            plans.get_item(self._statements, scope, key, utcnow())
+            plans.get_item(self._statements, scope, key, utcnow()), session
         )
         return found
 
@@ -421,13 +448,14 @@ class MetastoreStateBackend(BaseStateBackend):
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
                 updated_by=updated_by, if_version=if_version,
-            )
+            ),
+            session,
         )  # fmt: skip
 
     async def adelete(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> None:
-        await self._arun(plans.delete(self._statements, scope, key))
+        await self._arun(plans.delete(self._statements, scope, key), session)
 
     async def aclear(
         self,
@@ -436,7 +464,7 @@ class MetastoreStateBackend(BaseStateBackend):
         all_map_indices: bool = False,
         session: AsyncSession | None = None,
     ) -> None:
-        await self._arun(plans.clear(self._statements, scope, all_map_indices))
+        await self._arun(plans.clear(self._statements, scope, all_map_indices), session)
 
     # -- the asset registry ----------------------------------------------------------------
 

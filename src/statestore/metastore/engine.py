@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -44,6 +44,26 @@ _DRIVERS = {
 }
 _ASYNC_DRIVERS = {"aiosqlite", "asyncpg", "psycopg_async", "aiomysql", "asyncmy"}
 _TUNING: dict[str, Any] = {"skip_autocommit_rollback": True, "pool_reset_on_return": None}
+
+
+_EXTRA_FOR_MODULE = {"psycopg": "postgres", "pymysql": "mysql", "asyncmy": "mysql"}
+
+
+@contextlib.contextmanager
+def _driver_installed(url: URL) -> Iterator[None]:
+    """A missing driver is a configuration problem with a known fix: say which."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        module = (exc.name or "").split(".")[0]
+        extra = _EXTRA_FOR_MODULE.get(module)
+        where = f"{url.drivername}:// needs the {module or 'driver'} module, which is not installed"
+        if extra:
+            raise ConfigError(f'{where}: pip install "statestore[{extra}]"') from exc
+        raise ConfigError(
+            f"{where}; statestore's extras do not install it: install it yourself, or leave "
+            f"the driver out of the URL ({dialect_family(url)}://) to get the default one"
+        ) from exc
 
 
 def dialect_family(url: URL) -> str:
@@ -139,7 +159,9 @@ def create_sync_state_engine(
     if dialect_family(url) == "mysql":
         url = _mysql_query(url)
     tuning: dict[str, Any] = dict(_TUNING, isolation_level="AUTOCOMMIT") if autocommit else {}
-    engine = create_engine(url, connect_args=_connect_args(url, timeout, is_async=False), **tuning)
+    with _driver_installed(url):
+        args = _connect_args(url, timeout, is_async=False)
+        engine = create_engine(url, connect_args=args, **tuning)
     if dialect_family(url) == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(timeout))
     elif dialect_family(url) == "mysql":
@@ -151,12 +173,13 @@ def create_async_state_engine(url: URL, *, timeout: float = DEFAULT_TIMEOUT_S) -
     """The async twin of :func:`create_sync_state_engine`."""
     if dialect_family(url) == "mysql":
         url = _mysql_query(url)
-    engine = create_async_engine(
-        url,
-        connect_args=_connect_args(url, timeout, is_async=True),
-        isolation_level="AUTOCOMMIT",
-        **_TUNING,
-    )
+    with _driver_installed(url):
+        engine = create_async_engine(
+            url,
+            connect_args=_connect_args(url, timeout, is_async=True),
+            isolation_level="AUTOCOMMIT",
+            **_TUNING,
+        )
     if dialect_family(url) == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
     elif dialect_family(url) == "mysql":

@@ -24,6 +24,10 @@ _MISSING_TABLE = re.compile(
 )
 
 
+# Checked before _MISSING_TABLE: PostgreSQL says 'database "x" does not exist' too.
+_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist|unknown database|\b1049\b', re.I)
+
+
 def describe_url(url: URL) -> str:
     """``dialect://host:port/database`` with no user or password, for messages."""
     if url.get_backend_name() == "sqlite":
@@ -56,9 +60,15 @@ def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
     The same rules whether SQLAlchemy wrapped the error or a DBAPI cursor raised it.
     """
     reason = _reason(exc, url)
+    if _MISSING_DATABASE.search(reason):
+        return BackendUnavailableError(
+            f"{describe_url(url)}: the database {url.database!r} does not exist on the "
+            "server; create it (PostgreSQL: createdb NAME; MySQL/MariaDB: CREATE DATABASE "
+            "NAME), then run `statestore db upgrade`"
+        )
     if _MISSING_TABLE.search(reason):
         return SchemaOutOfDateError(
-            f"the {describe_url(url)} has no statestore tables ({reason}); run "
+            f"the database {describe_url(url)} has no statestore tables ({reason}); run "
             f"`statestore --url '{url.render_as_string(hide_password=True)}' db upgrade` first"
         )
     if type(exc).__name__ == "ProgrammingError":  # a bug of ours, not the server's state

@@ -171,7 +171,11 @@ def build_statements(dialect: str) -> Statements:
     ts = task_state.c
     key_match = asset_state.c.key_digest == bindparam("key_digest")
     task_set = _upsert(dialect, insert(task_state), task_state)
-    task_create = _upsert(dialect, insert(task_state), task_state, only_if_expired=True)
+    # rowcount 0 is how a create-only write learns it lost; through SQLAlchemy (a host's
+    # engine or session) an INSERT reports it only when asked to keep it (else -1).
+    task_create = _upsert(
+        dialect, insert(task_state), task_state, only_if_expired=True
+    ).execution_options(preserve_rowcount=True)
 
     def asset_set_for(lookup: AssetLookup, *, only_if_expired: bool = False) -> Insert:
         columns = ["key_digest", "key", "version", *_WRITTEN]
