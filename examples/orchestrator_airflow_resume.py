@@ -38,7 +38,14 @@ def export(**context: Any) -> int:
 
 def report(**context: Any) -> str:
     """Read the watermark back through Airflow's own accessor: the same asset state."""
-    watermark: str = context["asset_state_store"][ORDERS_EXPORT].get("watermark")
+    watermark: str | None = context["asset_state_store"][ORDERS_EXPORT].get("watermark")
+    if watermark is None:  # export wrote it through the helpers: another database?
+        raise RuntimeError(
+            "no watermark in Airflow's asset state: the helpers and Airflow's state-store "
+            "backend use different databases. Set STATESTORE__DATABASE__URL for the API "
+            "server and the workers, and AIRFLOW__STATE_STORE__BACKEND="
+            "statestore.integrations.airflow.StatestoreBackend"
+        )
     task_state(context).set("watermark_seen", watermark)
     return watermark
 

@@ -6,13 +6,17 @@ polls the same job instead of submitting a second one. ``load_partition`` is map
 a dynamic output; each mapped step checkpoints the pages it has loaded under its own
 mapping key, so the re-execution loads only what is missing.
 
-Try it: ``statestore db upgrade`` (a server database only; SQLite migrates itself), then
-``dagster dev -f examples/orchestrator_dagster_resume.py``, launch ``resumable_load``
-with ``ops: {run_job: {config: {crash_mid_poll: true}}}``, and re-execute it from
-failure without that config.
+Try it (docs/howto-dagster.md, "Try it on your machine"): with ``DAGSTER_HOME`` set,
+``dagster job execute -f orchestrator_dagster_resume.py -c crash.yaml`` where crash.yaml
+is ``ops: {run_job: {config: {crash_mid_poll: true}}}``; the run fails. Then
+``python orchestrator_dagster_resume.py RUN_ID`` re-executes it from failure (the
+``dagster`` CLI has no re-execute command; in ``dagster dev``, use the run's "Re-execute
+from failure"). The re-execution keeps the failed run's config: the crash and the error
+below happen only on an attempt that starts from scratch, so it resumes and succeeds.
 """
 
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,12 +25,16 @@ from pathlib import Path
 from dagster import (
     Config,
     ConfigurableResource,
+    DagsterInstance,
     Definitions,
     DynamicOut,
     DynamicOutput,
     OpExecutionContext,
+    ReexecutionOptions,
+    execute_job,
     job,
     op,
+    reconstructable,
 )
 
 from statestore import NEVER_EXPIRE
@@ -61,11 +69,15 @@ class FakeCluster(ConfigurableResource):
 
 
 class RunJobConfig(Config):
-    crash_mid_poll: bool = False  # kill the step process (os._exit) at the first poll
+    # Kill the step process (os._exit) at the first poll of the attempt that submitted
+    # the job; an attempt that resumed it polls on.
+    crash_mid_poll: bool = False
 
 
 class LoadConfig(Config):
-    fail_partition: str = ""  # raise in this partition at page 3 (a transient error)
+    # Raise in this partition at page 3 (a transient error), on an attempt that started
+    # at page 1; an attempt that resumed from a checkpoint gets through.
+    fail_partition: str = ""
 
 
 @op
@@ -77,7 +89,8 @@ def run_job(
 ) -> str:
     state = statestore.task_state(context)
     job_id = state.get("job_id")
-    if job_id is None:  # first attempt: submit, and remember the job across attempts
+    submitted_here = job_id is None
+    if submitted_here:  # first attempt: submit, and remember the job across attempts
         job_id = cluster.submit()
         state.set("job_id", job_id, retention=NEVER_EXPIRE)
         context.log.info(f"submitted {job_id}")
@@ -85,7 +98,7 @@ def run_job(
         context.log.info(f"resumed {job_id} without resubmitting")
     while (done := cluster.poll(job_id)) < 100:
         context.log.info(f"{job_id} is {done}% done")
-        if config.crash_mid_poll:
+        if config.crash_mid_poll and submitted_here:
             os._exit(1)  # the worker dies: no exception, nothing flushed or closed
     return str(job_id)
 
@@ -109,7 +122,7 @@ def load_partition(
     state = statestore.task_state(context)  # map_key = this step's mapping key
     start = state.get("pages_done", 0) + 1
     for page in range(start, PAGES + 1):
-        if partition == config.fail_partition and page == 3:
+        if partition == config.fail_partition and page == 3 and start == 1:
             raise RuntimeError(f"{partition}: the source timed out at page {page}")
         cluster.fetch(partition, page)
         state.set("pages_done", page)  # a checkpoint per page
@@ -135,3 +148,15 @@ def resumable_load() -> None:
 
 
 defs = Definitions(jobs=[resumable_load])
+
+
+if __name__ == "__main__":
+    # python orchestrator_dagster_resume.py RUN_ID: re-execute a failed run from failure,
+    # with its config, on the Dagster instance of DAGSTER_HOME (what the UI's "Re-execute
+    # from failure" does). The job must be reconstructable: step processes import it.
+    with DagsterInstance.get() as instance:
+        options = ReexecutionOptions.from_failure(sys.argv[1], instance)
+        recon = reconstructable(resumable_load)
+        with execute_job(recon, instance, reexecution_options=options) as result:
+            outcome = result.output_for_node("report") if result.success else "failed"
+            print(f"re-execution {result.run_id} of {sys.argv[1]}: {outcome}")

@@ -5,8 +5,10 @@ asset's watermark and up to the run's ``until``, then advances the watermark. Th
 watermark belongs to the asset, not to a run, so every later run (scheduled, manual,
 backfill) continues where the last one stopped.
 
-Try it: ``dagster dev -f examples/orchestrator_dagster_watermark.py`` and materialize
-``warehouse/orders`` twice with ``ops: {warehouse__orders: {config: {until: ...}}}``.
+Try it: ``dagster asset materialize -f orchestrator_dagster_watermark.py --select
+warehouse/orders -c until.yaml`` with ``ops: {warehouse__orders: {config: {until: ...}}}``
+in until.yaml, then again without ``-c``: the second run starts at the first one's
+watermark (docs/howto-dagster.md, "Try it on your machine").
 """
 
 from dagster import AssetExecutionContext, Config, Definitions, asset

@@ -14,13 +14,14 @@ Prefect's ephemeral one)::
 
     python examples/orchestrator_prefect_export.py [DATABASE_URL]
 
-Without a URL it uses ``$STATESTORE__DATABASE__URL``, else a SQLite file in a temporary
-directory. A server database must be migrated first: ``statestore --url URL db upgrade``.
+Without a URL it uses the configured store: ``$STATESTORE__DATABASE__URL``, else
+``statestore.db`` in the working directory. A server database must be migrated first:
+``statestore --url URL db upgrade``. At the end it prints the ``statestore`` commands
+that show the state it left.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import uuid
@@ -109,9 +110,11 @@ def load_orders(orders: list[dict[str, str]]) -> list[str]:
     return loaded
 
 
-def run_all(cluster_dir: str) -> None:
-    """Both flows, as the tests run them; prints what happened and checks it."""
-    job_ids = export(["eu", "us", "apac"], cluster_dir)
+def run_all(cluster_dir: str) -> str:
+    """Both flows, as the tests run them; prints what happened, checks it, and returns
+    the export flow run's id (the ``run_id`` of its task state)."""
+    state = export(["eu", "us", "apac"], cluster_dir, return_state=True)
+    job_ids: list[str] = state.result()
     jobs = FakeCluster(cluster_dir).jobs()
     print(f"export finished: {job_ids}")
     print(f"jobs submitted: {len(jobs)}, polls per job: {sorted(set(jobs.values()))}")
@@ -124,20 +127,20 @@ def run_all(cluster_dir: str) -> None:
     print(f"flow run 1 loaded {first}, flow run 2 loaded {second}")
     if (first, second) != (["order-1"], ["order-2"]):
         sys.exit("the watermark did not carry over between flow runs")
+    return str(state.state_details.flow_run_id)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        if len(sys.argv) > 1:
-            store = StateStore(sys.argv[1])
-        elif os.environ.get("STATESTORE__DATABASE__URL"):
-            store = StateStore()
-        else:
-            store = StateStore(f"sqlite:///{Path(tmp) / 'example.db'}")
-        with store:
-            set_default_store(store)  # what task_state() and asset_state() use
-            store.asset_state(ORDERS_ASSET).clear()  # rerunnable on the same database
-            run_all(tmp)
+    url = sys.argv[1] if len(sys.argv) > 1 else None
+    # No URL: the configuration's store, as the CLI opens it (statestore.db by default).
+    with tempfile.TemporaryDirectory() as tmp, StateStore(url) as store:
+        set_default_store(store)  # what task_state() and asset_state() use
+        store.asset_state(ORDERS_ASSET).clear()  # rerunnable on the same database
+        run_id = run_all(tmp)
+    cli = "statestore" + (f" --url '{url}'" if url else "")
+    print("the state it left:")
+    print(f"  {cli} task-state list --dag export --run {run_id} --task run_job")
+    print(f"  {cli} asset-state get --asset {ORDERS_ASSET} watermark")
 
 
 if __name__ == "__main__":

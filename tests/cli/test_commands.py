@@ -43,6 +43,8 @@ def test_task_and_asset_state_round_trip(cli: Cli, migrated_url: URL) -> None:
     assert run("task-state", "list", *SCOPE)[0]["version"] == 2  # type: ignore[index]
     run("task-state", "delete", "job", *SCOPE)
     assert run("task-state", "get", "job", *SCOPE)["found"] is False  # type: ignore[index]
+    absent = cli("--url", url, "task-state", "get", "job", *SCOPE)  # text mode: exit 1
+    assert (absent.code, absent.stdout) == (1, ""), absent.stderr
     run("task-state", "clear", *SCOPE, "--all-map-indices")
     assert run("task-state", "list", *SCOPE) == []
 
@@ -243,6 +245,19 @@ def test_keyed_mapped_instances_from_the_cli(cli: Cli, migrated_url: URL) -> Non
     assert got.json()["value"] == 7
     by_index = cli("--url", url, "--json", "task-state", "get", "rows", *SCOPE, "--map-index", "4")
     assert by_index.json()["found"] is False  # the keyed instance is not position 4's
+    with StateStore(url) as store:
+        store.task_state(TaskScope("etl", "r1", "load", 5)).set("rows", 9)  # not keyed
+    listed = cli("--url", url, "--json", "task-state", "list", *SCOPE).json()
+    assert {(r["map_index"], r["map_key"], r["value"]) for r in listed} == {
+        (4, key, 7),
+        (5, None, 9),
+    }
+    only = cli("--url", url, "--json", "task-state", "list", *SCOPE, "--map-key", key).json()
+    assert [(r["map_key"], r["value"]) for r in only] == [(key, 7)]
+    cli.env["COLUMNS"] = "200"  # wide enough that no cell folds
+    table = cli("--url", url, "task-state", "list", *SCOPE)
+    assert "map key" in table.stdout
+    assert key in table.stdout
     cleared = cli("--url", url, "--json", "task-state", "clear", *SCOPE, "--map-key", key)
     assert cleared.code == 0, cleared.stderr
     with StateStore(url) as store:

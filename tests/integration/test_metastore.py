@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy.engine import URL
 
@@ -180,3 +182,16 @@ async def test_missing_async_driver_is_a_config_error() -> None:
     async with StateStore("postgresql+asyncpg://u@127.0.0.1/db") as store:
         with pytest.raises(ConfigError, match="asyncpg module, which is not installed"):
             await store.task_state(TASK).aget("k")
+
+
+async def test_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    from statestore import StateStore
+
+    missing = tmp_path / "no" / "such"
+    with StateStore(f"sqlite:///{missing / 'state.db'}") as store:
+        state = store.task_state(TASK)
+        with pytest.raises(BackendUnavailableError, match=f"its folder {missing} does not"):
+            state.get("k")
+        with pytest.raises(BackendUnavailableError, match="does not exist"):
+            await state.aget("k")
+    assert not missing.exists()  # nothing created on the way

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (used by the console script and ``-m``)."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns a command's typer.Exit code instead of
+        # raising it: that return value is the exit code ("get" of an absent key: 1).
+        returned = app(args=argv, standalone_mode=False)
     except StateStoreError as exc:
         if debug:
             raise
@@ -84,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
             raise
         echo_error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         return 1
-    return 0
+    return returned if isinstance(returned, int) else 0

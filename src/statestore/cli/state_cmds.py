@@ -74,7 +74,7 @@ def _show_keys(ctx: typer.Context, rows: list[StoredKey], *, with_index: bool) -
         echo_json(
             [
                 {
-                    **({"map_index": r.map_index} if with_index else {}),
+                    **({"map_index": r.map_index, "map_key": r.map_key} if with_index else {}),
                     "key": r.key,
                     "value": json.loads(r.value),
                     "expires_at": r.expires_at.isoformat() if r.expires_at else None,
@@ -87,18 +87,21 @@ def _show_keys(ctx: typer.Context, rows: list[StoredKey], *, with_index: bool) -
         )
         return
     columns = ("key", "value", "version", "updated at", "updated by")
-    table = (
-        Table("map index", *columns[:2], "expires at", *columns[2:])
-        if with_index
-        else Table(*columns)
-    )
+    # A map key column only when some instance has one (most tasks are not mapped by key).
+    keyed = with_index and any(r.map_key is not None for r in rows)
+    instance = ("map index", "map key") if keyed else ("map index",)
+    names = (*instance, *columns[:2], "expires at", *columns[2:]) if with_index else columns
+    table = Table()
+    for name in names:  # fold, not "…": a key or map key cut short names nothing
+        table.add_column(name, overflow="fold")
     for r in rows:
         value = r.value if len(r.value) <= 60 else r.value[:57] + "..."
         updated = r.updated_at.isoformat(timespec="seconds")
         last = (str(r.version), updated, escape(r.updated_by or "-"))
         if with_index:
             expires = r.expires_at.isoformat(timespec="seconds") if r.expires_at else "never"
-            table.add_row(str(r.map_index), escape(r.key), escape(value), expires, *last)
+            where = (str(r.map_index), escape(r.map_key or "-"))[: len(instance)]
+            table.add_row(*where, escape(r.key), escape(value), expires, *last)
         else:
             table.add_row(escape(r.key), escape(value), *last)
     console.print(table if rows else "(no keys)")
@@ -122,14 +125,17 @@ def task_list(
     map_index: Annotated[
         int | None, typer.Option("--map-index", help="Only this map index (default: all).")
     ] = None,
+    map_key: Annotated[
+        str | None, typer.Option("--map-key", help="Only this map key (default: all).")
+    ] = None,
 ) -> None:
-    """List the keys of a task (every map index unless --map-index is given)."""
-    scope = _task_scope(dag, run, task, -1, None)
+    """List the keys of a task (every mapped instance unless --map-index/--map-key)."""
+    scope = _task_scope(dag, run, task, -1, map_key)  # validates the map key too
     backend = _metastore(open_store(ctx))
     with translate_errors(backend.url), backend.engine.connect() as conn:
         backend.ensure_schema()
         ids = (scope.dag_id, scope.run_id, scope.task_id)
-        rows = list_task_state(conn, ids, map_index, utcnow())
+        rows = list_task_state(conn, ids, map_index, utcnow(), map_key)
     _show_keys(ctx, rows, with_index=True)
 
 

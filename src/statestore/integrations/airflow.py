@@ -45,7 +45,7 @@ from statestore.metastore.tables import asset as asset_table
 from statestore.metastore.tables import asset_state as asset_state_table
 from statestore.retention import utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
-from statestore.store import StateStore
+from statestore.store import StateStore, default_store
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -447,11 +447,36 @@ def task_scope(context_or_ti: object) -> TaskScope:
     return TaskScope(dag_id, run_id, task_id, -1 if map_index is None else map_index)
 
 
+_helper_stores: dict[str, StateStore] = {}
+_helper_lock = threading.Lock()
+
+
+def _helper_store(store: StateStore | None) -> StateStore:
+    """The store the helpers use: ``store``, else the database the backend uses.
+
+    With Airflow's ``[statestore] url`` set, that is a store on that URL (one per
+    process), so task code and Airflow's own accessors never split between two
+    databases; without it, the process's default store from statestore's configuration
+    -- which is where the backend looks too.
+    """
+    if store is not None:
+        return store
+    url = _airflow_conf().get(*URL_OPTION, fallback=None) or None
+    if url is None:
+        return default_store()
+    with _helper_lock:
+        found = _helper_stores.get(url)
+        if found is None:
+            found = _helper_stores[url] = store_from_airflow_config()
+    return found
+
+
 def task_state(context_or_ti: object, *, store: StateStore | None = None) -> TaskStateAccessor:
-    """statestore's task-state accessor for the running task instance
-    (``store=None``: the process's default store, from statestore's configuration)."""
+    """statestore's task-state accessor for the running task instance, on ``store`` or
+    on the database the backend uses (Airflow's ``[statestore] url``, else statestore's
+    configuration)."""
     scope = task_scope(context_or_ti)
-    return TaskStateAccessor(scope, store=store, updated_by=scope)
+    return TaskStateAccessor(scope, store=_helper_store(store), updated_by=scope)
 
 
 def asset_states(
@@ -465,6 +490,6 @@ def asset_states(
     return AssetStateAccessors(
         context.get("inlets") or (),
         context.get("outlets") or (),
-        store=store,
+        store=_helper_store(store),
         updated_by=task_scope(context),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -36,6 +37,14 @@ def describe_url(url: URL) -> str:
     return f"{url.get_backend_name()}://{url.host or 'localhost'}{port}/{url.database or ''}"
 
 
+def _missing_sqlite_folder(url: URL, reason: str) -> str | None:
+    """The folder a SQLite file cannot be opened in because it does not exist, if so."""
+    if url.get_backend_name() != "sqlite" or "unable to open database file" not in reason:
+        return None
+    folder = Path(url.database or ".").expanduser().absolute().parent
+    return None if folder.is_dir() else str(folder)
+
+
 def _reason(exc: BaseException, url: URL) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
@@ -60,6 +69,12 @@ def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
     The same rules whether SQLAlchemy wrapped the error or a DBAPI cursor raised it.
     """
     reason = _reason(exc, url)
+    folder = _missing_sqlite_folder(url, reason)
+    if folder is not None:
+        return BackendUnavailableError(
+            f"{describe_url(url)} cannot be opened: its folder {folder} does not exist "
+            "(statestore creates the file, not the folders above it)"
+        )
     if _MISSING_DATABASE.search(reason):
         return BackendUnavailableError(
             f"{describe_url(url)}: the database {url.database!r} does not exist on the "

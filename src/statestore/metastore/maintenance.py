@@ -219,12 +219,18 @@ class StoredKey:
     updated_at: datetime
     version: int
     updated_by: str | None
+    map_key: str | None = None
 
 
 def list_task_state(
-    conn: Connection, scope_ids: tuple[str, str, str], map_index: int | None, now: datetime
+    conn: Connection,
+    scope_ids: tuple[str, str, str],
+    map_index: int | None,
+    now: datetime,
+    map_key: str | None = None,
 ) -> list[StoredKey]:
-    """Unexpired task-state keys of a task (one map index, or all), by map index and key."""
+    """Unexpired task-state keys of a task (one map index or map key, or all instances),
+    by map index, map key and key."""
     digest = task_digest(TaskScope(*scope_ids))
     query = (
         select(
@@ -235,13 +241,16 @@ def list_task_state(
             _ts.updated_at,
             _ts.version,
             _ts.updated_by,
+            _ts.map_key,
         )
         .where(_ts.task_digest == digest)
         .where((_ts.expires_at.is_(None)) | (_ts.expires_at >= now))
-        .order_by(_ts.map_index, _ts.key)
+        .order_by(_ts.map_index, _ts.map_key, _ts.key)
     )
     if map_index is not None:
         query = query.where(_ts.map_index == map_index)
+    if map_key is not None:
+        query = query.where(_ts.map_key == map_key)
     return [StoredKey(*row) for row in conn.execute(query)]
 
 

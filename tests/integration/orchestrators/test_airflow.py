@@ -194,15 +194,32 @@ def airflow_home(tmp_path: Path, airflow_db: Path) -> Path:
     return home
 
 
-def _run_dags(home: Path, state_url: URL, files: list[Path], dag_ids: list[str]) -> Any:
+def _run_dags(
+    home: Path,
+    state_url: URL,
+    files: list[Path],
+    dag_ids: list[str],
+    *,
+    unset: tuple[str, ...] = (),
+) -> Any:
     for file in files:
         shutil.copy(file, home / "dags" / file.name)
-    return _run(home, state_url, RUNNER, dag_ids)
+    return _run(home, state_url, RUNNER, dag_ids, unset=unset)
 
 
-def _run(home: Path, state_url: URL, script: str, args: list[str], **env_vars: str) -> Any:
+def _run(
+    home: Path,
+    state_url: URL,
+    script: str,
+    args: list[str],
+    *,
+    unset: tuple[str, ...] = (),
+    **env_vars: str,
+) -> Any:
     env = _airflow_env(home, dags=home / "dags", state_url=state_url)
     env.update(env_vars)
+    for name in unset:  # to run with only one of the two URL settings
+        del env[name]
     done = subprocess.run(
         [sys.executable, "-c", script, *args],
         check=False, env=env, capture_output=True, text=True, timeout=600, cwd=home,
@@ -211,7 +228,10 @@ def _run(home: Path, state_url: URL, script: str, args: list[str], **env_vars: s
     if done.returncode or not lines:
         pytest.fail(f"DAG runner failed ({done.returncode}):\n{done.stdout[-6000:]}\n"
                     f"{done.stderr[-6000:]}")  # fmt: skip
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    if isinstance(result, dict):
+        result["log"] = done.stdout + done.stderr  # the tasks' logs, for failure messages
+    return result
 
 
 def _airflow_state_rows(home: Path) -> int:
@@ -299,7 +319,11 @@ def test_airflow_example_dags_behave_as_documented(airflow_home: Path, migrated_
 
 
 def test_context_helper_resumes_a_crashed_task(airflow_home: Path, migrated_url: URL) -> None:
-    out = _run_dags(airflow_home, migrated_url, [EXAMPLE], ["orchestrator_airflow_resume"])
+    # Configured as the how-to says: statestore's own URL only, for backend and helpers.
+    out = _run_dags(
+        airflow_home, migrated_url, [EXAMPLE], ["orchestrator_airflow_resume"],
+        unset=("AIRFLOW__STATESTORE__URL",),
+    )  # fmt: skip
     [(_, run_id, state)] = out["runs"]
     assert state == "success"
     assert _airflow_state_rows(airflow_home) == 0
@@ -311,6 +335,21 @@ def test_context_helper_resumes_a_crashed_task(airflow_home: Path, migrated_url:
         assert _item(export, "batches_done").updated_by == export.scope.describe()
         watermark = store.asset_state("orders_export").get("watermark")
         assert watermark == run_id
+        report = store.task_state(TaskScope("orchestrator_airflow_resume", run_id, "report"))
+        assert report.get("watermark_seen") == run_id  # read through Airflow's accessor
+
+
+def test_helpers_follow_airflows_url_option(airflow_home: Path, migrated_url: URL) -> None:
+    # Only Airflow's option: the backend and the helpers in task code both use it.
+    out = _run_dags(
+        airflow_home, migrated_url, [EXAMPLE], ["orchestrator_airflow_resume"],
+        unset=("STATESTORE__DATABASE__URL",),
+    )  # fmt: skip
+    [(_, run_id, state)] = out["runs"]
+    assert state == "success", out["log"][-2000:]
+    with StateStore(migrated_url.render_as_string(hide_password=False)) as store:
+        export = store.task_state(TaskScope("orchestrator_airflow_resume", run_id, "export"))
+        assert export.get("batches_done") == 5  # written by the helpers
         report = store.task_state(TaskScope("orchestrator_airflow_resume", run_id, "report"))
         assert report.get("watermark_seen") == run_id  # read through Airflow's accessor
 

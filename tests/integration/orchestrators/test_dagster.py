@@ -7,6 +7,9 @@ given to the resource as its ``url``. Nothing of Dagster or the database is mock
 """
 
 import importlib.util
+import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +29,8 @@ from dagster import (  # noqa: E402 - after the skip/fail check above
     AssetKey,
     AssetOut,
     DagsterInstance,
+    DagsterRunStatus,
     OpExecutionContext,
-    ReexecutionOptions,
     RetryPolicy,
     execute_job,
     graph,
@@ -95,39 +98,52 @@ def test_crashed_run_reexecuted_from_failure_resumes(
     example = _load_example("orchestrator_dagster_resume")
     cluster = tmp_path / "cluster"
 
-    def run_config(*, failing: bool) -> dict[str, Any]:
-        return {
-            "resources": {
-                "statestore": {"config": {"url": url}},
-                "cluster": {"config": {"root": str(cluster)}},
-            },
-            "ops": {
-                "run_job": {"config": {"crash_mid_poll": failing}},
-                "load_partition": {"config": {"fail_partition": "us" if failing else ""}},
-            },
-        }
+    run_config: dict[str, Any] = {
+        "resources": {
+            "statestore": {"config": {"url": url}},
+            "cluster": {"config": {"root": str(cluster)}},
+        },
+        "ops": {
+            "run_job": {"config": {"crash_mid_poll": True}},
+            "load_partition": {"config": {"fail_partition": "us"}},
+        },
+    }
 
     # Run 1, multiprocess executor: run_job's step process dies with os._exit(1) after
     # submitting; load_partition[us] fails at page 3. The run fails.
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(EXAMPLES)  # recorded as the working directory step processes import from
         recon = reconstructable(example.resumable_load)
-    first = execute_job(recon, instance, run_config=run_config(failing=True))
+    first = execute_job(recon, instance, run_config=run_config)
     assert not first.success
     failed = {event.step_key for event in first.get_step_failure_events()}
     assert failed == {"run_job", "load_partition[us]"}
     jobs = sorted(path.name for path in cluster.glob("job-*"))
     assert len(jobs) == 1
 
-    # Run 2: a re-execution from failure, a new Dagster run whose root is run 1.
-    options = ReexecutionOptions.from_failure(first.run_id, instance)
-    with execute_job(
-        recon, instance, run_config=run_config(failing=False), reexecution_options=options
-    ) as second:
-        assert second.success
-        assert second.run_id != first.run_id
-        assert second.dagster_run.root_run_id == first.run_id
-        assert second.output_for_node("report") == f"{jobs[0]}: 12 pages"
+    # Run 2, as the how-to does it: `python orchestrator_dagster_resume.py RUN_ID` with
+    # DAGSTER_HOME set, a re-execution from failure (ReexecutionOptions) in a new process.
+    # It keeps run 1's config, as the UI's "Re-execute from failure" does: the crash and
+    # the error strike only attempts that start from scratch.
+    done = subprocess.run(
+        [sys.executable, "orchestrator_dagster_resume.py", first.run_id],
+        cwd=EXAMPLES,
+        env={**os.environ, "DAGSTER_HOME": instance.root_directory},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = re.search(r"^re-execution (\S+) of (\S+): (.*)$", done.stdout, re.M)
+    assert printed is not None, done.stdout + done.stderr
+    assert printed[2] == first.run_id
+    assert printed[3] == f"{jobs[0]}: 12 pages"
+    second = instance.get_run_by_id(printed[1])
+    assert second is not None
+    assert second.status == DagsterRunStatus.SUCCESS
+    assert second.run_id != first.run_id
+    assert second.root_run_id == first.run_id
 
     # The re-execution polled the job run 1 submitted, and submitted none of its own.
     assert sorted(path.name for path in cluster.glob("job-*")) == jobs
