@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 __all__ = ["MetastoreStateBackend"]
 
 
+_SLOW = frozenset({"asset_write", "asset_cas"})
+"""Asset writes whose rowcount 0 may mean "asset not registered yet": the slow path
+registers it (if allowed) and writes again."""
+
+
 class MetastoreStateBackend(BaseStateBackend):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
@@ -202,29 +207,29 @@ class MetastoreStateBackend(BaseStateBackend):
     def _run(self, plan: plans.Plan, session: Session | None = None) -> Any:
         if not self._schema_ready:
             self.ensure_schema()
-        slow = plan.kind in ("asset_write", "asset_cas")
         if session is not None:  # the host's transaction: it commits or rolls back, not us
-            plans.check_host_cas(plan, self._family)
             with translate_errors(self._sync_url):
-                conn = session.connection()
-                result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
-                if slow and not result:
-                    result = self._asset_write_slow(conn, plan, host=True)
+                result = self._run_in_transaction(session.connection(), plan)
             return self._finish(plan, result, session)
         if self._own_engine:
             result = self._run_fast(plan)
-            if slow and not result:
+            if plan.kind in _SLOW and not result:
                 with translate_errors(self._sync_url), self.engine.connect() as conn:
                     result = self._asset_write_slow(conn, plan, host=False)
             return self._finish(plan, result)
         # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
         # transaction of our own that commits (a plain connect() would roll back).
-        plans.check_host_cas(plan, self._family)
         with translate_errors(self._sync_url), self.engine.begin() as conn:
-            result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
-            if slow and not result:
-                result = self._asset_write_slow(conn, plan, host=True)
+            result = self._run_in_transaction(conn, plan)
         return self._finish(plan, result)
+
+    def _run_in_transaction(self, conn: Connection, plan: plans.Plan) -> Any:
+        """Run ``plan`` through SQLAlchemy inside a transaction the host owns or we do."""
+        plans.check_host_cas(plan, self._family)
+        result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
+        if plan.kind in _SLOW and not result:
+            result = self._asset_write_slow(conn, plan, host=True)
+        return result
 
     def _run_fast(self, plan: plans.Plan) -> Any:
         compiled = compiled_plan(self._compiled, plan.statement, plan.params, self.engine.dialect)
@@ -351,30 +356,30 @@ class MetastoreStateBackend(BaseStateBackend):
     async def _arun(self, plan: plans.Plan, session: AsyncSession | None = None) -> Any:
         if not self._schema_ready:
             await self.aensure_schema()
-        slow = plan.kind in ("asset_write", "asset_cas")
         if session is not None:  # the host's transaction: it commits or rolls back, not us
-            plans.check_host_cas(plan, self._family)
             with translate_errors(self._async_url):
-                conn = await session.connection()
-                result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
-                if slow and not result:
-                    result = await self._aasset_write_slow(conn, plan, host=True)
+                result = await self._arun_in_transaction(await session.connection(), plan)
             return await self._afinish(plan, result, session)
         if self._host_async_engine is None:
             engine = self.async_engine
             result = await self._arun_fast(engine, plan)
-            if slow and not result:
+            if plan.kind in _SLOW and not result:
                 with translate_errors(self._async_url):
                     async with engine.connect() as conn:
                         result = await self._aasset_write_slow(conn, plan, host=False)
             return await self._afinish(plan, result)
-        plans.check_host_cas(plan, self._family)
         with translate_errors(self._async_url):
             async with self.async_engine.begin() as conn:
-                result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
-                if slow and not result:
-                    result = await self._aasset_write_slow(conn, plan, host=True)
+                result = await self._arun_in_transaction(conn, plan)
         return await self._afinish(plan, result)
+
+    async def _arun_in_transaction(self, conn: AsyncConnection, plan: plans.Plan) -> Any:
+        """Async twin of :meth:`_run_in_transaction`."""
+        plans.check_host_cas(plan, self._family)
+        result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
+        if plan.kind in _SLOW and not result:
+            result = await self._aasset_write_slow(conn, plan, host=True)
+        return result
 
     async def _arun_fast(self, engine: AsyncEngine, plan: plans.Plan) -> Any:
         compiled = compiled_plan(self._acompiled, plan.statement, plan.params, engine.dialect)
