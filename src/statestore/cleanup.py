@@ -133,7 +133,7 @@ def cleanup_task_states(
     with translate_errors(backend.url):
         backend.ensure_schema()
         if dry_run:
-            with backend.engine.connect() as conn:
+            with backend.maintenance_engine.connect() as conn:
                 count = maintenance.count_expired(conn, moment)
             if progress is not None:
                 progress(count)
@@ -142,7 +142,7 @@ def cleanup_task_states(
         worker = store.worker_backend
         if worker is None:
             for batch in maintenance.delete_expired_batches(
-                backend.engine, backend.dialect, moment, size
+                backend.maintenance_engine, backend.dialect, moment, size
             ):
                 deleted += batch
                 batches += bool(batch)
@@ -150,7 +150,9 @@ def cleanup_task_states(
                     progress(deleted)
             return CleanupReport(deleted=deleted, batches=batches)
         # With a worker-side backend: rows first (committed), then their objects.
-        for count, refs in maintenance.delete_expired_returning_refs(backend.engine, moment, size):
+        for count, refs in maintenance.delete_expired_returning_refs(
+            backend.maintenance_engine, moment, size
+        ):
             for item in refs:
                 _delete_object(worker, item)
             deleted += count
@@ -185,7 +187,7 @@ def iter_expired_task_states(
         return
     with translate_errors(backend.url):
         backend.ensure_schema()
-        yield from maintenance.iter_expired(backend.engine, moment)
+        yield from maintenance.iter_expired(backend.maintenance_engine, moment)
 
 
 def sweep_asset_states(store: StateStore | None = None, *, dry_run: bool = False) -> CleanupReport:
@@ -200,7 +202,7 @@ def sweep_asset_states(store: StateStore | None = None, *, dry_run: bool = False
         return _skipped(store, dry_run)
     with translate_errors(backend.url):
         backend.ensure_schema()
-        with backend.engine.connect() as conn:
+        with backend.maintenance_engine.connect() as conn:
             if dry_run:
                 return CleanupReport(would_delete=maintenance.count_sweepable(conn), dry_run=True)
             swept = maintenance.inactive_assets_with_state(conn)
@@ -269,7 +271,7 @@ def gc_objects(
     old = [ref for ref, modified in objects if modified is None or modified < moment - grace]
     with translate_errors(backend.url):
         backend.ensure_schema()
-        with backend.engine.connect() as conn:
+        with backend.maintenance_engine.connect() as conn:
             held = maintenance.referenced(conn, old)
     orphans = sorted(set(old) - held)
     if not dry_run:

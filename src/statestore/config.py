@@ -93,9 +93,38 @@ class DatabaseSettings(_Section):
     timeout_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="Longest wait of one statement for the database (connecting, a server "
-        "that stopped answering, a locked SQLite file); then BackendUnavailableError.",
+        description="Longest wait for the database (connecting, a free pooled connection, "
+        "the schema check, the migration lock, a server or pooler that stopped answering, "
+        "a locked SQLite file); then BackendUnavailableError.",
     )
+    pool_size: int = Field(
+        default=5,
+        ge=1,
+        description="Connections one store keeps open per engine (sync, and each event "
+        "loop's async engine); also the most the hot path keeps idle.",
+    )
+    max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="Extra connections beyond pool_size under concurrency, closed when "
+        "returned; a store opens at most pool_size + max_overflow per engine.",
+    )
+    prepare_threshold: int | None = Field(
+        default=None,
+        ge=0,
+        description="psycopg: prepare a statement on the server after this many runs "
+        "(0: at once); none (the default) never prepares, which a transaction-mode "
+        "pooler such as PgBouncer requires. Also ?prepare_threshold=N in the URL.",
+    )
+
+    _db_ints = field_validator("pool_size", "max_overflow", mode="before")(_whole_number)
+
+    @field_validator("prepare_threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("none", "null", ""):
+            return None
+        return _whole_number(value)
 
     @field_validator("url")
     @classmethod

@@ -82,11 +82,21 @@ class AsyncIdleConnections:
             with contextlib.suppress(Exception):  # it is being thrown away anyway
                 await greenlet_spawn(connection.invalidate)
 
+    async def return_idle(self) -> None:
+        """Hand the idle connections back to the pool (see ``IdleConnections``)."""
+        while self._idle:
+            await greenlet_spawn(self._idle.pop().close)
+
     async def aclose(self) -> None:
         """Return every idle connection to the pool."""
         self._closed = True
-        while self._idle:
-            await greenlet_spawn(self._idle.pop().close)
+        await self.return_idle()
+
+    def forget(self) -> list[Any]:
+        """Drop the idle connections unclosed (their loop is gone, or this is a forked
+        child); returns them."""
+        kept, self._idle = self._idle, []
+        return kept
 
 
 async def execute(family: str, driver: Any, sql: str, params: Any, *, fetch: Fetch) -> Any:
@@ -170,14 +180,14 @@ def loop_lock() -> asyncio.Lock:
 class AsyncHotPath:
     """The async twin of ``hotpath.SyncHotPath``, for one event loop's engine."""
 
-    def __init__(self, engine: AsyncEngine, url: URL, timeout: float) -> None:
+    def __init__(self, engine: AsyncEngine, url: URL, timeout: float, *, keep: int = 5) -> None:
         self._engine = engine
         self._url = url
         self._timeout = timeout
         self._family = dialect_family(url)
         self._watched = self._family == "postgresql"  # see deadline()
         self._errors = driver_module(self._family)
-        self._idle = AsyncIdleConnections(engine, keep=8)
+        self._idle = AsyncIdleConnections(engine, keep=keep)
 
     async def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """As ``SyncHotPath.run``."""
@@ -199,6 +209,14 @@ class AsyncHotPath:
     async def aclose(self) -> None:
         """Return the idle connections to the pool."""
         await self._idle.aclose()
+
+    async def return_idle(self) -> None:
+        """Give the idle connections back to the pool (for a slow path's connection)."""
+        await self._idle.return_idle()
+
+    def forget(self) -> list[Any]:
+        """Drop the idle connections unclosed; returns them."""
+        return self._idle.forget()
 
     async def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         idle = self._idle

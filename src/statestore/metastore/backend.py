@@ -9,8 +9,10 @@ trip. The schema is checked once, on first use; SQLite may migrate itself then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-import weakref
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
-from statestore.metastore import async_hotpath, maintenance, plans, registry
+from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
+    EngineSettings,
     create_async_state_engine,
     create_sync_state_engine,
     derive_urls,
@@ -52,6 +55,30 @@ _SLOW = frozenset({"asset_write", "asset_cas"})
 registers it (if allowed) and writes again."""
 
 
+@dataclass
+class _LoopEngine:
+    """One event loop's async engine and hot path, released when the loop shuts down."""
+
+    engine: AsyncEngine
+    hotpath: async_hotpath.AsyncHotPath
+    parked: object = field(default=None)  # the generator that waits for the shutdown
+    released: bool = False
+
+    async def release(self) -> None:
+        """Close this engine's connections (on its own loop), once."""
+        if not self.released:
+            self.released = True
+            await self.hotpath.aclose()
+            await self.engine.dispose()
+
+    def abandon(self) -> None:
+        """End the connections of a loop that closed without shutting down first."""
+        if not self.released:
+            self.released = True
+            lifecycle.abandon_pool(self.engine, self.hotpath.forget())
+        lifecycle.finish_parked(self.parked)
+
+
 class MetastoreStateBackend(BaseStateBackend):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
@@ -70,6 +97,9 @@ class MetastoreStateBackend(BaseStateBackend):
         auto_migrate_sqlite: bool = True,
         auto_register_assets: bool = True,
         timeout: float = DEFAULT_TIMEOUT_S,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        prepare_threshold: int | None = None,
     ) -> None:
         given = engine.url if engine is not None else None
         given = given or (async_engine.url if async_engine is not None else None)
@@ -81,24 +111,21 @@ class MetastoreStateBackend(BaseStateBackend):
         self._compiled: dict[int, CompiledStatement] = {}
         self._hotpath: SyncHotPath | None = None
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
-        self._async_hotpaths: weakref.WeakKeyDictionary[AsyncEngine, async_hotpath.AsyncHotPath] = (
-            weakref.WeakKeyDictionary()
-        )
         self._own_engine = engine is None
         self._engine = engine
         self._host_async_engine = async_engine
-        self._async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopEngine] = {}
         self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"
         self._auto_register = auto_register_assets
         self._lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._rows = ItemRows()
-        if not timeout > 0:
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self._settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
         self._timeout = float(timeout)
+        lifecycle.track_forks(self)
 
     @classmethod
     def from_config(
@@ -116,6 +143,9 @@ class MetastoreStateBackend(BaseStateBackend):
             auto_migrate_sqlite=config.database.auto_migrate_sqlite,
             auto_register_assets=config.state_store.auto_register_assets,
             timeout=config.database.timeout_seconds,
+            pool_size=config.database.pool_size,
+            max_overflow=config.database.max_overflow,
+            prepare_threshold=config.database.prepare_threshold,
         )
 
     def __repr__(self) -> str:
@@ -139,7 +169,7 @@ class MetastoreStateBackend(BaseStateBackend):
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = create_sync_state_engine(self._sync_url, timeout=self._timeout)
+                    self._engine = create_sync_state_engine(self._sync_url, settings=self._settings)
         return self._engine
 
     @property
@@ -147,12 +177,85 @@ class MetastoreStateBackend(BaseStateBackend):
         """The async engine of the running event loop, created on first use there."""
         if self._host_async_engine is not None:
             return self._host_async_engine
+        return self._loop_engine().engine
+
+    def _loop_engine(self) -> _LoopEngine:
         loop = asyncio.get_running_loop()
-        engine = self._async_engines.get(loop)
-        if engine is None:
-            engine = create_async_state_engine(self._async_url, timeout=self._timeout)
-            self._async_engines[loop] = engine
-        return engine
+        state = self._loops.get(loop)
+        if state is None:
+            self._abandon_closed_loops()
+            engine = create_async_state_engine(self._async_url, settings=self._settings)
+            hotpath = async_hotpath.AsyncHotPath(
+                engine, self._async_url, self._timeout, keep=self._settings.pool_size
+            )
+            state = self._loops[loop] = _LoopEngine(engine, hotpath)
+            # Only this state: after aclose() a loop may get a new one, which the old
+            # generator (finalized when the old state is dropped) must leave alone.
+            state.parked = lifecycle.on_loop_shutdown(state.release)
+        return state
+
+    async def _release_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections of ``loop`` (the running one) now."""
+        state = self._loops.pop(loop, None)
+        if state is not None:
+            await state.release()
+            lifecycle.finish_parked(state.parked)
+
+    def _abandon_closed_loops(self) -> None:
+        """End the connections of loops that closed without shutting down first."""
+        for loop in [loop for loop in self._loops if lifecycle.loop_is_gone(loop)]:
+            self._loops.pop(loop).abandon()
+
+    def _forget_after_fork(self) -> list[object]:
+        """In a forked child: drop the parent's connections unclosed (see lifecycle)."""
+        left: list[object] = [self._hotpath, self._loops]
+        if self._hotpath is not None:
+            left.append(self._hotpath.forget())
+        for state in self._loops.values():
+            left.append(state.hotpath.forget())
+        if self._own_engine:
+            left.append(self._engine)
+            self._engine = None
+        self._hotpath = None
+        self._loops = {}
+        # A lock held by another thread of the parent would never be released here.
+        self._lock = threading.Lock()
+        self._schema_lock = threading.Lock()
+        return left
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """A SQLAlchemy connection of the sync engine, for work beyond the hot path.
+
+        The hot path's idle connections go back to the pool first, so this reuses one
+        of them: a single-threaded program holds one connection, not one per kind of
+        work.
+        """
+        if self._hotpath is not None:
+            self._hotpath.return_idle()
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _aconnect(self) -> AsyncIterator[AsyncConnection]:
+        """Async twin of :meth:`_connect`, on the running loop's engine."""
+        if self._host_async_engine is not None:
+            async with self._host_async_engine.connect() as conn:
+                yield conn
+            return
+        state = self._loop_engine()
+        await state.hotpath.return_idle()
+        async with state.engine.connect() as conn:
+            yield conn
+
+    @property
+    def maintenance_engine(self) -> Engine:
+        """The sync engine for maintenance code that connects by itself (cleanup),
+        with the hot path's idle connections handed back to its pool first, so that
+        it reuses them instead of opening more."""
+        if self._hotpath is not None:
+            self._hotpath.return_idle()
+        return self.engine
 
     def _ensure_schema(self, connection: Connection) -> None:
         # Runs inside the first operation's connection; after that it is one flag test.
@@ -177,14 +280,14 @@ class MetastoreStateBackend(BaseStateBackend):
     def ensure_schema(self) -> None:
         """Check (or, for SQLite with auto-migrate, create) the schema if not done yet."""
         if not self._schema_ready:
-            with translate_errors(self._sync_url), self.engine.connect() as conn:
+            with translate_errors(self._sync_url), self._connect() as conn:
                 self._ensure_schema(conn)
 
     async def aensure_schema(self) -> None:
         """Async twin of :meth:`ensure_schema`."""
         if not self._schema_ready:
             with translate_errors(self._async_url):
-                async with self.async_engine.connect() as conn:
+                async with self._aconnect() as conn:
                     await self._aensure_schema(conn)
 
     def upgrade(self) -> None:
@@ -196,7 +299,7 @@ class MetastoreStateBackend(BaseStateBackend):
     async def aupgrade(self) -> None:
         """Async twin of :meth:`upgrade`, on the async driver."""
         with translate_errors(self._async_url):
-            async with self.async_engine.connect() as conn:
+            async with self._aconnect() as conn:
                 if self._family != "sqlite":  # SQLite migrates under BEGIN IMMEDIATE
                     await conn.execution_options(isolation_level="READ COMMITTED")
                 await conn.run_sync(run_upgrade)
@@ -214,7 +317,7 @@ class MetastoreStateBackend(BaseStateBackend):
         if self._own_engine:
             result = self._run_fast(plan)
             if plan.kind in _SLOW and not result:
-                with translate_errors(self._sync_url), self.engine.connect() as conn:
+                with translate_errors(self._sync_url), self._connect() as conn:
                     result = self._asset_write_slow(conn, plan, host=False)
             return self._finish(plan, result)
         # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
@@ -252,7 +355,9 @@ class MetastoreStateBackend(BaseStateBackend):
             engine = self.engine  # outside the lock: creating it takes the same lock
             with self._lock:
                 if self._hotpath is None:
-                    self._hotpath = SyncHotPath(engine, self._sync_url, self._timeout)
+                    self._hotpath = SyncHotPath(
+                        engine, self._sync_url, self._timeout, keep=self._settings.pool_size
+                    )
                 hotpath = self._hotpath
         return hotpath
 
@@ -361,11 +466,11 @@ class MetastoreStateBackend(BaseStateBackend):
                 result = await self._arun_in_transaction(await session.connection(), plan)
             return await self._afinish(plan, result, session)
         if self._host_async_engine is None:
-            engine = self.async_engine
-            result = await self._arun_fast(engine, plan)
+            state = self._loop_engine()
+            result = await self._arun_fast(state, plan)
             if plan.kind in _SLOW and not result:
                 with translate_errors(self._async_url):
-                    async with engine.connect() as conn:
+                    async with self._aconnect() as conn:  # reuses the hot path's connection
                         result = await self._aasset_write_slow(conn, plan, host=False)
             return await self._afinish(plan, result)
         with translate_errors(self._async_url):
@@ -381,16 +486,13 @@ class MetastoreStateBackend(BaseStateBackend):
             result = await self._aasset_write_slow(conn, plan, host=True)
         return result
 
-    async def _arun_fast(self, engine: AsyncEngine, plan: plans.Plan) -> Any:
-        compiled = compiled_plan(self._acompiled, plan.statement, plan.params, engine.dialect)
+    async def _arun_fast(self, state: _LoopEngine, plan: plans.Plan) -> Any:
+        dialect = state.engine.dialect
+        compiled = compiled_plan(self._acompiled, plan.statement, plan.params, dialect)
         parameters = compiled.parameters(plan.params)
         fetch = plans.FETCH.get(plan.kind, "rowcount")
-        hotpath = self._async_hotpaths.get(engine)
-        if hotpath is None:
-            hotpath = async_hotpath.AsyncHotPath(engine, self._async_url, self._timeout)
-            self._async_hotpaths[engine] = hotpath
-        result = await hotpath.run(compiled.sql, parameters, fetch=fetch)
-        return self._rows.item(result, engine.dialect) if fetch == "row" else result
+        result = await state.hotpath.run(compiled.sql, parameters, fetch=fetch)
+        return self._rows.item(result, dialect) if fetch == "row" else result
 
     async def _afinish(
         self, plan: plans.Plan, result: Any, session: AsyncSession | None = None
@@ -476,27 +578,27 @@ class MetastoreStateBackend(BaseStateBackend):
     def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Registered assets by name, with their number of state keys."""
         self.ensure_schema()
-        with translate_errors(self._sync_url), self.engine.connect() as conn:
+        with translate_errors(self._sync_url), self._connect() as conn:
             return maintenance.list_assets(conn, active)
 
     async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Async twin of :meth:`list_assets`."""
         await self.aensure_schema()
         with translate_errors(self._async_url):
-            async with self.async_engine.connect() as conn:
+            async with self._aconnect() as conn:
                 return await conn.run_sync(maintenance.list_assets, active)
 
     def set_assets_active(self, assets: list[AssetScope], active: bool) -> int:
         """(De)activate registered assets; returns how many changed state."""
         self.ensure_schema()
-        with translate_errors(self._sync_url), self.engine.connect() as conn:
+        with translate_errors(self._sync_url), self._connect() as conn:
             return maintenance.set_assets_active(conn, assets, active, utcnow())
 
     async def aset_assets_active(self, assets: list[AssetScope], active: bool) -> int:
         """Async twin of :meth:`set_assets_active`."""
         await self.aensure_schema()
         with translate_errors(self._async_url):
-            async with self.async_engine.connect() as conn:
+            async with self._aconnect() as conn:
                 return await conn.run_sync(maintenance.set_assets_active, assets, active, utcnow())
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -509,18 +611,11 @@ class MetastoreStateBackend(BaseStateBackend):
         if self._own_engine and self._engine is not None:
             self._engine.dispose()
             self._engine = None
-        for engine in list(self._async_engines.values()):
-            # Connections of another (maybe closed) loop cannot be awaited from here.
-            engine.sync_engine.dispose(close=False)
-        self._async_engines.clear()
+        # A live loop's connections can only be closed on that loop: its shutdown does
+        # it (lifecycle.on_loop_shutdown). Those of closed loops are ended here.
+        self._abandon_closed_loops()
 
     async def aclose(self) -> None:
         """Dispose the async engine of this loop, then everything :meth:`close` does."""
-        loop = asyncio.get_running_loop()
-        engine = self._async_engines.pop(loop, None)
-        if engine is not None:
-            hotpath = self._async_hotpaths.pop(engine, None)
-            if hotpath is not None:
-                await hotpath.aclose()
-            await engine.dispose()
+        await self._release_loop(asyncio.get_running_loop())
         self.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -23,6 +24,7 @@ from statestore.exceptions import ConfigError
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DroppedConnectionError",
+    "EngineSettings",
     "IdleConnections",
     "create_async_state_engine",
     "create_sync_state_engine",
@@ -44,6 +46,92 @@ _DRIVERS = {
 }
 _ASYNC_DRIVERS = {"aiosqlite", "asyncpg", "psycopg_async", "aiomysql", "asyncmy"}
 _TUNING: dict[str, Any] = {"skip_autocommit_rollback": True, "pool_reset_on_return": None}
+
+PREPARE_THRESHOLD_QUERY = "prepare_threshold"
+"""The URL query that opts a psycopg URL into server-side prepared statements."""
+
+PSYCOPG_PREPARE_THRESHOLD = 5
+"""psycopg's own default: a statement is prepared on the server on its 6th run."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What every engine of one backend is built with (from ``[database]``).
+
+    ``prepare_threshold`` is psycopg's: ``None`` (the default) never prepares a
+    statement on the server. psycopg names prepared statements ``_pg3_0, _pg3_1, ...``
+    in every client alike, so behind a transaction-mode pooler (PgBouncer), where
+    clients take turns on shared server connections, one client's name would run
+    another client's statement -- silently, when the two take the same parameters. A
+    whole number opts in (0: prepare at once) on direct connections only.
+    """
+
+    timeout: float = DEFAULT_TIMEOUT_S
+    pool_size: int = 5
+    max_overflow: int = 10
+    prepare_threshold: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        for name in ("pool_size", "max_overflow"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"[database] {name} must be a whole number >= 0, not {value!r}")
+        if self.pool_size < 1:
+            raise ConfigError("[database] pool_size must be at least 1")
+        threshold = self.prepare_threshold
+        if threshold is not None and (
+            not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0
+        ):
+            raise ConfigError(
+                f"[database] prepare_threshold must be a whole number >= 0 or none, not "
+                f"{threshold!r}"
+            )
+
+    @property
+    def connections(self) -> int:
+        """The most connections one engine opens (``pool_size + max_overflow``)."""
+        return self.pool_size + self.max_overflow
+
+
+def _parse_threshold(text: str) -> int | None:
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"[database] url: ?{PREPARE_THRESHOLD_QUERY}={text} is not a whole number >= 0 or none"
+        )
+    return value
+
+
+def split_driver_options(url: URL, settings: EngineSettings) -> tuple[URL, EngineSettings]:
+    """Take statestore's own options out of the URL's query into ``settings``.
+
+    ``?prepare_threshold=N`` (or ``none``) reaches psycopg as a number, not the string
+    SQLAlchemy would pass on; on another driver it is refused rather than ignored.
+    """
+    raw = url.query.get(PREPARE_THRESHOLD_QUERY)
+    if raw is None:
+        return url, settings
+    if dialect_family(url) != "postgresql" or url.get_driver_name() not in (
+        "psycopg",
+        "psycopg_async",
+    ):
+        raise ConfigError(
+            f"[database] url: ?{PREPARE_THRESHOLD_QUERY}= applies to psycopg "
+            f"(postgresql+psycopg://) only, not {url.drivername}://"
+        )
+    text = raw if isinstance(raw, str) else raw[-1]
+    threshold = _parse_threshold(text)
+    stripped = url.difference_update_query([PREPARE_THRESHOLD_QUERY])
+    return stripped, EngineSettings(
+        settings.timeout, settings.pool_size, settings.max_overflow, threshold
+    )
 
 
 _EXTRA_FOR_MODULE = {"psycopg": "postgres", "pymysql": "mysql", "asyncmy": "mysql"}
@@ -111,10 +199,15 @@ def _mysql_query(url: URL) -> URL:
     return url if "charset" in url.query else url.update_query_dict({"charset": "utf8mb4"})
 
 
-def _connect_args(url: URL, timeout: float, *, is_async: bool) -> dict[str, Any]:
+def _connect_args(
+    url: URL, timeout: float, *, is_async: bool, prepare_threshold: int | None = None
+) -> dict[str, Any]:
     family = dialect_family(url)
     if family == "postgresql":  # statements are bounded by the watchdog (deadlines.py)
-        return {"connect_timeout": max(1, math.ceil(timeout))}
+        return {
+            "connect_timeout": max(1, math.ceil(timeout)),
+            "prepare_threshold": prepare_threshold,  # see EngineSettings
+        }
     if family == "mysql":
         if is_async:  # asyncmy has no read timeout: statements sit under asyncio.timeout
             return {"connect_timeout": timeout}
@@ -149,19 +242,33 @@ def _sqlite_pragmas(timeout: float) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+def _pool_args(settings: EngineSettings) -> dict[str, Any]:
+    # Waiting for a pooled connection is one more wait that timeout_seconds bounds.
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.timeout,
+    }
+
+
 def create_sync_state_engine(
-    url: URL, *, autocommit: bool = True, timeout: float = DEFAULT_TIMEOUT_S
+    url: URL, *, autocommit: bool = True, settings: EngineSettings | None = None
 ) -> Engine:
     """A sync engine for ``url`` with the tuning described in this module's docstring.
 
     ``autocommit=False`` gives an ordinary transactional engine (for migrations).
     """
+    settings = settings or EngineSettings()
+    url, settings = split_driver_options(url, settings)
+    timeout = settings.timeout
     if dialect_family(url) == "mysql":
         url = _mysql_query(url)
     tuning: dict[str, Any] = dict(_TUNING, isolation_level="AUTOCOMMIT") if autocommit else {}
     with _driver_installed(url):
-        args = _connect_args(url, timeout, is_async=False)
-        engine = create_engine(url, connect_args=args, **tuning)
+        args = _connect_args(
+            url, timeout, is_async=False, prepare_threshold=settings.prepare_threshold
+        )
+        engine = create_engine(url, connect_args=args, **tuning, **_pool_args(settings))
     if dialect_family(url) == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(timeout))
     elif dialect_family(url) == "mysql":
@@ -169,16 +276,22 @@ def create_sync_state_engine(
     return engine
 
 
-def create_async_state_engine(url: URL, *, timeout: float = DEFAULT_TIMEOUT_S) -> AsyncEngine:
+def create_async_state_engine(url: URL, *, settings: EngineSettings | None = None) -> AsyncEngine:
     """The async twin of :func:`create_sync_state_engine`."""
+    settings = settings or EngineSettings()
+    url, settings = split_driver_options(url, settings)
+    timeout = settings.timeout
     if dialect_family(url) == "mysql":
         url = _mysql_query(url)
     with _driver_installed(url):
         engine = create_async_engine(
             url,
-            connect_args=_connect_args(url, timeout, is_async=True),
+            connect_args=_connect_args(
+                url, timeout, is_async=True, prepare_threshold=settings.prepare_threshold
+            ),
             isolation_level="AUTOCOMMIT",
             **_TUNING,
+            **_pool_args(settings),
         )
     if dialect_family(url) == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
@@ -223,11 +336,21 @@ class IdleConnections:
             with contextlib.suppress(Exception):  # it is being thrown away anyway
                 connection.invalidate()
 
+    def return_idle(self) -> None:
+        """Hand the idle connections back to the pool, so that code going through
+        SQLAlchemy (slow paths, maintenance) reuses them instead of opening more."""
+        while self._idle:
+            self._idle.pop().close()
+
     def close(self) -> None:
         """Return every idle connection to the pool (before the engine is disposed)."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        self.return_idle()
+
+    def forget(self) -> list[Any]:
+        """Drop the idle connections without closing them (a forked child's view)."""
+        kept, self._idle = self._idle, []
+        return kept
 
 
 def looks_dropped(exc: BaseException) -> bool:

@@ -39,13 +39,14 @@ def shaped(rows: Sequence[Any], fetch: Fetch) -> Any:
 class SyncHotPath:
     """Runs compiled statements for one engine; thread-safe like its idle list."""
 
-    def __init__(self, engine: Engine, url: URL, timeout: float) -> None:
+    def __init__(self, engine: Engine, url: URL, timeout: float, *, keep: int = 5) -> None:
         self._engine = engine
         self._url = url
         self._timeout = timeout
         # libpq has no read timeout: the watchdog bounds sync PostgreSQL statements.
         self._watched = dialect_family(url) == "postgresql"
-        self._idle = IdleConnections(engine, keep=8)
+        # At most the pool's size kept idle: beyond it, connections go back to the pool.
+        self._idle = IdleConnections(engine, keep=keep)
 
     def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """The statement's result in the shape ``fetch`` names."""
@@ -67,6 +68,14 @@ class SyncHotPath:
     def close(self) -> None:
         """Return the idle connections to the pool (before the engine is disposed)."""
         self._idle.close()
+
+    def return_idle(self) -> None:
+        """Give the idle connections back to the pool (see ``IdleConnections``)."""
+        self._idle.return_idle()
+
+    def forget(self) -> list[Any]:
+        """Drop the idle connections unclosed (in a forked child); returns them."""
+        return self._idle.forget()
 
     def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         try:

@@ -1,0 +1,146 @@
+"""Connections across ``fork()`` and across event loops: who may close what, and when.
+
+**fork().** A child process inherits the parent's open sockets. If the child runs a
+statement on one, parent and child interleave bytes on one server session and read each
+other's rows; if it *closes* one (SQLAlchemy returning a connection, psycopg's
+``close()``, PyMySQL's quit), it ends the parent's session. So in the child every
+backend forgets its engines, hot paths and idle connections without closing anything,
+and keeps them referenced for the child's lifetime (``_LEFT_BEHIND``), so garbage
+collection never finalizes them either. The child opens its own connections on first
+use. A host's own engines are the host's to handle (SQLAlchemy's recipe:
+``engine.dispose(close=False)`` in the child).
+
+**Event loops.** Async connections belong to the loop that opened them and cannot be
+closed from another one. ``asyncio.run()`` per call is common, so each loop's engine is
+released *on that loop* as it shuts down: an async generator parked on the loop is
+closed by ``loop.shutdown_asyncgens()`` (which ``asyncio.run``, ``asyncio.Runner`` and
+uvloop call), and its ``finally`` disposes of the loop's engine while the loop still
+runs. A loop closed without that step has its connections ended synchronously
+(:func:`abandon_pool`) the next time the backend looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "ForkAware",
+    "abandon_pool",
+    "finish_parked",
+    "leave_behind",
+    "loop_is_gone",
+    "on_loop_shutdown",
+    "track_forks",
+]
+
+
+class ForkAware(Protocol):
+    """What a backend offers to be reset in a forked child."""
+
+    def _forget_after_fork(self) -> list[object]:
+        """Drop every connection-holding object without closing it; return them."""
+
+
+_TRACKED: weakref.WeakSet[Any] = weakref.WeakSet()
+_LEFT_BEHIND: list[object] = []  # the parent's objects, kept alive for the child's lifetime
+
+
+def track_forks(backend: ForkAware) -> None:
+    """Reset ``backend`` in every forked child of this process (weakly referenced)."""
+    _TRACKED.add(backend)
+
+
+def leave_behind(*objects: object) -> None:
+    """Keep ``objects`` referenced forever: never closed, never finalized."""
+    _LEFT_BEHIND.extend(objects)
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_TRACKED):
+        leave_behind(*backend._forget_after_fork())
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+async def _park_until_shutdown(release: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:  # GeneratorExit from shutdown_asyncgens(): the loop still runs here
+        await release()
+
+
+def on_loop_shutdown(release: Callable[[], Awaitable[None]]) -> object:
+    """Arrange for ``release()`` to be awaited on the running loop as it shuts down.
+
+    Returns the parked generator: the caller keeps it (the loop holds it weakly).
+    """
+    parked = _park_until_shutdown(release)
+    step: Any = parked.__anext__()  # registers it with the running loop's asyncgen hooks
+    with contextlib.suppress(StopIteration):
+        step.send(None)  # run to the first yield; nothing in between awaits
+    return parked
+
+
+def finish_parked(parked: object) -> None:
+    """Close a parked generator whose release already ran (so it awaits nothing).
+
+    Left to garbage collection, the loop's finalizer hook would schedule its closing on
+    the loop -- which fails once that loop is closed.
+    """
+    closing: Any = parked.aclose()  # type: ignore[attr-defined]
+    with contextlib.suppress(StopIteration, RuntimeError):
+        closing.send(None)
+
+
+def _end_session(driver_connection: Any) -> None:
+    """End a driver connection's server session without its (gone) event loop."""
+    pgconn = getattr(driver_connection, "pgconn", None)
+    if pgconn is not None:  # psycopg: libpq closes synchronously, and marks it closed
+        pgconn.finish()
+        return
+    writer = getattr(driver_connection, "_writer", None)  # asyncmy / aiomysql
+    sock = getattr(getattr(writer, "transport", None), "get_extra_info", lambda _: None)("socket")
+    fileno = sock.fileno() if sock is not None else -1
+    if fileno >= 0:
+        # shutdown() reaches the socket without the transport's loop; the server then
+        # ends the session, and the descriptor closes when the objects are collected.
+        with contextlib.suppress(OSError):
+            duplicate = socket.socket(fileno=os.dup(fileno))
+            try:
+                duplicate.shutdown(socket.SHUT_RDWR)
+            finally:
+                duplicate.close()
+
+
+def abandon_pool(engine: AsyncEngine, idle: list[Any]) -> None:
+    """Release the connections of an engine whose event loop is closed.
+
+    ``idle``: the hot path's kept connections (checked out of the pool). Nothing here
+    awaits; each driver connection is ended directly, then the pool is dropped.
+    """
+    records = list(getattr(getattr(engine.pool, "_pool", None), "queue", ()))
+    drivers = [getattr(rec.dbapi_connection, "driver_connection", None) for rec in records]
+    for fairy in idle:
+        drivers.append(fairy.driver_connection)
+        with contextlib.suppress(Exception):
+            fairy.detach()  # no pool finalizer may try to close it on the dead loop
+    for driver in drivers:
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                _end_session(driver)
+    idle.clear()
+    engine.sync_engine.dispose(close=False)
+
+
+def loop_is_gone(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` can no longer run anything (its connections are unusable)."""
+    return loop.is_closed()
