@@ -17,10 +17,11 @@ __all__ = ["app"]
 app = typer.Typer(help="Create, migrate and check the database schema.", no_args_is_help=True)
 
 
-def _target(ctx: typer.Context) -> str:
-    url = load_config(state_of(ctx)).database.url
-    derive_urls(url)  # validates, with a clear error for unsupported URLs
-    return url
+def _target(ctx: typer.Context) -> tuple[str, float]:
+    """The database URL and ``timeout_seconds`` of the configuration."""
+    database = load_config(state_of(ctx)).database
+    derive_urls(database.url)  # validates, with a clear error for unsupported URLs
+    return database.url, database.timeout_seconds
 
 
 def _shown(url: str) -> str:
@@ -33,10 +34,10 @@ def upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Create the statestore tables or migrate them to this release."""
-    url = _target(ctx)
-    before = schema.current_revision(url)
-    schema.upgrade(url, revision)
-    after = schema.current_revision(url)
+    url, timeout = _target(ctx)
+    before = schema.current_revision(url, timeout=timeout)
+    schema.upgrade(url, revision, timeout=timeout)
+    after = schema.current_revision(url, timeout=timeout)
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "from": before, "to": after})
     else:
@@ -49,10 +50,10 @@ def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops all.")],
 ) -> None:
     """Migrate the schema down to REVISION ('base' removes every statestore table)."""
-    url = _target(ctx)
-    before = schema.current_revision(url)
-    schema.downgrade(url, revision)
-    after = schema.current_revision(url)
+    url, timeout = _target(ctx)
+    before = schema.current_revision(url, timeout=timeout)
+    schema.downgrade(url, revision, timeout=timeout)
+    after = schema.current_revision(url, timeout=timeout)
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "from": before, "to": after})
     else:
@@ -62,8 +63,8 @@ def downgrade(
 @app.command()
 def current(ctx: typer.Context) -> None:
     """Show the schema revision of the database and the one this release needs."""
-    url = _target(ctx)
-    revision = schema.current_revision(url)
+    url, timeout = _target(ctx)
+    revision = schema.current_revision(url, timeout=timeout)
     head = schema.head_revision()
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "current": revision, "head": head})
@@ -74,8 +75,8 @@ def current(ctx: typer.Context) -> None:
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Exit 0 if the schema is up to date, else print what to run and exit 1."""
-    url = _target(ctx)
-    revision = schema.current_revision(url)
+    url, timeout = _target(ctx)
+    revision = schema.current_revision(url, timeout=timeout)
     head = schema.head_revision()
     if state_of(ctx).json:
         echo_json(

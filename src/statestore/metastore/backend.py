@@ -267,7 +267,7 @@ class MetastoreStateBackend(BaseStateBackend):
             except SchemaOutOfDateError:
                 if not self._auto_migrate:
                     raise
-                run_upgrade(connection)
+                run_upgrade(connection, timeout=self._timeout)
             self._schema_ready = True
 
     async def _aensure_schema(self, connection: AsyncConnection) -> None:
@@ -293,7 +293,7 @@ class MetastoreStateBackend(BaseStateBackend):
     def upgrade(self) -> None:
         """Create or migrate the schema to this release's head."""
         # Our own engine runs in autocommit; migrate through a transactional one instead.
-        upgrade(self._sync_url if self._own_engine else self.engine)
+        upgrade(self._sync_url if self._own_engine else self.engine, timeout=self._timeout)
         self._schema_ready = True
 
     async def aupgrade(self) -> None:
@@ -302,7 +302,7 @@ class MetastoreStateBackend(BaseStateBackend):
             async with self._aconnect() as conn:
                 if self._family != "sqlite":  # SQLite migrates under BEGIN IMMEDIATE
                     await conn.execution_options(isolation_level="READ COMMITTED")
-                await conn.run_sync(run_upgrade)
+                await conn.run_sync(run_upgrade, "head", self._timeout)
         self._schema_ready = True
 
     # -- sync execution -------------------------------------------------------------------

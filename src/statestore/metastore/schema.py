@@ -17,11 +17,18 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
 
-from statestore.exceptions import SchemaOutOfDateError
-from statestore.metastore.engine import create_sync_state_engine, derive_urls, dialect_family
-from statestore.metastore.errors import translate_errors
+from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError
+from statestore.metastore.engine import (
+    DEFAULT_TIMEOUT_S,
+    EngineSettings,
+    create_sync_state_engine,
+    derive_urls,
+    dialect_family,
+)
+from statestore.metastore.errors import describe_url, translate_errors
 from statestore.metastore.tables import VERSION_TABLE
 
 __all__ = [
@@ -36,7 +43,10 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # Serialises concurrent upgrades on the servers; SQLite serialises through BEGIN IMMEDIATE.
+# PostgreSQL's lock is transaction-scoped: behind a transaction-mode pooler (PgBouncer) a
+# session-level one would stay on whichever server connection took it, held for ever.
 _PG_LOCK_KEY = 0x5354_4154  # "STAT"
+_PG_LOCK_TIMEOUT = "55P03"  # lock_not_available: lock_timeout passed
 _MYSQL_LOCK_NAME = "statestore_migrations"
 # Alembic's `context`/`op` proxies are process globals: one migration at a time per process.
 _ALEMBIC_LOCK = threading.RLock()
@@ -62,14 +72,16 @@ def _revision_of(connection: Connection) -> str | None:
 
 
 @contextmanager
-def _engine_for(target: str | URL | Engine) -> Iterator[Engine]:
+def _engine_for(target: str | URL | Engine, timeout: float) -> Iterator[Engine]:
     if isinstance(target, Engine):
         yield target
         return
     url = derive_urls(target)[0]
     # SQLite migrates in autocommit mode under our own BEGIN IMMEDIATE (see below);
     # the servers use ordinary transactions so their DDL is transactional where possible.
-    engine = create_sync_state_engine(url, autocommit=dialect_family(url) == "sqlite")
+    engine = create_sync_state_engine(
+        url, autocommit=dialect_family(url) == "sqlite", settings=EngineSettings(timeout)
+    )
     try:
         yield engine
     finally:
@@ -88,9 +100,18 @@ def _sqlite_raw(connection: Connection, sql: str, *, quiet: bool = False) -> Non
         cursor.close()
 
 
+def _lock_wait_over(connection: Connection, timeout: float) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"{describe_url(connection.engine.url)}: another process has held the migration "
+        f"lock for over {timeout:g} s (database.timeout_seconds); run the migration again "
+        "once it is done"
+    )
+
+
 @contextmanager
-def _migration_lock(connection: Connection) -> Iterator[None]:
-    """Hold a database-wide lock so two processes never migrate at once."""
+def _migration_lock(connection: Connection, timeout: float) -> Iterator[None]:
+    """Hold a database-wide lock so two processes never migrate at once; wait for it
+    at most ``timeout`` seconds."""
     family = dialect_family(connection.engine.url)
     if connection.in_transaction():
         connection.commit()  # end an autobegun read; Alembic must own the transactions
@@ -111,53 +132,102 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         _sqlite_raw(connection, "COMMIT", quiet=True)  # Alembic may have committed it
         return
     if family == "postgresql":
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-    else:
-        connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": _MYSQL_LOCK_NAME})
+        with _postgres_migration_transaction(connection, timeout):
+            yield
+        return
+    # MySQL's DDL commits implicitly, so no transaction could hold a lock across it:
+    # GET_LOCK is per session, released below and when the session ends.
+    got = connection.execute(
+        text("SELECT GET_LOCK(:n, :t)"), {"n": _MYSQL_LOCK_NAME, "t": max(1, round(timeout))}
+    ).scalar()
     if connection.in_transaction():
-        connection.commit()  # the lock is session-level and survives this
+        connection.commit()
+    if got != 1:  # 0: timed out; NULL: an error
+        raise _lock_wait_over(connection, timeout)
     try:
         yield
     finally:
-        if family == "postgresql":
-            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
-        else:
-            connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _MYSQL_LOCK_NAME})
+        connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _MYSQL_LOCK_NAME})
         if connection.in_transaction():
             connection.commit()
 
 
-def run_upgrade(connection: Connection, revision: str = "head") -> None:
+@contextmanager
+def _postgres_migration_transaction(connection: Connection, timeout: float) -> Iterator[None]:
+    """One transaction around the whole migration, holding a transaction-scoped
+    advisory lock: it ends with the transaction however that ends, pooler or not.
+
+    Alembic runs inside this transaction (its DDL is transactional on PostgreSQL) and
+    commits it when done. ``lock_timeout`` bounds the wait for our lock and for the
+    tables' locks alike.
+    """
+    milliseconds = max(1, round(timeout * 1000))
+    try:
+        connection.execute(text(f"SET LOCAL lock_timeout = {milliseconds}"))
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    except sa_exc.OperationalError as exc:
+        connection.rollback()
+        if getattr(exc.orig, "sqlstate", None) == _PG_LOCK_TIMEOUT:
+            raise _lock_wait_over(connection, timeout) from exc
+        raise
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        raise
+    if connection.in_transaction():
+        connection.commit()
+
+
+def run_upgrade(
+    connection: Connection, revision: str = "head", timeout: float = DEFAULT_TIMEOUT_S
+) -> None:
     """Upgrade on an open connection (used by ``run_sync`` from the async path too)."""
-    with _ALEMBIC_LOCK, _migration_lock(connection):
+    with _ALEMBIC_LOCK, _migration_lock(connection, timeout):
         command.upgrade(_alembic_config(connection), revision)
 
 
-def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
+def upgrade(
+    target: str | URL | Engine, revision: str = "head", *, timeout: float = DEFAULT_TIMEOUT_S
+) -> None:
     """Create or migrate the schema of the database at ``target`` to ``revision``.
 
-    Safe to call from several processes at once: the first migrates, the others wait
-    and then find nothing to do.
+    Safe to call from several processes at once, and through a transaction-mode
+    pooler: the first migrates, the others wait (at most ``timeout`` seconds, then
+    ``BackendUnavailableError``) and then find nothing to do.
     """
-    with _engine_for(target) as engine, translate_errors(engine.url), engine.connect() as conn:
-        run_upgrade(conn, revision)
+    with (
+        _engine_for(target, timeout) as engine,
+        translate_errors(engine.url),
+        engine.connect() as conn,
+    ):
+        run_upgrade(conn, revision, timeout)
 
 
-def downgrade(target: str | URL | Engine, revision: str) -> None:
+def downgrade(
+    target: str | URL | Engine, revision: str, *, timeout: float = DEFAULT_TIMEOUT_S
+) -> None:
     """Migrate the schema down to ``revision`` (``"base"`` drops every statestore table)."""
     with (
-        _engine_for(target) as engine,
+        _engine_for(target, timeout) as engine,
         translate_errors(engine.url),
         engine.connect() as conn,
         _ALEMBIC_LOCK,
-        _migration_lock(conn),
+        _migration_lock(conn, timeout),
     ):
         command.downgrade(_alembic_config(conn), revision)
 
 
-def current_revision(target: str | URL | Engine) -> str | None:
+def current_revision(
+    target: str | URL | Engine, *, timeout: float = DEFAULT_TIMEOUT_S
+) -> str | None:
     """The revision the database is at, or ``None`` if statestore was never installed."""
-    with _engine_for(target) as engine, translate_errors(engine.url), engine.connect() as conn:
+    with (
+        _engine_for(target, timeout) as engine,
+        translate_errors(engine.url),
+        engine.connect() as conn,
+    ):
         return _revision_of(conn)
 
 
