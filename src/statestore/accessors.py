@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from statestore.access_core import KeyedState
+from statestore.access_core import KeyedState, to_item
 from statestore.backends.worker import escape_value
 from statestore.codec import encode_value
 from statestore.exceptions import (
@@ -128,7 +128,7 @@ class TaskStateAccessor(KeyedState):
         return run_update(
             lambda: self.get_item(key),
             lambda new, version: self.set(key, new, retention=retention, if_version=version),
-            fn, default, retries,
+            fn, default, retries, to_item,
         )  # fmt: skip
 
     def clear(self, *, all_map_indices: bool = False) -> None:
@@ -163,7 +163,7 @@ class TaskStateAccessor(KeyedState):
         return await arun_update(
             lambda: self.aget_item(key),
             lambda new, version: self.aset(key, new, retention=retention, if_version=version),
-            fn, default, retries,
+            fn, default, retries, to_item,
         )  # fmt: skip
 
     async def aclear(self, *, all_map_indices: bool = False) -> None:
@@ -221,7 +221,7 @@ class AssetStateAccessor(KeyedState):
         return run_update(
             lambda: self.get_item(key),
             lambda new, version: self.set(key, new, if_version=version),
-            fn, default, retries,
+            fn, default, retries, to_item,
         )  # fmt: skip
 
     def clear(self) -> None:
@@ -247,7 +247,7 @@ class AssetStateAccessor(KeyedState):
         return await arun_update(
             lambda: self.aget_item(key),
             lambda new, version: self.aset(key, new, if_version=version),
-            fn, default, retries,
+            fn, default, retries, to_item,
         )  # fmt: skip
 
     async def aclear(self) -> None:

@@ -29,6 +29,11 @@ Backends translate driver errors into these at one boundary, keeping ``__cause__
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from statestore.items import StoredItem
+
 __all__ = [
     "AmbiguousAssetError",
     "BackendUnavailableError",
@@ -119,10 +124,19 @@ class InactiveAssetError(StateStoreError, LookupError):
 
 
 class VersionConflictError(StateStoreError, ValueError):
-    """A versioned write lost: the key's current version is not the expected one."""
+    """A versioned write lost: the key's current version is not the expected one.
 
-    def __init__(self, message: str, *, current_version: int | None) -> None:
+    ``current_version`` is the version found (0: the key is absent; ``None``: unknown).
+    ``current`` is the live row the backend read to find that out, when it read one
+    (a backend-level ``StoredItem``: its value is still JSON text), else ``None``; it is
+    what lets ``update`` re-apply its function after a lost race without reading again.
+    """
+
+    def __init__(
+        self, message: str, *, current_version: int | None, current: StoredItem | None = None
+    ) -> None:
         self.current_version = current_version
+        self.current = current
         super().__init__(message)
 
 

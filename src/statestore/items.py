@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,13 +30,17 @@ __all__ = [
     "check_version",
     "check_version_arg",
     "conflict",
+    "known_current",
     "run_update",
+    "unread_conflict",
+    "unread_conflicts_allowed",
     "update_pause",
     "version_of",
 ]
 
 DEFAULT_UPDATE_RETRIES = 10
-"""How many times ``update`` re-reads and re-applies after losing a race."""
+"""How many times ``update`` re-applies its function after losing a race (see
+docs/concurrency.md for the give-up rates measured on one hot key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +67,17 @@ class StateItem:
     """When the key stops reading (aware UTC), or ``None`` for never."""
 
 
-def conflict(scope: StateScope, key: str, expected: int, current: int) -> VersionConflictError:
-    """The error for a versioned write that lost (``current`` 0: the key is absent)."""
+def conflict(
+    scope: StateScope, key: str, expected: int, current: int, live: StoredItem | None = None
+) -> VersionConflictError:
+    """The error for a versioned write that lost (``current`` 0: the key is absent);
+    ``live``: the row read to find ``current``, carried for ``update`` to re-apply to."""
     now = "is absent" if current == 0 else f"is at version {current}"
     wanted = "to be absent" if expected == 0 else f"version {expected}"
     return VersionConflictError(
         f"{key!r} of {scope.describe()} {now}; the write expected {wanted} and wrote nothing",
         current_version=current,
+        current=live,
     )
 
 
@@ -76,7 +85,38 @@ def check_version(live: StoredItem | None, expected: int, scope: StateScope, key
     """Raise :func:`conflict` unless the live row (or its absence) is at ``expected``."""
     current = 0 if live is None else live.version
     if current != expected:
-        raise conflict(scope, key, expected, current)
+        raise conflict(scope, key, expected, current, live)
+
+
+_UNREAD_CONFLICTS: ContextVar[bool] = ContextVar("statestore_unread_conflicts", default=False)
+
+
+def unread_conflicts_allowed() -> bool:
+    """Whether the versioned write running now is ``update``'s, which reads the key
+    itself after pausing: a backend may then report a lost race without reading the
+    row it lost to first (:func:`unread_conflict`) -- a read that would be stale anyway
+    by the time the pause is over."""
+    return _UNREAD_CONFLICTS.get()
+
+
+def unread_conflict(scope: StateScope, key: str, expected: int) -> VersionConflictError:
+    """A lost race reported without the row it lost to (``current_version`` ``None``)."""
+    return VersionConflictError(
+        f"{key!r} of {scope.describe()} is no longer at version {expected}; the write "
+        "wrote nothing",
+        current_version=None,
+    )
+
+
+def known_current(lost: VersionConflictError) -> bool:
+    """Whether ``lost`` says what the key holds now: the row it carries, or its absence.
+
+    Correctness never rests on this: the next write is a compare-and-set at the version
+    this yields, so a stale answer costs one more lost race, never a lost update.
+    """
+    if lost.current is not None:
+        return lost.current.version == lost.current_version
+    return lost.current_version == 0
 
 
 def check_version_arg(if_version: object) -> int | None:
@@ -115,19 +155,37 @@ def run_update(
     fn: Callable[[Any], Any],
     default: Any,
     retries: int,
+    seen: Callable[[StoredItem | None], StateItem | None],
 ) -> Any:
     """The loop behind ``update``: read, apply ``fn``, write at the version read; after
-    a lost race, pause briefly and go again, at most ``retries`` more times."""
-    for attempt in range(check_retries(retries) + 1):
-        item = read()
+    a lost race, pause briefly and go again, at most ``retries`` more times.
+
+    A lost race costs one conditional write and one read. Either the backend reports
+    it without reading (:func:`unread_conflicts_allowed`) and the loop reads after its
+    pause -- so the many losers of a hot key spread out before they read -- or the
+    conflict carries the row the backend read anyway (``seen`` decodes it), and ``fn``
+    is re-applied to that. The last attempt, and any after a write that failed with the
+    key still at its version (not a lost race: an inactive asset, say), let the backend
+    say exactly why.
+    """
+    check_retries(retries)
+    item = read()
+    unread_ok = retries > 0
+    for attempt in range(retries + 1):
         new = fn(default if item is None else item.value)
+        expected = version_of(item)
+        token = _UNREAD_CONFLICTS.set(unread_ok)
         try:
-            write(new, version_of(item))
-        except VersionConflictError:
+            write(new, expected)
+        except VersionConflictError as lost:
             if attempt == retries:
                 raise
             time.sleep(update_pause(attempt))
+            item = seen(lost.current) if known_current(lost) else read()
+            unread_ok = attempt + 1 < retries and version_of(item) != expected
             continue
+        finally:
+            _UNREAD_CONFLICTS.reset(token)
         return new
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -138,17 +196,26 @@ async def arun_update(
     fn: Callable[[Any], Any],
     default: Any,
     retries: int,
+    seen: Callable[[StoredItem | None], StateItem | None],
 ) -> Any:
     """Async twin of :func:`run_update` (``fn`` stays a plain function)."""
-    for attempt in range(check_retries(retries) + 1):
-        item = await read()
+    check_retries(retries)
+    item = await read()
+    unread_ok = retries > 0
+    for attempt in range(retries + 1):
         new = fn(default if item is None else item.value)
+        expected = version_of(item)
+        token = _UNREAD_CONFLICTS.set(unread_ok)
         try:
-            await write(new, version_of(item))
-        except VersionConflictError:
+            await write(new, expected)
+        except VersionConflictError as lost:
             if attempt == retries:
                 raise
             await asyncio.sleep(update_pause(attempt))
+            item = seen(lost.current) if known_current(lost) else await read()
+            unread_ok = attempt + 1 < retries and version_of(item) != expected
             continue
+        finally:
+            _UNREAD_CONFLICTS.reset(token)
         return new
     raise AssertionError("unreachable")  # pragma: no cover

@@ -19,7 +19,7 @@ from statestore.exceptions import (
     UnsupportedOperationError,
     VersionConflictError,
 )
-from statestore.items import StoredItem, conflict
+from statestore.items import StoredItem, conflict, unread_conflict, unread_conflicts_allowed
 from statestore.metastore.digests import key_digest, ref_digest, task_digest, task_row_id
 from statestore.metastore.hotpath import Fetch
 from statestore.metastore.statements import AssetLookup, Statements
@@ -36,8 +36,11 @@ __all__ = [
     "find_asset",
     "get",
     "get_item",
+    "get_writable_item",
     "list_",
     "lost",
+    "raise_if_lost",
+    "raise_unread",
     "register_asset",
     "result_of",
     "returned",
@@ -84,6 +87,37 @@ def get_item(stmts: Statements, scope: StateScope, key: str, now: datetime) -> P
     lookup, params = _asset_lookup(scope)
     params.update(key_digest=key_digest(key), now=now)
     return Plan("read_row", stmts.asset_get_item[lookup], params, scope)
+
+
+def get_writable_item(stmts: Statements, plan: Plan) -> Plan:
+    """Read the live row that a failed asset compare-and-set ``plan`` lost to, if its
+    asset is active (else nothing: then the registry slow path says what is wrong)."""
+    assert isinstance(plan.scope, AssetScope)
+    assert plan.key is not None
+    lookup, params = _asset_lookup(plan.scope)
+    params.update(key_digest=key_digest(plan.key), now=plan.params["now"])
+    return Plan("read_row", stmts.asset_get_writable[lookup], params, plan.scope)
+
+
+def raise_unread(plan: Plan) -> None:
+    """Inside ``update``, report a failed compare-and-set on an existing version at once:
+    ``update`` reads the key after its pause, and asks for the exact reason when that
+    read shows no other write. A create-only write still goes on: the asset may need
+    registering."""
+    if plan.if_version and unread_conflicts_allowed():
+        assert plan.key is not None
+        raise unread_conflict(plan.scope, plan.key, plan.if_version)
+
+
+def raise_if_lost(plan: Plan, live: StoredItem | None) -> None:
+    """Raise the conflict of a compare-and-set that matched no row, if ``live`` (the row
+    of an active asset read just after) shows a plain lost race: another version.
+
+    With no live row (absent key, inactive or unknown asset) or the expected version
+    back again, the caller goes on to the registry slow path, which tells them apart.
+    """
+    if live is not None and live.version != plan.if_version:
+        raise lost(plan, live)
 
 
 def list_(
@@ -261,7 +295,7 @@ def lost(plan: Plan, current: StoredItem | None) -> VersionConflictError:
     assert plan.key is not None
     assert plan.if_version is not None
     version = 0 if current is None else current.version
-    return conflict(plan.scope, plan.key, plan.if_version, version)
+    return conflict(plan.scope, plan.key, plan.if_version, version, current)
 
 
 CHECKED = frozenset({"asset_write", "cas", "asset_cas"})

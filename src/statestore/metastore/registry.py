@@ -1,11 +1,15 @@
 """The slow path of an asset write: the one statement matched no active asset row.
 
-Then, and only then, find out why: the asset is unknown (register it, or refuse when
-auto-registration is off), its uri belongs to another asset, or it is inactive --
-otherwise the write runs again and its rowcount goes back to the caller (0 after a
-versioned write means the version did not match). A compare-and-set on a version of an
-asset that does not exist is a conflict, not a reason to register it. The sync and
-async twins differ only by ``await``.
+Then, and only then, find out why. A compare-and-set usually matched nothing because
+it lost a race: inside ``update`` (which reads the key itself after pausing) that is
+reported at once; otherwise one read of the live row (of an active asset) proves it
+and is carried on the ``VersionConflictError``. Either way a lost race costs one read
+beside its write. Otherwise the asset is unknown (register it, or refuse when auto-registration is
+off), its uri belongs to another asset, or it is inactive -- or else the write runs
+again and its rowcount goes back to the caller (0 after a versioned write means the
+version did not match). A compare-and-set on a version of an asset that does not exist
+is a conflict, not a reason to register it. The sync and async twins differ only by
+``await``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ def write_after_miss(
     ``savepoint``: contain a refused registration (PostgreSQL aborts the surrounding
     transaction on a failed insert, which matters on a host's transactional engine).
     """
+    if plan.kind == "asset_cas":
+        plans.raise_unread(plan)
+        read = plans.get_writable_item(statements, plan)
+        row = plans.result_of(read, conn.execute(read.statement, read.params))
+        plans.raise_if_lost(plan, plans.returned(read, row))
     found = conn.execute(*plans.find_asset(statements, plan.scope)).first()
     if found is None and plan.if_version:
         return 0
@@ -52,6 +61,11 @@ async def awrite_after_miss(
     savepoint: bool,
 ) -> int:  # fmt: skip
     """Async twin of :func:`write_after_miss`."""
+    if plan.kind == "asset_cas":
+        plans.raise_unread(plan)
+        read = plans.get_writable_item(statements, plan)
+        row = plans.result_of(read, await conn.execute(read.statement, read.params))
+        plans.raise_if_lost(plan, plans.returned(read, row))
     found = (await conn.execute(*plans.find_asset(statements, plan.scope))).first()
     if found is None and plan.if_version:
         return 0

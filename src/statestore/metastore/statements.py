@@ -149,6 +149,7 @@ class Statements:
     task_clear_key: Delete
     asset_get: dict[AssetLookup, Select[Any]]
     asset_get_item: dict[AssetLookup, Select[Any]]
+    asset_get_writable: dict[AssetLookup, Select[Any]]
     asset_set: dict[AssetLookup, Insert]
     asset_create: dict[AssetLookup, Insert]
     asset_replace: dict[AssetLookup, Update]
@@ -230,6 +231,12 @@ def build_statements(dialect: str) -> Statements:
         asset_get={lookup: asset_read([asset_state.c.value], lookup) for lookup in _LOOKUPS},
         asset_get_item={
             lookup: asset_read(_item_columns(asset_state), lookup) for lookup in _LOOKUPS
+        },
+        # The live row only while its asset is active: found after a compare-and-set
+        # that matched nothing, it proves a plain lost race (no registry work to do).
+        asset_get_writable={
+            lookup: asset_read(_item_columns(asset_state), lookup).where(asset.c.active == true())
+            for lookup in _LOOKUPS
         },
         asset_set={lookup: asset_set_for(lookup) for lookup in _LOOKUPS},
         asset_create={lookup: asset_set_for(lookup, only_if_expired=True) for lookup in _LOOKUPS},
