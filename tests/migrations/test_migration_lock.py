@@ -93,7 +93,9 @@ def test_a_failed_migration_leaves_no_lock(db_url: URL, monkeypatch: pytest.Monk
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("a migration failed half way")
 
-    monkeypatch.setattr(schema.command, "upgrade", broken)
+    from alembic import command
+
+    monkeypatch.setattr(command, "upgrade", broken)
     with pytest.raises(RuntimeError, match="half way"):
         schema.upgrade(db_url)
     assert _advisory_locks(db_url) == 0

@@ -66,10 +66,12 @@ class AsyncIdleConnections:
 
     async def release(self, connection: Any) -> None:
         """Keep a healthy connection for the next operation, or return it to the pool."""
-        if self._closed or len(self._idle) >= self._keep:
-            await greenlet_spawn(connection.close)
-        else:
+        if len(self._idle) < self._keep and not self._closed:
             self._idle.append(connection)
+        elif self._closed:
+            await greenlet_spawn(connection.close)
+        else:  # beyond pool_size: closed, as in IdleConnections.release
+            await greenlet_spawn(connection.invalidate)
 
     async def discard(self, connection: Any, error: BaseException) -> None:
         """Throw a broken connection away (the pool opens a new one when needed)."""

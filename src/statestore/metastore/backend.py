@@ -25,6 +25,7 @@ from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
+from statestore.metastore.deadlines import watched
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
@@ -118,7 +119,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"
         self._auto_register = auto_register_assets
         self._lock = threading.Lock()
-        self._schema_lock = threading.Lock()
+        self._schema_lock = threading.RLock()
         self._schema_ready = False
         self._rows = ItemRows()
         if not (isinstance(timeout, (int, float)) and timeout > 0):
@@ -220,7 +221,7 @@ class MetastoreStateBackend(BaseStateBackend):
         self._loops = {}
         # A lock held by another thread of the parent would never be released here.
         self._lock = threading.Lock()
-        self._schema_lock = threading.Lock()
+        self._schema_lock = threading.RLock()
         return left
 
     @contextlib.contextmanager
@@ -263,32 +264,37 @@ class MetastoreStateBackend(BaseStateBackend):
             if self._schema_ready:
                 return
             try:
-                check_schema(connection)
+                with watched(connection, self._timeout):  # a pooler may queue it for ever
+                    check_schema(connection)
             except SchemaOutOfDateError:
                 if not self._auto_migrate:
                     raise
                 run_upgrade(connection, timeout=self._timeout)
             self._schema_ready = True
 
-    async def _aensure_schema(self, connection: AsyncConnection) -> None:
-        # One task per loop at a time: a task blocked on the threading lock inside
-        # run_sync would block the loop that the lock holder needs to finish.
-        async with async_hotpath.loop_lock():
-            if not self._schema_ready:
-                await connection.run_sync(self._ensure_schema)
-
     def ensure_schema(self) -> None:
         """Check (or, for SQLite with auto-migrate, create) the schema if not done yet."""
-        if not self._schema_ready:
-            with translate_errors(self._sync_url), self._connect() as conn:
-                self._ensure_schema(conn)
+        if self._schema_ready:
+            return
+        # The lock before the connection: a burst of first calls from many threads
+        # waits for one check instead of opening a connection each.
+        with self._schema_lock:
+            if not self._schema_ready:
+                with translate_errors(self._sync_url), self._connect() as conn:
+                    self._ensure_schema(conn)
 
     async def aensure_schema(self) -> None:
         """Async twin of :meth:`ensure_schema`."""
-        if not self._schema_ready:
-            with translate_errors(self._async_url):
-                async with self._aconnect() as conn:
-                    await self._aensure_schema(conn)
+        if self._schema_ready:
+            return
+        # One task per loop at a time (and before connecting, as above): a task blocked
+        # on the threading lock inside run_sync would block the loop that the lock
+        # holder needs to finish.
+        async with async_hotpath.loop_lock():
+            if not self._schema_ready:
+                with translate_errors(self._async_url):
+                    async with self._aconnect() as conn:
+                        await conn.run_sync(self._ensure_schema)
 
     def upgrade(self) -> None:
         """Create or migrate the schema to this release's head."""

@@ -20,16 +20,24 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["StatementTimeout", "Watchdog", "watch", "watchdog"]
+__all__ = ["DEPLOYING_DOCS", "StatementTimeout", "Watchdog", "watch", "watchdog", "watched"]
+
+DEPLOYING_DOCS = "docs/deploying.md"
+"""Where error messages about connection limits and waits send the reader."""
 
 
 class StatementTimeout(Exception):  # noqa: N818 - a signal between two modules, not an error API
     """A statement outlived its deadline; its connection was cut."""
 
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"no answer within {seconds:g} s (database.timeout_seconds)")
+        super().__init__(
+            f"no answer within {seconds:g} s (database.timeout_seconds): the server is "
+            "stalled or overloaded, or a pooler in front of it has no free server "
+            f"connection (PgBouncer: pool_size, max_client_conn); see {DEPLOYING_DOCS}"
+        )
         self.seconds = seconds
 
 
@@ -102,6 +110,25 @@ os.register_at_fork(after_in_child=_WATCHDOG.forget)
 def watchdog() -> Watchdog:
     """The process's watchdog (its thread starts on first use)."""
     return _WATCHDOG
+
+
+@contextlib.contextmanager
+def watched(connection: Any, seconds: float) -> Iterator[None]:
+    """Bound SQLAlchemy work on one ``Connection`` (sync, or the sync face of an async
+    one inside ``run_sync``) by ``seconds``: :class:`StatementTimeout` past it."""
+    token = watch(connection.connection, seconds)
+    if token is None:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        if not _WATCHDOG.disarm(token):
+            connection.invalidate(exc)
+            raise StatementTimeout(seconds) from exc
+        raise
+    if not _WATCHDOG.disarm(token):  # cut just after the last answer: it stands
+        connection.invalidate()
 
 
 def watch(connection: Any, seconds: float) -> int | None:

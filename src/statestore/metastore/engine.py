@@ -306,7 +306,8 @@ class IdleConnections:
     Checking a connection out of SQLAlchemy's pool and back costs ~20 µs — as much as a
     SQLite read. The hot path instead takes a connection from this list and puts it back
     (a ``list.pop``/``append``, atomic in CPython); only when the list is empty does it
-    go to the pool, and beyond ``keep`` idle connections they return there.
+    go to the pool. ``keep`` is the pool's size: connections beyond it are closed on
+    return, so at rest a store holds at most ``pool_size`` connections.
     """
 
     def __init__(self, engine: Engine, keep: int) -> None:
@@ -324,10 +325,14 @@ class IdleConnections:
 
     def release(self, connection: Any) -> None:
         """Give a healthy connection back after its operation."""
-        if self._closed or len(self._idle) >= self._keep:
+        if len(self._idle) < self._keep and not self._closed:
+            self._idle.append(connection)
+        elif self._closed:
             connection.close()
         else:
-            self._idle.append(connection)
+            # Beyond pool_size (overflow under many threads): close it, as the pool does
+            # with overflow, so a store at rest holds at most pool_size connections.
+            connection.invalidate()
 
     def discard_all(self) -> None:
         """Throw away every idle connection (after one was found dead)."""

@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError, StateStoreError
-from statestore.metastore.deadlines import StatementTimeout
+from statestore.metastore.deadlines import DEPLOYING_DOCS, StatementTimeout
 
 __all__ = ["describe_url", "translate_errors"]
 
@@ -27,6 +27,48 @@ _MISSING_TABLE = re.compile(
 
 # Checked before _MISSING_TABLE: PostgreSQL says 'database "x" does not exist' too.
 _MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist|unknown database|\b1049\b', re.I)
+
+
+# The server (or the pooler in front of it) refused one more client.
+_TOO_MANY_CLIENTS = re.compile(
+    r"too many clients|remaining connection slots are reserved|too many connections"
+    r"|no more connections allowed|\b1040\b|53300",
+    re.IGNORECASE,
+)
+
+
+def _too_many_clients(url: URL, reason: str) -> BackendUnavailableError:
+    limit = (
+        "PgBouncer max_client_conn"
+        if "no more connections allowed" in reason
+        else "MySQL max_connections"
+        if dialect_name(url) == "mysql"
+        else "PostgreSQL max_connections"
+    )
+    return BackendUnavailableError(
+        f"{describe_url(url)} refused a new connection: too many clients ({limit}; "
+        f"server said: {reason}). Each store opens up to [database] pool_size + "
+        "max_overflow connections per engine: lower them, share one store per process, "
+        f"or put a transaction pooler (PgBouncer) in front; see {DEPLOYING_DOCS}"
+    )
+
+
+def _pool_exhausted(url: URL, exc: BaseException) -> BackendUnavailableError:
+    pool = getattr(exc, "args", ("",))[0] or ""
+    waited = re.search(r"timeout (\d+(?:\.\d+)?)", str(pool))
+    seconds = f"{float(waited.group(1)):g} s" if waited else "database.timeout_seconds"
+    return BackendUnavailableError(
+        f"{describe_url(url)}: every connection of this store's pool was in use for "
+        f"{seconds} (database.timeout_seconds): more threads or tasks use the store at "
+        "once than [database] pool_size + max_overflow allow; raise them, or use fewer "
+        f"at once; see {DEPLOYING_DOCS}"
+    )
+
+
+def dialect_name(url: URL) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB counts as MySQL)."""
+    name = url.get_backend_name()
+    return "mysql" if name == "mariadb" else name
 
 
 def describe_url(url: URL) -> str:
@@ -75,6 +117,8 @@ def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
             f"{describe_url(url)} cannot be opened: its folder {folder} does not exist "
             "(statestore creates the file, not the folders above it)"
         )
+    if _TOO_MANY_CLIENTS.search(reason):
+        return _too_many_clients(url, reason)
     if _MISSING_DATABASE.search(reason):
         return BackendUnavailableError(
             f"{describe_url(url)}: the database {url.database!r} does not exist on the "
@@ -112,6 +156,8 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
         if translated is None:
             raise
         raise translated from exc
-    except (sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError, StatementTimeout) as exc:
+    except sa_exc.TimeoutError as exc:  # the pool's checkout wait (pool_timeout)
+        raise _pool_exhausted(url, exc) from exc
+    except (sa_exc.DisconnectionError, OSError, StatementTimeout) as exc:
         # OSError: a socket error that escaped the driver's own wrapping.
         raise _unavailable(exc, url) from exc
