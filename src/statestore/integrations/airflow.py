@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.state import AssetScope as AirflowAssetScope
 from airflow.state import BaseStoreBackend
 from airflow.state import TaskScope as AirflowTaskScope
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import select
 
 from statestore.accessors import AssetStateAccessors, TaskStateAccessor
 from statestore.cleanup import CleanupReport, cleanup_task_states, sweep_asset_states
@@ -33,17 +32,20 @@ from statestore.config import StateStoreConfig
 from statestore.exceptions import (
     ConfigError,
     InactiveAssetError,
-    InvalidScopeError,
     InvalidTypeError,
-    UnknownAssetError,
     ValueTooLargeError,
 )
+from statestore.integrations import _shared_stores
+from statestore.integrations._airflow_assets import (
+    AirflowAsset,
+    NameHeld,
+    airflow_asset_query,
+    as_airflow_asset,
+    reconcile,
+    writable,
+)
 from statestore.metastore import MetastoreStateBackend
-from statestore.metastore.digests import ref_digest
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.tables import asset as asset_table
-from statestore.metastore.tables import asset_state as asset_state_table
-from statestore.retention import utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
 from statestore.store import StateStore, default_store
 
@@ -75,41 +77,28 @@ def _airflow_conf() -> Any:
     return conf
 
 
+def _airflow_store_config() -> StateStoreConfig:
+    url = _airflow_conf().get(*URL_OPTION, fallback=None) or None
+    config = StateStoreConfig()
+    return config.with_database_url(url) if url else config
+
+
 def store_from_airflow_config() -> StateStore:
-    """The store the backend writes to: statestore's own settings (``STATESTORE__...``
+    """A new store on the backend's settings: statestore's own (``STATESTORE__...``
     variables, ``$STATESTORE_CONFIG`` or ``./statestore.cfg``), with the database URL
-    taken from Airflow's ``[statestore] url`` when that is set.
+    taken from Airflow's ``[statestore] url`` when that is set. The caller owns it.
 
     Why both: the URL usually belongs next to the rest of the Airflow deployment's
     settings (and its secrets backend), while the statestore-only knobs
-    (``auto_migrate_sqlite``, ``timeout_seconds``...) keep their usual home.
+    (``auto_migrate_sqlite``, ``timeout_seconds``...) keep their usual home. The backend
+    itself does not build one per instance: it shares one store per process and
+    configuration (Airflow never closes a backend).
     """
-    url = _airflow_conf().get(*URL_OPTION, fallback=None) or None
-    config = StateStoreConfig()
-    if url:
-        config = config.with_database_url(url)
-    return StateStore(config=config)
+    return StateStore(config=_airflow_store_config())
 
 
-@dataclass(frozen=True, slots=True)
-class _AirflowAsset:
-    name: str
-    uri: str
-    active: bool
-
-
-def _airflow_asset_query(asset_id: int) -> Any:
-    from airflow.models.asset import AssetModel  # noqa: PLC0415 - server side only
-
-    return select(AssetModel.name, AssetModel.uri, AssetModel.active.has()).where(
-        AssetModel.id == asset_id
-    )
-
-
-def _as_airflow_asset(row: Any, asset_id: int) -> _AirflowAsset:
-    if row is None:
-        raise UnknownAssetError(f"Airflow has no asset with id {asset_id}")
-    return _AirflowAsset(name=row[0], uri=row[1], active=bool(row[2]))
+def _shared_airflow_store() -> StateStore:
+    return _shared_stores.shared_store(_airflow_store_config())
 
 
 def _aware(expires_at: datetime | None) -> datetime | None:
@@ -133,10 +122,16 @@ class StatestoreBackend(BaseStoreBackend):
     ``session`` is Airflow's metadata-database session: used for that lookup only.
     statestore writes on its own connections and commits at once (one statement, one
     round trip); they do not join Airflow's transaction.
+
+    Without ``store``, every instance in a process uses the same store for the same
+    settings (Airflow has no hook to close a backend, so none holds connections of its
+    own); a forked child gets its own store on first use.
     """
 
     def __init__(self, store: StateStore | None = None) -> None:
-        self._store = store if store is not None else store_from_airflow_config()
+        self._given = store  # a caller's store: used as is, the caller closes it
+        self._store = store if store is not None else _shared_airflow_store()
+        self._generation = _shared_stores.generation()
         self._checked: dict[int, AssetScope] = {}
         self._lock = threading.Lock()
         self._max_bytes: int | None = None  # read from Airflow's config on first write
@@ -144,10 +139,15 @@ class StatestoreBackend(BaseStoreBackend):
     @property
     def store(self) -> StateStore:
         """The statestore :class:`StateStore` holding Airflow's state."""
+        if self._given is None and self._generation != _shared_stores.generation():
+            # A forked child (Airflow keeps one backend per process, inherited by forks):
+            # the parent's store and its connections are not this process's.
+            self._store = _shared_airflow_store()
+            self._generation = _shared_stores.generation()
         return self._store
 
     def __repr__(self) -> str:
-        return f"StatestoreBackend({self._store.backend!r})"
+        return f"StatestoreBackend({self.store.backend!r})"
 
     # -- scopes and checks -----------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class StatestoreBackend(BaseStoreBackend):
     def _task(scope: AirflowTaskScope) -> TaskScope:
         return TaskScope(scope.dag_id, scope.run_id, scope.task_id, scope.map_index)
 
-    def _scope(self, scope: object, session: Session | None) -> StateScope:
+    def _scope(self, scope: object, session: Session | None) -> StateScope | NameHeld:
         if isinstance(scope, AirflowTaskScope):
             return self._task(scope)
         if not isinstance(scope, AirflowAssetScope):
@@ -190,12 +190,12 @@ class StatestoreBackend(BaseStoreBackend):
             from airflow.utils.session import create_session  # noqa: PLC0415
 
             with create_session() as own:
-                row = own.execute(_airflow_asset_query(scope.asset_id)).first()
+                row = own.execute(airflow_asset_query(scope.asset_id)).first()
         else:
-            row = session.execute(_airflow_asset_query(scope.asset_id)).first()
-        return self._checked_scope(scope.asset_id, _as_airflow_asset(row, scope.asset_id))
+            row = session.execute(airflow_asset_query(scope.asset_id)).first()
+        return self._checked_scope(scope.asset_id, as_airflow_asset(row, scope.asset_id))
 
-    async def _ascope(self, scope: object, session: AsyncSession | None) -> StateScope:
+    async def _ascope(self, scope: object, session: AsyncSession | None) -> StateScope | NameHeld:
         if not isinstance(scope, AirflowAssetScope) or scope.asset_id is None:
             return self._scope(scope, None)
         found = self._checked.get(scope.asset_id)
@@ -205,20 +205,22 @@ class StatestoreBackend(BaseStoreBackend):
             from airflow.utils.session import create_session_async  # noqa: PLC0415
 
             async with create_session_async() as own:
-                row = (await own.execute(_airflow_asset_query(scope.asset_id))).first()
+                row = (await own.execute(airflow_asset_query(scope.asset_id))).first()
         else:
-            row = (await session.execute(_airflow_asset_query(scope.asset_id))).first()
+            row = (await session.execute(airflow_asset_query(scope.asset_id))).first()
         # The registry check is a couple of indexed statements, once per asset and process.
-        return self._checked_scope(scope.asset_id, _as_airflow_asset(row, scope.asset_id))
+        return self._checked_scope(scope.asset_id, as_airflow_asset(row, scope.asset_id))
 
-    def _checked_scope(self, asset_id: int, found: _AirflowAsset) -> AssetScope:
+    def _checked_scope(self, asset_id: int, found: AirflowAsset) -> AssetScope | NameHeld:
         """Map an Airflow asset to statestore's, checking statestore's registry once."""
         scope = AssetScope(name=found.name, uri=found.uri)
-        backend = self._store.primary_backend
+        backend = self.store.primary_backend
         if isinstance(backend, MetastoreStateBackend):
             backend.ensure_schema()
             with translate_errors(backend.url), backend.engine.connect() as conn:
-                _reconcile(conn, scope, found.active)
+                held_uri = reconcile(conn, scope, found.active)
+            if held_uri is not None:  # not cached: cleanup may free the name any time
+                return NameHeld(found.name, found.uri, held_uri)
         if found.active:  # an inactive one is re-checked next time: it may come back
             with self._lock:
                 self._checked[asset_id] = scope
@@ -232,7 +234,10 @@ class StatestoreBackend(BaseStoreBackend):
     # -- the contract, sync ------------------------------------------------------------------
 
     def get(self, scope: Any, key: str, *, session: Session | None = None) -> str | None:
-        return self._store.backend.get(self._scope(scope, session), key)
+        target = self._scope(scope, session)
+        if isinstance(target, NameHeld):
+            return None  # nothing is stored under Airflow's new id, as in Airflow
+        return self.store.backend.get(target, key)
 
     def set(
         self,
@@ -244,39 +249,45 @@ class StatestoreBackend(BaseStoreBackend):
         session: Session | None = None,
     ) -> None:
         self._check_size(key, value)
-        target = self._scope(scope, session)
+        target = writable(self._scope(scope, session))
         try:
             self._write(target, key, value, _aware(expires_at))
         except InactiveAssetError:
             # Deactivated by a cleanup since this process checked it; Airflow resolved
             # it as active just now, so check again (which re-activates it) and retry.
             self._forget(scope)
-            self._write(self._scope(scope, session), key, value, _aware(expires_at))
+            target = writable(self._scope(scope, session))
+            self._write(target, key, value, _aware(expires_at))
 
     def _write(self, target: StateScope, key: str, value: str, expires_at: datetime | None) -> None:
         if isinstance(target, TaskScope):
-            self._store.backend.set(target, key, value, expires_at=expires_at)
+            self.store.backend.set(target, key, value, expires_at=expires_at)
         else:  # asset state never expires
-            self._store.backend.set_item(target, key, value, updated_by="airflow")
+            self.store.backend.set_item(target, key, value, updated_by="airflow")
 
     def delete(self, scope: Any, key: str, *, session: Session | None = None) -> None:
-        self._store.backend.delete(self._scope(scope, session), key)
+        target = self._scope(scope, session)
+        if not isinstance(target, NameHeld):  # else nothing is stored for it: a no-op
+            self.store.backend.delete(target, key)
 
     def clear(
         self, scope: Any, *, all_map_indices: bool = False, session: Session | None = None
     ) -> None:
         target = self._scope(scope, session)
         if isinstance(target, TaskScope):
-            self._store.backend.clear(target, all_map_indices=all_map_indices)
-        else:
-            self._store.backend.clear(target)
+            self.store.backend.clear(target, all_map_indices=all_map_indices)
+        elif not isinstance(target, NameHeld):  # else nothing is stored for it: a no-op
+            self.store.backend.clear(target)
 
     # -- the contract, async -------------------------------------------------------------------
 
     async def aget(
         self, scope: Any, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
-        return await self._store.backend.aget(await self._ascope(scope, session), key)
+        target = await self._ascope(scope, session)
+        if isinstance(target, NameHeld):
+            return None  # as get
+        return await self.store.backend.aget(target, key)
 
     async def aset(
         self,
@@ -288,31 +299,35 @@ class StatestoreBackend(BaseStoreBackend):
         session: AsyncSession | None = None,
     ) -> None:
         self._check_size(key, value)
+        target = writable(await self._ascope(scope, session))
         try:
-            await self._awrite(await self._ascope(scope, session), key, value, _aware(expires_at))
+            await self._awrite(target, key, value, _aware(expires_at))
         except InactiveAssetError:
             self._forget(scope)
-            await self._awrite(await self._ascope(scope, session), key, value, _aware(expires_at))
+            target = writable(await self._ascope(scope, session))
+            await self._awrite(target, key, value, _aware(expires_at))
 
     async def _awrite(
         self, target: StateScope, key: str, value: str, expires_at: datetime | None
     ) -> None:
         if isinstance(target, TaskScope):
-            await self._store.backend.aset(target, key, value, expires_at=expires_at)
+            await self.store.backend.aset(target, key, value, expires_at=expires_at)
         else:
-            await self._store.backend.aset_item(target, key, value, updated_by="airflow")
+            await self.store.backend.aset_item(target, key, value, updated_by="airflow")
 
     async def adelete(self, scope: Any, key: str, *, session: AsyncSession | None = None) -> None:
-        await self._store.backend.adelete(await self._ascope(scope, session), key)
+        target = await self._ascope(scope, session)
+        if not isinstance(target, NameHeld):  # as delete
+            await self.store.backend.adelete(target, key)
 
     async def aclear(
         self, scope: Any, *, all_map_indices: bool = False, session: AsyncSession | None = None
     ) -> None:
         target = await self._ascope(scope, session)
         if isinstance(target, TaskScope):
-            await self._store.backend.aclear(target, all_map_indices=all_map_indices)
-        else:
-            await self._store.backend.aclear(target)
+            await self.store.backend.aclear(target, all_map_indices=all_map_indices)
+        elif not isinstance(target, NameHeld):  # as clear
+            await self.store.backend.aclear(target)
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -334,11 +349,11 @@ class StatestoreBackend(BaseStoreBackend):
         batch = conf.getint("state_store", "state_cleanup_batch_size", fallback=0)
         report = CleanupReport(dry_run=dry_run)
         if days > 0:
-            report += cleanup_task_states(self._store, dry_run=dry_run, batch_size=batch, now=now)
+            report += cleanup_task_states(self.store, dry_run=dry_run, batch_size=batch, now=now)
         retired = self._retire_assets(dry_run)
         if dry_run:
             report += CleanupReport(would_delete=retired, dry_run=True)
-        report += sweep_asset_states(self._store, dry_run=dry_run)
+        report += sweep_asset_states(self.store, dry_run=dry_run)
         log.info("statestore cleanup for Airflow: %s", report)
         return report
 
@@ -347,7 +362,7 @@ class StatestoreBackend(BaseStoreBackend):
 
         An asset Airflow never heard of (written by code outside Airflow) is left alone.
         """
-        if not isinstance(self._store.primary_backend, MetastoreStateBackend):
+        if not isinstance(self.store.primary_backend, MetastoreStateBackend):
             return 0
         from airflow.models.asset import AssetModel  # noqa: PLC0415
         from airflow.utils.session import create_session  # noqa: PLC0415
@@ -361,57 +376,16 @@ class StatestoreBackend(BaseStoreBackend):
         active_names = {name for name, _ in active}
         retire = [
             info
-            for info in self._store.list_assets(active=True)
+            for info in self.store.list_assets(active=True)
             if info.name in known
             and (info.name, info.uri) not in active
             and not (info.uri is None and info.name in active_names)
         ]
         if retire and not dry_run:
-            self._store.deactivate_assets(*(AssetScope(name=info.name) for info in retire))
+            self.store.deactivate_assets(*(AssetScope(name=info.name) for info in retire))
             with self._lock:
                 self._checked.clear()
         return sum(info.keys for info in retire)
-
-
-def _reconcile(conn: Connection, scope: AssetScope, airflow_active: bool) -> None:
-    """Make statestore's registry entry for ``scope.name`` agree with Airflow, or refuse.
-
-    * no entry: nothing to do (the first write registers name and uri);
-    * same uri (or none recorded): re-activate it if Airflow says the asset is active;
-    * another uri: that is another Airflow asset which had this name before. Once its
-      state has been swept, the entry is re-pointed at the new asset (which then starts
-      empty, as in Airflow); until then the call is refused rather than mixing the two.
-    """
-    assert scope.name is not None
-    row = conn.execute(
-        select(asset_table.c.id, asset_table.c.uri, asset_table.c.active).where(
-            asset_table.c.name_digest == ref_digest(scope.name)
-        )
-    ).first()
-    if row is None:
-        return
-    same = row.uri is None or row.uri == scope.uri
-    if same and (row.active or not airflow_active):
-        return
-    if not same:
-        keys = conn.execute(
-            select(func.count()).where(asset_state_table.c.asset_id == row.id)
-        ).scalar_one()
-        if row.active or keys:
-            raise InvalidScopeError(
-                f"statestore holds state of an asset named {scope.name!r} with uri "
-                f"{row.uri!r}, but Airflow's asset of that name now has uri {scope.uri!r}. "
-                "Run StatestoreBackend().cleanup() to retire the old asset's state; the "
-                "new asset then starts empty, as it would in Airflow."
-            )
-        if not airflow_active:
-            return
-    values: dict[str, Any] = {"active": True, "updated_at": utcnow()}
-    if not same:
-        assert scope.uri is not None
-        values.update(uri=scope.uri, uri_digest=ref_digest(scope.uri))
-    conn.execute(update(asset_table).where(asset_table.c.id == row.id).values(**values))
-    conn.commit()  # a no-op on statestore's own autocommit engine, needed on a host's
 
 
 # -- helpers for task code that uses statestore directly ------------------------------------
@@ -447,28 +421,18 @@ def task_scope(context_or_ti: object) -> TaskScope:
     return TaskScope(dag_id, run_id, task_id, -1 if map_index is None else map_index)
 
 
-_helper_stores: dict[str, StateStore] = {}
-_helper_lock = threading.Lock()
-
-
 def _helper_store(store: StateStore | None) -> StateStore:
     """The store the helpers use: ``store``, else the database the backend uses.
 
-    With Airflow's ``[statestore] url`` set, that is a store on that URL (one per
-    process), so task code and Airflow's own accessors never split between two
+    With Airflow's ``[statestore] url`` set, that is the backend's own store on that URL
+    (one per process and settings), so task code and Airflow's own accessors never split between two
     databases; without it, the process's default store from statestore's configuration
     -- which is where the backend looks too.
     """
     if store is not None:
         return store
     url = _airflow_conf().get(*URL_OPTION, fallback=None) or None
-    if url is None:
-        return default_store()
-    with _helper_lock:
-        found = _helper_stores.get(url)
-        if found is None:
-            found = _helper_stores[url] = store_from_airflow_config()
-    return found
+    return default_store() if url is None else _shared_airflow_store()
 
 
 def task_state(context_or_ti: object, *, store: StateStore | None = None) -> TaskStateAccessor:

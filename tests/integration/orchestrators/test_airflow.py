@@ -22,6 +22,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,11 @@ print("RESULT " + json.dumps(out))
 # Runs inside the subprocess: the backend as Airflow's server resolves and calls it, on
 # assets registered through Airflow's own models (no DAG needed).
 BACKEND_CALLS = r"""
-import json, os
+import asyncio, json, os
 from datetime import timedelta
 
+import httpx
+from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
 from airflow.models.asset import AssetActive, AssetModel
 from airflow.sdk import timezone
 from airflow.state import AssetScope, TaskScope, get_state_backend
@@ -132,12 +135,42 @@ out["old_get"] = backend.get(AssetScope(asset_id=old), "cursor")
 with create_session() as session:
     session.execute(delete(AssetActive).where(AssetActive.name == "orders"))
 new = add_asset("orders", "s3://new/orders")
-out["new_before_cleanup"] = outcome(lambda: backend.get(AssetScope(asset_id=new), "cursor"))
+# Before cleanup: Airflow's new asset has nothing stored under its new id; only writes
+# are refused (the name's entry still holds the old asset's state).
+fresh = AssetScope(asset_id=new)
+before = out["new_before_cleanup"] = {}
+before["get"] = outcome(lambda: backend.get(fresh, "cursor"))
+before["aget"] = outcome(lambda: asyncio.run(backend.aget(fresh, "cursor")))
+before["delete"] = outcome(lambda: backend.delete(fresh, "cursor"))
+before["adelete"] = outcome(lambda: asyncio.run(backend.adelete(fresh, "cursor")))
+before["clear"] = outcome(lambda: backend.clear(fresh))
+before["aclear"] = outcome(lambda: asyncio.run(backend.aclear(fresh)))
+before["set"] = outcome(lambda: backend.set(fresh, "cursor", '"v2"'))
+before["aset"] = outcome(lambda: asyncio.run(backend.aset(fresh, "cursor", '"v2"')))
+before["get_after_writes"] = outcome(lambda: backend.get(fresh, "cursor"))
+before["old_get"] = backend.get(AssetScope(asset_id=old), "cursor")  # untouched
+# The same through Airflow's Execution API, as a task's calls reach it.
+api = httpx.Client(transport=InProcessExecutionAPI().transport, base_url="http://in-process./")
+by_name = {"name": "orders", "key": "cursor"}
+http = out["http_before_cleanup"] = {}
+http["get"] = api.get("store/asset/by-name/value", params=by_name).status_code
+http["get_by_uri"] = api.get(
+    "store/asset/by-uri/value", params={"uri": "s3://new/orders", "key": "cursor"}
+).status_code
+http["delete"] = api.delete("store/asset/by-name/value", params=by_name).status_code
+http["clear"] = api.delete("store/asset/by-name/clear", params={"name": "orders"}).status_code
+http["put"] = api.put("store/asset/by-name/value", params=by_name, json={"value": 2}).status_code
+out["old_get_after_http"] = backend.get(AssetScope(asset_id=old), "cursor")
 out["cleanup_dry_run"] = backend.cleanup(dry_run=True).would_delete
 out["cleanup"] = backend.cleanup().deleted
 out["new_get"] = backend.get(AssetScope(asset_id=new), "cursor")
 out["new_set"] = outcome(lambda: backend.set(AssetScope(asset_id=new), "cursor", '"v2"'))
 out["new_get_after"] = backend.get(AssetScope(asset_id=new), "cursor")
+out["http_get_after"] = api.get("store/asset/by-name/value", params=by_name).json()
+# The old asset's id now names an asset whose state was swept: nothing stored.
+stale = AssetScope(asset_id=old)
+out["old_get_after_cleanup"] = outcome(lambda: backend.get(stale, "cursor"))
+out["old_delete_after_cleanup"] = outcome(lambda: backend.delete(stale, "cursor"))
 out["unknown"] = outcome(lambda: backend.get(AssetScope(asset_id=987654), "cursor"))
 
 task = TaskScope("dag", "run", "task")
@@ -152,6 +185,84 @@ out["cleanup_retention_0"] = backend.cleanup().deleted
 os.environ["AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS"] = "30"
 out["cleanup_retention_30"] = backend.cleanup().deleted
 out["forever_get"] = backend.get(task, "forever")
+print("RESULT " + json.dumps(out))
+"""
+
+
+# Runs inside the subprocess: 50 backend instances in one process (Airflow builds one
+# wherever it needs one and never closes it), then a fork with Airflow's per-process
+# instance, as a pre-forking server or the LocalExecutor does.
+SHARED_STORE = r"""
+import asyncio, gc, json, os, warnings
+from pathlib import Path
+
+from airflow.state import TaskScope, get_state_backend
+from sqlalchemy.engine import make_url
+
+from statestore.integrations.airflow import StatestoreBackend
+
+URL = make_url(os.environ["AIRFLOW__STATESTORE__URL"])
+
+def connections():
+    # PostgreSQL: this process's server connections to the state database (libpq tags
+    # them with $PGAPPNAME). SQLite: this process's open handles on the database file.
+    if URL.get_backend_name() == "sqlite":
+        target = os.path.realpath(URL.database)
+        return sum(os.path.realpath(fd) == target for fd in Path("/proc/self/fd").iterdir())
+    import psycopg
+    with psycopg.connect(
+        host=URL.host, port=URL.port, user=URL.username, password=URL.password,
+        dbname=URL.database, application_name="counter",
+    ) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (URL.database, os.environ["PGAPPNAME"]),
+        ).fetchone()[0]
+
+out, task = {}, TaskScope("dag", "run", "task")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    backends = [StatestoreBackend() for _ in range(50)]
+    for i, backend in enumerate(backends):
+        backend.set(task, f"k{i}", json.dumps(i))
+    out["reads"] = [backend.get(task, f"k{i}") for i, backend in enumerate(backends)]
+    out["connections_sync"] = connections()
+
+    async def in_one_loop():  # Airflow's API server: one event loop
+        for i, backend in enumerate(backends):
+            await backend.aset(task, f"a{i}", json.dumps(i))
+        reads = [await backend.aget(task, f"a{i}") for i, backend in enumerate(backends)]
+        return reads, connections()
+
+    out["areads"], out["connections_in_loop"] = asyncio.run(in_one_loop())
+    out["stores"] = len({id(backend.store) for backend in backends})
+    del backend, backends
+    gc.collect()
+    out["connections_after_gc"] = connections()
+
+    airflows = get_state_backend()
+    airflows.set(task, "parent", '"p"')
+    parent_store = airflows.store
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own store, never the parent's connections
+        try:
+            child = {"own_store": airflows.store is not parent_store}
+            airflows.set(task, "child", '"c"')
+            child["reads"] = [airflows.get(task, "parent"), airflows.get(task, "child")]
+            child["new_instance_shares"] = StatestoreBackend().store is airflows.store
+        except Exception as exc:
+            child = {"error": repr(exc)}
+        os.write(write_end, json.dumps(child).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        out["child"] = json.loads(pipe.read())
+    out["child_exit"] = os.waitpid(pid, 0)[1]
+    out["parent_after_fork"] = [
+        airflows.get(task, "parent"), airflows.get(task, "child"), airflows.store is parent_store
+    ]
+out["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
 print("RESULT " + json.dumps(out))
 """
 
@@ -363,18 +474,39 @@ def test_backend_keeps_airflow_assets_apart_and_checks_before_writing(
     )  # fmt: skip
     assert out["old_set"] == ["ok", None]
     assert out["old_get"] == '"v1"'
-    # A new Airflow asset reusing the name never sees the old asset's state ...
-    error, message = out["new_before_cleanup"]
-    assert error == "InvalidScopeError"
-    assert "s3://old/orders" in message
-    assert "s3://new/orders" in message
-    # ... and once cleanup has retired the old asset (Airflow reports it inactive),
-    # the new one starts empty, as it would in Airflow.
+    # A new Airflow asset reusing the name never sees the old asset's state: it reads
+    # as empty and deletes nothing (as in Airflow, where nothing is stored under its
+    # new id yet), while writes are refused until cleanup retires the old state ...
+    before = out["new_before_cleanup"]
+    for read in ("get", "aget", "get_after_writes"):
+        assert before[read] == ["ok", None], read
+    for removal in ("delete", "adelete", "clear", "aclear"):
+        assert before[removal] == ["ok", None], removal
+    for write in ("set", "aset"):
+        error, message = before[write]
+        assert error == "InvalidScopeError", write
+        assert "s3://old/orders" in message
+        assert "s3://new/orders" in message
+        assert "cleanup()" in message
+    assert before["old_get"] == '"v1"'  # the old asset's state is untouched
+    # ... which is what a task sees through the Execution API: "not found" (so its
+    # get(key, default) returns the default), deletes succeed, a write fails.
+    assert out["http_before_cleanup"] == {
+        "get": 404, "get_by_uri": 404, "delete": 204, "clear": 204, "put": 500,
+    }  # fmt: skip
+    assert out["old_get_after_http"] == '"v1"'
+    # Once cleanup has retired the old asset (Airflow reports it inactive), the new
+    # one starts empty, as it would in Airflow.
     assert out["cleanup_dry_run"] == 1
     assert out["cleanup"] == 1
     assert out["new_get"] is None
     assert out["new_set"] == ["ok", None]
     assert out["new_get_after"] == '"v2"'
+    assert out["http_get_after"] == {"value": "v2"}
+    # The old id now names an asset whose state is gone: it reads as empty too, and a
+    # delete through it leaves the new asset's state alone.
+    assert out["old_get_after_cleanup"] == ["ok", None]
+    assert out["old_delete_after_cleanup"] == ["ok", None]
     assert out["unknown"][0] == "UnknownAssetError"
     # [state_store] max_value_storage_bytes: refused before anything is written.
     assert out["too_big"][0] == "ValueTooLargeError"
@@ -390,3 +522,29 @@ def test_backend_keeps_airflow_assets_apart_and_checks_before_writing(
         [orders] = [a for a in store.list_assets() if a.name == "orders"]
         assert (orders.uri, orders.active, orders.keys) == ("s3://new/orders", True, 1)
         assert store.asset_state("orders").get("cursor") == "v2"
+
+
+def test_backend_instances_share_one_store_per_process(
+    airflow_home: Path, migrated_url: URL
+) -> None:
+    app_name = f"statestore-airflow-{uuid.uuid4().hex[:8]}"
+    out = _run(
+        airflow_home, migrated_url, SHARED_STORE, [],
+        PGAPPNAME=app_name, PYTHONWARNINGS="always::ResourceWarning",
+    )  # fmt: skip
+    assert out["reads"] == [json.dumps(i) for i in range(50)]
+    assert out["areads"] == [json.dumps(i) for i in range(50)]
+    assert out["stores"] == 1
+    # One sync connection, plus one for the event loop: not one (or two) per instance.
+    assert out["connections_sync"] == 1
+    assert 1 <= out["connections_in_loop"] <= 2
+    assert out["connections_after_gc"] <= 2
+    assert out["warnings"] == []
+    # Airflow's per-process instance, inherited by a forked child: the child uses a
+    # store of its own, and parent and child both read what was written.
+    assert out["child"] == {"own_store": True, "reads": ['"p"', '"c"'], "new_instance_shares": True}
+    assert out["child_exit"] == 0
+    assert out["parent_after_fork"] == ['"p"', '"c"', True]
+    # Nothing was left checked out for garbage collection at exit to complain about.
+    for complaint in ("non-checked-in", "deleted while still open", "SAWarning"):
+        assert complaint not in out["log"], complaint
