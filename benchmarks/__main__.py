@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks import async_targets, cleanup_bench
 from benchmarks.targets import (
+    SAME_MODE,
     StatestoreTarget,
     SyncTarget,
     build_sync_targets,
@@ -207,6 +208,7 @@ def _summary(results: Results, dialect: str) -> list[dict[str, Any]]:
                 "p99_us": round(lat[int(len(lat) * 0.99)] / 1000, 1) if lat else None,
                 "ratio_to_raw": round(ops / raw_ops, 3) if raw_ops else None,
                 "ratio_to_fastest_raw": round(ops / fastest_raw, 3) if fastest_raw else None,
+                "ratio_same_mode": _same_mode_ratio(by_target, name, ops),
                 "raw": raw_name if "async" not in workload else "raw async driver",
             }
             row.update({k: v for k, v in entry.items() if k not in ("ops", "lat")})
@@ -214,17 +216,25 @@ def _summary(results: Results, dialect: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _same_mode_ratio(by_target: dict[str, Any], name: str, ops: float) -> float | None:
+    """The ratio to the raw target in the same prepared-statement mode (PostgreSQL)."""
+    pair = by_target.get(SAME_MODE.get(name, ""))
+    return round(ops / statistics.median(pair["ops"]), 3) if pair else None
+
+
 def _print(rows: list[dict[str, Any]]) -> None:
     header = (
         f"{'database':<10} {'workload':<22} {'target':<18} {'ops/s':>10} "
-        f"{'p50 µs':>8} {'p99 µs':>8} {'x raw':>6} {'x fastest':>9}"
+        f"{'p50 µs':>8} {'p99 µs':>8} {'x raw':>6} {'x fastest':>9} {'x same mode':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         ratio = f"{r['ratio_to_raw']:.2f}" if r["ratio_to_raw"] is not None else ""
         best = r["ratio_to_fastest_raw"]
-        ratio += f" {best:>9.2f}" if best is not None else ""
+        ratio += f" {best:>9.2f}" if best is not None else " " * 10
+        same = r.get("ratio_same_mode")
+        ratio += f" {same:>11.2f}" if same is not None else ""
         p50 = f"{r['p50_us']:.0f}" if r["p50_us"] is not None else ""
         p99 = f"{r['p99_us']:.0f}" if r["p99_us"] is not None else ""
         extra = f"  peak RSS {r['peak_rss_mib']} MiB" if "peak_rss_mib" in r else ""

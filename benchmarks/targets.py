@@ -166,7 +166,9 @@ def raw_sqlite(url: URL) -> RawTarget:
     return RawTarget("sqlite", conn, "raw_sqlite3")
 
 
-def raw_psycopg(url: URL) -> RawTarget:
+def raw_psycopg(url: URL, *, prepared: bool = True) -> RawTarget:
+    """psycopg as it comes (``prepared``: prepares on the 6th run, its default), or with
+    server-side preparing off, as statestore runs it by default (pooler-safe)."""
     import psycopg
 
     conn = psycopg.connect(
@@ -178,7 +180,14 @@ def raw_psycopg(url: URL) -> RawTarget:
         autocommit=True,
         **_pg_options(url),
     )
-    return RawTarget("postgresql", conn, "raw_psycopg")
+    if not prepared:
+        conn.prepare_threshold = None
+    return RawTarget("postgresql", conn, "raw_psycopg" if prepared else "raw_psycopg_unprepared")
+
+
+SAME_MODE = {"statestore": "raw_psycopg_unprepared", "statestore_prepared": "raw_psycopg"}
+"""On PostgreSQL: the raw target that runs statements the way each statestore target
+does (server-side prepared statements or not), for a like-for-like ratio."""
 
 
 def _pg_options(url: URL) -> dict[str, str]:
@@ -297,7 +306,14 @@ def build_sync_targets(dialect: str, url: str) -> list[SyncTarget]:
         with contextlib.suppress(ImportError):  # diskcache is optional (extra "bench")
             targets.append(DiskcacheTarget())
     elif dialect == "postgresql":
-        targets += [raw_psycopg(parsed), CoreTarget(parsed, dialect)]
+        # The opt-in mode too: named prepared statements on a direct connection.
+        prepared = parsed.update_query_dict({"prepare_threshold": "5"})
+        targets += [
+            StatestoreTarget(prepared.render_as_string(hide_password=False), "statestore_prepared"),
+            raw_psycopg(parsed),
+            raw_psycopg(parsed, prepared=False),
+            CoreTarget(parsed, dialect),
+        ]
     else:
         targets += [raw_pymysql(parsed), CoreTarget(parsed, dialect)]
         with contextlib.suppress(ImportError):  # mysqlclient needs C headers to install

@@ -77,6 +77,13 @@ def check_async_worker(out: str) -> None:
     assert "pages fetched: 20, distinct: 20\n" in out
 
 
+def check_fork_pool(out: str) -> None:
+    assert re.search(r"^parent \d+: watermark = 2026-11-30$", out, re.M), out
+    assert "6 partitions in 3 forked workers: 0 wrong reads\n" in out
+    assert "parent reads every partition's progress: [50, 50, 50, 50, 50, 50]\n" in out
+    assert "parent: watermark = 2026-12-30\n" in out
+
+
 # script -> (takes a database URL, the check of its output)
 CHECKS: dict[str, tuple[bool, Callable[[str], None]]] = {
     "external_job_id.py": (True, check_external_job_id),
@@ -84,6 +91,7 @@ CHECKS: dict[str, tuple[bool, Callable[[str], None]]] = {
     "incremental_load.py": (True, check_incremental_load),
     "custom_backend.py": (False, check_custom_backend),
     "async_worker.py": (True, check_async_worker),
+    "fork_pool.py": (True, check_fork_pool),
 }
 
 
