@@ -17,7 +17,9 @@ from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskSt
 from statestore.backends import BaseStateBackend, InMemoryStateBackend
 from statestore.config import StateStoreConfig
 from statestore.exceptions import (
+    AccessDeniedError,
     AmbiguousAssetError,
+    AuthenticationError,
     BackendUnavailableError,
     ConfigError,
     InactiveAssetError,
@@ -63,10 +65,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
+    "AccessDeniedError",
     "AmbiguousAssetError",
     "AssetScope",
     "AssetStateAccessor",
     "AssetStateAccessors",
+    "AuthenticationError",
     "BackendUnavailableError",
     "BaseStateBackend",
     "CleanupReport",

@@ -19,7 +19,9 @@ statestore::
     ├── VersionConflictError       (ValueError)   compare-and-set lost (versioned writes)
     ├── UnsupportedOperationError  (NotImplementedError)  optional backend capability
     ├── SchemaOutOfDateError       (RuntimeError) database not migrated to this release
-    └── BackendUnavailableError    (ConnectionError)  database down / unreachable
+    ├── BackendUnavailableError    (ConnectionError)  database down / unreachable
+    ├── AuthenticationError        (PermissionError)  state server: no valid token (401)
+    └── AccessDeniedError          (PermissionError)  state server: outside the grant (403)
 
 Type errors on *types* (a key that is not a ``str``, a retention that is not a
 ``timedelta``) are raised as :class:`InvalidTypeError`, a ``TypeError``.
@@ -35,7 +37,9 @@ if TYPE_CHECKING:
     from statestore.items import StoredItem
 
 __all__ = [
+    "AccessDeniedError",
     "AmbiguousAssetError",
+    "AuthenticationError",
     "BackendUnavailableError",
     "ConfigError",
     "InactiveAssetError",
@@ -150,3 +154,14 @@ class SchemaOutOfDateError(StateStoreError, RuntimeError):
 
 class BackendUnavailableError(StateStoreError, ConnectionError):
     """The storage cannot be reached; the message names the host, never a password."""
+
+
+class AuthenticationError(StateStoreError, PermissionError):
+    """The state server refused the request's token: missing, expired, tampered, signed
+    for another audience, or unsigned (HTTP 401). Nothing was read or written."""
+
+
+class AccessDeniedError(StateStoreError, PermissionError):
+    """The token is valid but does not grant this scope: another task instance, an asset
+    that is not among its inlets (reads) or outlets (writes), or an admin route
+    (HTTP 403). Nothing was read or written."""

@@ -26,7 +26,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 def test_every_exception_is_a_statestore_error_and_a_builtin() -> None:
     builtins = (ValueError, TypeError, KeyError, LookupError, ConnectionError, RuntimeError,
-                NotImplementedError)  # fmt: skip
+                NotImplementedError, PermissionError)  # fmt: skip
     for name in exceptions.__all__:
         error = getattr(exceptions, name)
         assert issubclass(error, exceptions.StateStoreError)

@@ -1,0 +1,473 @@
+"""The HTTP contract between ``statestore serve`` and ``HttpStateBackend``, in one place.
+
+Both sides import this module, so they cannot drift: paths, how a scope and a key travel,
+how versions map onto HTTP's conditional requests, the problem-details bodies that carry
+statestore's typed errors, and the claims a token grants. Pure functions only, no I/O.
+
+**Identities in the query string.** Ids and keys may contain ``/`` and anything but NUL;
+servers and proxies disagree on whether ``%2F`` in a *path* is a slash, so the path
+names only the resource and every id is a query parameter (decoded the same way by
+every HTTP stack)::
+
+    GET    /api/v1/task-state/key?dag_id=d&run_id=r&task_id=t&map_index=-1&key=k
+    PUT    /api/v1/task-state/key?...&key=k&expires_at=2026-12-31T00:00:00%2B00:00
+    DELETE /api/v1/task-state/key?...&key=k
+    GET    /api/v1/task-state?dag_id=d&run_id=r&task_id=t&prefix=p&after=a&limit=100
+    DELETE /api/v1/task-state?dag_id=d&run_id=r&task_id=t&all_map_indices=true
+    ... and the same under /api/v1/asset-state with name= (or uri=, asset_id=).
+
+**The value is the body.** A key's representation is its value's JSON text, sent and
+returned verbatim (``application/json``); its metadata travels in headers: the version
+is the ``ETag`` (``"7"``), with ``Statestore-Updated-At``, ``Statestore-Updated-By`` and
+``Statestore-Expires-At`` (absent: never expires). ``If-Match: "7"`` is a
+compare-and-set, ``If-None-Match: *`` a create-only write; either losing is ``412`` and
+writes nothing.
+
+**Errors** are RFC 9457 problem details whose ``type`` is
+``urn:statestore:problem:<ExceptionName>``: the client raises that same exception class
+with the same message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from statestore import exceptions
+from statestore.exceptions import (
+    AccessDeniedError,
+    AuthenticationError,
+    InvalidScopeError,
+    InvalidTypeError,
+    InvalidValueError,
+    StateStoreError,
+)
+from statestore.items import StoredItem
+from statestore.scopes import AssetScope, StateScope, TaskScope
+
+__all__ = [
+    "API_PREFIX",
+    "ASSETS",
+    "ASSET_KEY",
+    "ASSET_STATE",
+    "CLEANUP",
+    "EXPIRES_AT",
+    "LIVEZ",
+    "PROBLEM_CONTENT_TYPE",
+    "PROBLEM_PREFIX",
+    "READYZ",
+    "SWEEP",
+    "TASK_KEY",
+    "TASK_STATE",
+    "TOKEN_AUDIENCE",
+    "UPDATED_AT",
+    "UPDATED_BY",
+    "Grant",
+    "error_from_problem",
+    "etag_for",
+    "grant_from_claims",
+    "if_version_from_headers",
+    "if_version_headers",
+    "item_from_headers",
+    "item_headers",
+    "key_params",
+    "list_page_from_json",
+    "list_page_json",
+    "problem_for",
+    "scope_from_params",
+    "scope_params",
+    "version_from_etag",
+]
+
+API_PREFIX = "/api/v1"
+TASK_STATE = f"{API_PREFIX}/task-state"
+TASK_KEY = f"{TASK_STATE}/key"
+ASSET_STATE = f"{API_PREFIX}/asset-state"
+ASSET_KEY = f"{ASSET_STATE}/key"
+ASSETS = f"{API_PREFIX}/assets"  # admin: GET list; POST .../deactivate, .../activate
+CLEANUP = f"{API_PREFIX}/admin/cleanup"  # admin: POST (?dry_run=true streams NDJSON)
+SWEEP = f"{API_PREFIX}/admin/sweep"  # admin: POST (?dry_run=true)
+LIVEZ = "/livez"
+READYZ = "/readyz"
+
+EXPIRES_AT = "Statestore-Expires-At"
+UPDATED_AT = "Statestore-Updated-At"
+UPDATED_BY = "Statestore-Updated-By"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_PREFIX = "urn:statestore:problem:"
+TOKEN_AUDIENCE = "statestore"  # noqa: S105 - the JWT audience, not a secret
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
+
+
+# -- scopes and keys as query parameters ------------------------------------------------
+
+
+def scope_params(scope: StateScope) -> dict[str, str]:
+    """The query parameters that name ``scope``."""
+    if isinstance(scope, TaskScope):
+        params = {"dag_id": scope.dag_id, "run_id": scope.run_id, "task_id": scope.task_id}
+        if scope.map_key is not None:
+            params["map_key"] = scope.map_key
+        else:
+            params["map_index"] = str(scope.map_index)
+        return params
+    params = {}
+    if scope.name is not None:
+        params["name"] = scope.name
+    if scope.uri is not None:
+        params["uri"] = scope.uri
+    if scope.asset_id is not None:
+        params["asset_id"] = str(scope.asset_id)
+    return params
+
+
+def key_params(scope: StateScope, key: str) -> dict[str, str]:
+    """The query parameters that name one key of ``scope``."""
+    params = scope_params(scope)
+    params["key"] = key
+    return params
+
+
+def _integer(params: Mapping[str, str], name: str) -> int | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise InvalidScopeError(f"{name} must be a whole number, not {text!r}") from None
+
+
+def scope_from_params(params: Mapping[str, str], *, task: bool) -> StateScope:
+    """The scope named by query parameters; the scope's own validation applies."""
+    if task:
+        missing = [name for name in ("dag_id", "run_id", "task_id") if name not in params]
+        if missing:
+            raise InvalidScopeError(f"task state needs {', '.join(missing)} in the query")
+        if "map_key" in params and "map_index" in params:
+            raise InvalidScopeError("give map_index or map_key, not both")
+        map_index = _integer(params, "map_index")
+        return TaskScope(
+            params["dag_id"],
+            params["run_id"],
+            params["task_id"],
+            -1 if map_index is None else map_index,
+            map_key=params.get("map_key"),
+        )
+    if not any(name in params for name in ("name", "uri", "asset_id")):
+        raise InvalidScopeError("asset state needs name, uri or asset_id in the query")
+    return AssetScope(_integer(params, "asset_id"), params.get("name"), params.get("uri"))
+
+
+def flag(params: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter (``true``/``false``; absent is false)."""
+    text = params.get(name, "").lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidValueError(f"{name} must be true or false, not {params[name]!r}")
+
+
+# -- versions as ETags ---------------------------------------------------------------------
+
+
+def etag_for(version: int) -> str:
+    """The strong ETag of a key at ``version``."""
+    return f'"{version}"'
+
+
+def version_from_etag(text: str) -> int:
+    """The version an ``If-Match`` header names (strong ETags only)."""
+    inner = text.strip()
+    if len(inner) < 3 or inner[0] != '"' or inner[-1] != '"' or not inner[1:-1].isdigit():
+        raise InvalidValueError(f'If-Match must be one version ETag like "3", not {text!r}')
+    return int(inner[1:-1])
+
+
+def if_version_headers(if_version: int | None) -> dict[str, str]:
+    """The conditional-request header for ``if_version`` (0: create-only)."""
+    if if_version is None:
+        return {}
+    if if_version == 0:
+        return {"If-None-Match": "*"}
+    return {"If-Match": etag_for(if_version)}
+
+
+def if_version_from_headers(if_match: str | None, if_none_match: str | None) -> int | None:
+    """``if_version`` from a request's conditional headers."""
+    if if_match is not None and if_none_match is not None:
+        raise InvalidValueError("send If-Match or If-None-Match, not both")
+    if if_none_match is not None:
+        if if_none_match.strip() != "*":
+            raise InvalidValueError(f"If-None-Match must be *, not {if_none_match!r}")
+        return 0
+    return None if if_match is None else version_from_etag(if_match)
+
+
+# -- a key's metadata as headers -----------------------------------------------------------
+
+
+def item_headers(item: StoredItem) -> dict[str, str]:
+    """The response headers that describe ``item`` (its value is the body)."""
+    headers = {"ETag": etag_for(item.version), UPDATED_AT: item.updated_at.isoformat()}
+    if item.updated_by is not None:
+        headers[UPDATED_BY] = item.updated_by
+    if item.expires_at is not None:
+        headers[EXPIRES_AT] = item.expires_at.isoformat()
+    return headers
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return value if value is not None else headers.get(name.lower())
+
+
+def item_from_headers(value: str, headers: Mapping[str, str]) -> StoredItem:
+    """The ``StoredItem`` a response describes."""
+    etag = _header(headers, "ETag")
+    updated_at = _header(headers, UPDATED_AT)
+    if etag is None or updated_at is None:
+        raise InvalidValueError("the server's answer has no ETag or Statestore-Updated-At")
+    expires = _header(headers, EXPIRES_AT)
+    return StoredItem(
+        value=value,
+        version=version_from_etag(etag),
+        updated_at=datetime.fromisoformat(updated_at),
+        updated_by=_header(headers, UPDATED_BY),
+        expires_at=None if expires is None else datetime.fromisoformat(expires),
+    )
+
+
+def expires_at_from_params(params: Mapping[str, str]) -> datetime | None:
+    """``expires_at`` of a write (an aware ISO 8601 time; absent: never)."""
+    text = params.get("expires_at")
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidValueError(f"expires_at must be an ISO 8601 time, not {text!r}") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidValueError("expires_at must carry a UTC offset")
+    return moment
+
+
+# -- listing pages -------------------------------------------------------------------------
+
+
+def list_page_json(items: list[tuple[str, str | None]]) -> str:
+    """A page of ``(key, JSON text)`` as the response body: the texts inserted verbatim,
+    so the server never decodes a value."""
+    parts = [
+        f'{{"key":{json.dumps(key, ensure_ascii=False)},"value":{"null" if v is None else v}}}'
+        for key, v in items
+    ]
+    return '{"items":[' + ",".join(parts) + "]}"
+
+
+def list_page_from_json(body: bytes | str) -> list[tuple[str, str | None]]:
+    """The ``(key, JSON text)`` pairs of a listing response."""
+    items = json.loads(body)["items"]
+    return [
+        (entry["key"], None if entry["value"] is None else _compact(entry["value"]))
+        for entry in items
+    ]
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# -- errors as problem details ------------------------------------------------------------
+
+_STATUS: dict[type[StateStoreError], int] = {
+    exceptions.ValueTooLargeError: 413,
+    exceptions.VersionConflictError: 412,
+    exceptions.InactiveAssetError: 409,
+    exceptions.UnknownAssetError: 404,
+    exceptions.UnsupportedOperationError: 501,
+    exceptions.SchemaOutOfDateError: 503,
+    exceptions.BackendUnavailableError: 503,
+    AuthenticationError: 401,
+    AccessDeniedError: 403,
+    exceptions.ConfigError: 500,
+}
+_DEFAULT_STATUS = 422  # every other StateStoreError is a bad request: key, value, scope
+
+_TITLES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+           412: "Precondition Failed", 413: "Content Too Large", 422: "Unprocessable Content",
+           500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}  # fmt: skip
+
+
+def _status_of(exc: StateStoreError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return _DEFAULT_STATUS
+
+
+def problem_for(exc: StateStoreError) -> tuple[int, dict[str, Any]]:
+    """The status and problem-details body for a statestore error."""
+    status = _status_of(exc)
+    body: dict[str, Any] = {
+        "type": PROBLEM_PREFIX + type(exc).__name__,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": str(exc),
+    }
+    for name in _attributes(type(exc)):
+        body[name] = getattr(exc, name, None)
+    return status, body
+
+
+def _attributes(cls: type[StateStoreError]) -> tuple[str, ...]:
+    """The numbers an error carries beyond its message, kept across the wire (a
+    conflict's ``current`` row is not: the client reads again)."""
+    if issubclass(cls, exceptions.VersionConflictError):
+        return ("current_version",)
+    if issubclass(cls, exceptions.ValueTooLargeError):
+        return ("size", "limit")
+    return ()
+
+
+def _exception_class(name: str) -> type[StateStoreError] | None:
+    cls = getattr(exceptions, name, None)
+    if isinstance(cls, type) and issubclass(cls, StateStoreError) and name in exceptions.__all__:
+        return cls
+    return None
+
+
+def _rebuilt(cls: type[StateStoreError], detail: str, body: Mapping[str, Any]) -> StateStoreError:
+    """An instance of ``cls`` whose message is exactly ``detail``, whatever arguments its
+    constructor takes (``ValueTooLargeError(size, limit)`` builds its own message)."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, detail)
+    for name in _attributes(cls):
+        value = body.get(name)
+        setattr(exc, name, value if type(value) is int else None)
+    if isinstance(exc, exceptions.VersionConflictError):
+        exc.current = None
+    return exc
+
+
+_BY_STATUS: dict[int, type[StateStoreError]] = {
+    401: AuthenticationError,
+    403: AccessDeniedError,
+    413: exceptions.ValueTooLargeError,
+    502: exceptions.BackendUnavailableError,
+    503: exceptions.BackendUnavailableError,
+    504: exceptions.BackendUnavailableError,
+}
+
+
+def error_from_problem(status: int, body: Mapping[str, Any] | None) -> StateStoreError:
+    """The exception a problem-details answer stands for (unknown types: by status)."""
+    body = body or {}
+    kind = str(body.get("type", ""))
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
+    cls = _exception_class(kind[len(PROBLEM_PREFIX) :]) if kind.startswith(PROBLEM_PREFIX) else None
+    cls = cls or _BY_STATUS.get(status)
+    if cls is None:
+        return StateStoreError(f"HTTP {status}: {detail}")
+    return _rebuilt(cls, detail, body)
+
+
+# -- what a token grants ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one token may touch. ``admin`` may touch everything; otherwise ``task``
+    names the one task instance whose state it may read and write (every map index of
+    it when ``all_map_indices``), and ``read_assets`` / ``write_assets`` the assets by
+    name (writing implies reading)."""
+
+    subject: str
+    admin: bool = False
+    task: TaskScope | None = None
+    all_map_indices: bool = False
+    read_assets: frozenset[str] = field(default_factory=frozenset)
+    write_assets: frozenset[str] = field(default_factory=frozenset)
+
+    def claims(self) -> dict[str, Any]:
+        """The token's statestore claims (the signer adds iss, aud, exp, iat, jti)."""
+        claims: dict[str, Any] = {"sub": self.subject, "role": "admin" if self.admin else "task"}
+        if self.task is not None:
+            claims["task"] = {**scope_params(self.task), "all_map_indices": self.all_map_indices}
+        if self.read_assets or self.write_assets:
+            claims["assets"] = {
+                "read": sorted(self.read_assets),
+                "write": sorted(self.write_assets),
+            }
+        return claims
+
+    def may_touch_task(self, scope: TaskScope, *, all_map_indices: bool = False) -> bool:
+        """Whether task state of ``scope`` (all of its map indices, if asked) is granted."""
+        if self.admin:
+            return True
+        mine = self.task
+        if mine is None or (mine.dag_id, mine.run_id, mine.task_id) != (
+            scope.dag_id, scope.run_id, scope.task_id,
+        ):  # fmt: skip
+            return False
+        if self.all_map_indices:
+            return True
+        if all_map_indices:
+            return False
+        return (mine.map_index, mine.map_key) == (scope.map_index, scope.map_key)
+
+    def may_read_asset(self, scope: AssetScope) -> bool:
+        """Whether the asset is among the granted inlets or outlets (by name)."""
+        if self.admin:
+            return True
+        return scope.name is not None and (
+            scope.name in self.read_assets or scope.name in self.write_assets
+        )
+
+    def may_write_asset(self, scope: AssetScope) -> bool:
+        """Whether the asset is among the granted outlets (by name)."""
+        return self.admin or (scope.name is not None and scope.name in self.write_assets)
+
+
+def _names(value: object, what: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidTypeError(f"token claim {what} must be a list of asset names")
+    return frozenset(value)
+
+
+def grant_from_claims(claims: Mapping[str, Any]) -> Grant:
+    """The grant a verified token's claims carry (malformed claims are refused)."""
+    subject = claims.get("sub")
+    role = claims.get("role")
+    if not isinstance(subject, str) or role not in ("admin", "task"):
+        raise AuthenticationError("the token has no valid sub and role claims")
+    if role == "admin":
+        return Grant(subject, admin=True)
+    task_claim = claims.get("task")
+    task = None
+    all_map_indices = False
+    try:
+        if task_claim is not None:
+            if not isinstance(task_claim, dict):
+                raise InvalidTypeError("token claim task must be an object")
+            all_map_indices = task_claim.get("all_map_indices") is True
+            params = {k: str(v) for k, v in task_claim.items() if k != "all_map_indices"}
+            scope = scope_from_params(params, task=True)
+            assert isinstance(scope, TaskScope)
+            task = scope
+        assets = claims.get("assets") or {}
+        if not isinstance(assets, dict):
+            raise InvalidTypeError("token claim assets must be an object")
+        read = _names(assets.get("read", []), "assets.read")
+        write = _names(assets.get("write", []), "assets.write")
+    except StateStoreError as exc:
+        raise AuthenticationError(f"the token's grant is malformed: {exc}") from None
+    return Grant(subject, task=task, all_map_indices=all_map_indices,
+                 read_assets=read, write_assets=write)  # fmt: skip
