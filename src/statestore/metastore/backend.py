@@ -323,6 +323,7 @@ class MetastoreStateBackend(BaseStateBackend):
         if self._own_engine:
             result = self._run_fast(plan)
             if plan.kind in _SLOW and not result:
+                plans.raise_unread(plan)  # update()'s lost race: no slow path, no connection
                 with translate_errors(self._sync_url), self._connect() as conn:
                     result = self._asset_write_slow(conn, plan, host=False)
             return self._finish(plan, result)
@@ -353,6 +354,7 @@ class MetastoreStateBackend(BaseStateBackend):
             return plans.returned(plan, result)
         if plan.kind == "asset_write":
             plans.check_writable(plan.scope, None)
+        plans.raise_unread(plan)  # inside update(), which reads after its pause anyway
         raise plans.lost(plan, self.get_item(plan.scope, plan.key or "", session=session))
 
     def _sync_hotpath(self) -> SyncHotPath:
@@ -475,6 +477,7 @@ class MetastoreStateBackend(BaseStateBackend):
             state = self._loop_engine()
             result = await self._arun_fast(state, plan)
             if plan.kind in _SLOW and not result:
+                plans.raise_unread(plan)  # update()'s lost race: no slow path, no connection
                 with translate_errors(self._async_url):
                     async with self._aconnect() as conn:  # reuses the hot path's connection
                         result = await self._aasset_write_slow(conn, plan, host=False)
@@ -508,6 +511,7 @@ class MetastoreStateBackend(BaseStateBackend):
             return plans.returned(plan, result)
         if plan.kind == "asset_write":
             plans.check_writable(plan.scope, None)
+        plans.raise_unread(plan)  # inside update(), which reads after its pause anyway
         raise plans.lost(plan, await self.aget_item(plan.scope, plan.key or "", session=session))
 
     async def _aasset_write_slow(
