@@ -243,6 +243,11 @@ def _print(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hotkey"]:  # many processes on one key: a benchmark of its own
+        from benchmarks import hotkey
+
+        return hotkey.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
     parser.add_argument("--ops", type=int, default=2000, help="operations per workload and round")

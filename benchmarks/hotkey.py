@@ -1,0 +1,246 @@
+"""``python -m benchmarks hotkey``: many processes bumping one asset counter.
+
+statestore's ``update()`` against a raw compare-and-set loop on the same table shape, in
+the same run: N processes (4 and 16 by default) each make ``--updates`` increments of one
+key. The raw loop is what a careful hand-written store does: read ``(value, version)``,
+``UPDATE … WHERE version = <read>``; after a lost race pause for the same jittered,
+growing back-off and read again, at most ``--retries`` more times. Both give up the same
+way, so the table shows throughput (successful updates/s), the ratio to raw, and the
+give-up rate (calls that lost ``retries + 1`` races in a row). The final counter is
+checked against the successful updates (``lost`` must be 0). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from statestore import StateStore, VersionConflictError
+
+KEY = "counter"
+
+
+def _pause(attempt: int) -> float:
+    # Raw targets import nothing from statestore: this mirrors items.update_pause.
+    return random.uniform(0, 0.001 * 2 ** min(attempt, 6))
+
+
+def _statestore_worker(url: str, asset: str, updates: int, retries: int) -> Callable[[], Any]:
+    store = StateStore(url)
+    state = store.asset_state(asset)
+    state.get("warm-up")  # connect and check the schema before the clock starts
+
+    def run() -> tuple[int, int]:
+        ok = gave_up = 0
+        for _ in range(updates):
+            try:
+                state.update(KEY, lambda n: n + 1, default=0, retries=retries)
+                ok += 1
+            except VersionConflictError:
+                gave_up += 1
+        store.close()
+        return ok, gave_up
+
+    return run
+
+
+_RAW_SQL = {
+    "select": "SELECT value, version FROM statestore_asset_state"
+    " WHERE asset_id = {p} AND key_digest = {p}",
+    "update": "UPDATE statestore_asset_state SET value = {p}, version = version + 1,"
+    " updated_at = {p} WHERE asset_id = {p} AND key_digest = {p} AND version = {p}",
+    "asset": "SELECT id FROM statestore_asset WHERE name_digest = {p}",
+}
+
+
+def _raw_connect(url: str) -> tuple[Any, str]:
+    parsed = make_url(url)
+    dialect = parsed.get_backend_name()
+    conn: Any
+    if dialect == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(parsed.database or "", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn, "?"
+    if dialect == "postgresql":
+        import psycopg
+
+        options = parsed.query.get("options")
+        extra: dict[str, Any] = {"options": str(options)} if options else {}
+        conn = psycopg.connect(
+            host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+            password=parsed.password, dbname=parsed.database, autocommit=True, **extra,
+        )  # fmt: skip
+        return conn, "%s"
+    import pymysql
+
+    conn = pymysql.connect(
+        host=parsed.host, port=parsed.port or 3306, user=parsed.username,
+        password=parsed.password or "", database=parsed.database, autocommit=True,
+        charset="utf8mb4",
+    )  # fmt: skip
+    return conn, "%s"
+
+
+def _raw_worker(url: str, asset: str, updates: int, retries: int) -> Callable[[], Any]:
+    conn, marker = _raw_connect(url)
+    dialect = make_url(url).get_backend_name()
+    sql = {name: text.format(p=marker) for name, text in _RAW_SQL.items()}
+    cursor = conn.cursor()
+    cursor.execute(sql["asset"], (hashlib.sha256(asset.encode()).digest(),))
+    asset_id = cursor.fetchone()[0]
+    digest = hashlib.sha256(KEY.encode()).digest()
+
+    def now() -> Any:
+        stamp = datetime.now(timezone.utc)
+        if dialect == "sqlite":
+            return stamp.replace(tzinfo=None).isoformat(sep=" ")
+        return stamp if dialect == "postgresql" else stamp.replace(tzinfo=None)
+
+    def read() -> tuple[str, int]:
+        cursor.execute(sql["select"], (asset_id, digest))
+        value, version = cursor.fetchone()
+        return value, version
+
+    def run() -> tuple[int, int]:
+        ok = gave_up = 0
+        for _ in range(updates):
+            value, version = read()
+            for attempt in range(retries + 1):
+                new = json.dumps(json.loads(value) + 1)
+                cursor.execute(sql["update"], (new, now(), asset_id, digest, version))
+                if cursor.rowcount == 1:
+                    ok += 1
+                    break
+                if attempt == retries:
+                    gave_up += 1
+                    break
+                time.sleep(_pause(attempt))
+                value, version = read()
+        conn.close()
+        return ok, gave_up
+
+    return run
+
+
+def _process(kind: str, url: str, asset: str, updates: int, retries: int,
+             ready: Any, start: Any, results: Any) -> None:  # fmt: skip
+    make = _statestore_worker if kind == "statestore" else _raw_worker
+    run = make(url, asset, updates, retries)
+    ready.release()
+    start.wait()
+    results.put(run())
+
+
+def run_once(kind: str, url: str, asset: str, processes: int, updates: int,
+             retries: int) -> dict[str, float]:  # fmt: skip
+    """One timed run: ``processes`` workers of ``kind`` on one counter, from a common start."""
+    context = multiprocessing.get_context("spawn")
+    ready, start, results = context.Semaphore(0), context.Event(), context.Queue()
+    with StateStore(url) as store:
+        before = store.asset_state(asset).get(KEY)
+    workers = [
+        context.Process(target=_process,
+                        args=(kind, url, asset, updates, retries, ready, start, results))
+        for _ in range(processes)
+    ]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    started = time.perf_counter()
+    start.set()
+    outcomes = [results.get(timeout=600) for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join(timeout=60)
+    ok = sum(o[0] for o in outcomes)
+    gave_up = sum(o[1] for o in outcomes)
+    with StateStore(url) as store:
+        after = store.asset_state(asset).get(KEY)
+    return {"ops": ok / elapsed, "ok": ok, "gave_up": gave_up,
+            "lost": ok - (after - before)}  # fmt: skip
+
+
+def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: int,
+                rounds: int, workdir: Path) -> list[dict[str, Any]]:  # fmt: skip
+    """Interleaved rounds of statestore and raw at each process count; one row each."""
+    from benchmarks.__main__ import _fresh_database
+
+    url, drop = _fresh_database(dialect, workdir)
+    rows = []
+    try:
+        with StateStore(url) as store:
+            for kind in ("statestore", "raw"):  # registers both assets, creates the keys
+                store.asset_state(f"hot_{kind}").set(KEY, 0)
+        for processes in process_counts:
+            runs: dict[str, list[dict[str, float]]] = {"statestore": [], "raw": []}
+            for _ in range(rounds):
+                for kind, measured in runs.items():
+                    measured.append(run_once(kind, url, f"hot_{kind}", processes, updates, retries))
+            raw_ops = statistics.median(r["ops"] for r in runs["raw"])
+            for kind, measured in runs.items():
+                ops = statistics.median(r["ops"] for r in measured)
+                calls = sum(r["ok"] + r["gave_up"] for r in measured)
+                gave_up = sum(r["gave_up"] for r in measured)
+                rows.append({
+                    "database": dialect, "processes": processes, "target": kind,
+                    "updates_per_s": round(ops, 1), "ratio_to_raw": round(ops / raw_ops, 3),
+                    "calls": int(calls), "gave_up": int(gave_up),
+                    "give_up_rate": round(gave_up / calls, 5) if calls else 0.0,
+                    "lost": int(sum(r["lost"] for r in measured)),
+                })  # fmt: skip
+    finally:
+        drop()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks hotkey", description=__doc__)
+    parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
+    parser.add_argument("--processes", default="4,16", help="process counts, comma-separated")
+    parser.add_argument("--updates", type=int, default=150, help="updates per process per run")
+    parser.add_argument("--retries", type=int, default=None,
+                        help="retries per call (default: update()'s own default)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default="benchmark-hotkey.json", help="where to write JSON")
+    args = parser.parse_args(argv)
+    from statestore.items import DEFAULT_UPDATE_RETRIES
+
+    retries = DEFAULT_UPDATE_RETRIES if args.retries is None else args.retries
+    counts = [int(n) for n in args.processes.split(",")]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="statestore-hotkey-") as tmp:
+        for dialect in args.dialects.split(","):
+            print(f"… {dialect}", file=sys.stderr)
+            rows += run_dialect(dialect, counts, args.updates, retries, args.rounds, Path(tmp))
+    header = (f"{'database':<10} {'procs':>5} {'target':<10} {'updates/s':>10} {'x raw':>6} "
+              f"{'calls':>6} {'gave up':>7} {'rate':>8} {'lost':>4}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['database']:<10} {r['processes']:>5} {r['target']:<10} "
+              f"{r['updates_per_s']:>10.0f} {r['ratio_to_raw']:>6.2f} {r['calls']:>6} "
+              f"{r['gave_up']:>7} {r['give_up_rate']:>8.2%} {r['lost']:>4}")  # fmt: skip
+    meta = {"python": platform.python_version(), "machine": platform.machine(),
+            "updates": args.updates, "retries": retries, "rounds": args.rounds}  # fmt: skip
+    Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
