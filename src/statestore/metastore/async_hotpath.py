@@ -15,13 +15,14 @@ import functools
 import importlib
 import sys
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from statestore.metastore.asyncpg_statements import AsyncpgStatements
 from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
 from statestore.metastore.errors import translate_errors
@@ -39,13 +40,31 @@ __all__ = [
 
 
 @functools.cache
-def driver_module(family: str) -> Any:
+def driver_module(driver: str) -> Any:
     """The async driver's module (or its errors module), for translating its errors."""
-    name = {"sqlite": "sqlite3", "postgresql": "psycopg", "mysql": "asyncmy.errors"}[family]
+    name = {"aiosqlite": "sqlite3", "psycopg": "psycopg", "psycopg_async": "psycopg",
+            "asyncmy": "asyncmy.errors", "aiomysql": "pymysql"}[driver]  # fmt: skip
     try:
         return importlib.import_module(name)
     except ImportError:  # pragma: no cover - the extra is not installed
         return None
+
+
+Statement = Callable[..., Awaitable[Any]]
+"""Runs one statement on a pooled connection: ``(connection, sql, params, *, fetch)``."""
+
+
+def _on_driver(family: str, connection: Any, sql: str, params: Any, *, fetch: Fetch) -> Any:
+    return execute(family, connection.driver_connection, sql, params, fetch=fetch)
+
+
+def _statements(url: URL, engine: AsyncEngine, timeout: float) -> tuple[Any, Statement]:
+    """The driver's error classes, and how its statements run (chosen once per engine)."""
+    if url.get_driver_name() == "asyncpg":  # no DBAPI cursor: see asyncpg_statements
+        dbapi = engine.dialect.loaded_dbapi
+        return dbapi, AsyncpgStatements(dbapi, timeout).execute
+    family = dialect_family(url)
+    return driver_module(url.get_driver_name()), functools.partial(_on_driver, family)
 
 
 class AsyncIdleConnections:
@@ -188,7 +207,9 @@ class AsyncHotPath:
         self._timeout = timeout
         self._family = dialect_family(url)
         self._watched = self._family == "postgresql"  # see deadline()
-        self._errors = driver_module(self._family)
+        self._errors, self._statement = _statements(url, engine, timeout)
+        if url.get_driver_name() == "asyncpg":  # its command_timeout bounds statements
+            self._watched = False
         self._idle = AsyncIdleConnections(engine, keep=keep)
 
     async def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
@@ -231,10 +252,7 @@ class AsyncHotPath:
         token = watch(connection, self._timeout) if self._watched else None
         try:
             async with deadline(self._family, self._timeout):
-                result = await execute(
-                    self._family, connection.driver_connection, sql, parameters,
-                    fetch=fetch,
-                )  # fmt: skip
+                result = await self._statement(connection, sql, parameters, fetch=fetch)
         except StatementTimeout as exc:
             await idle.discard(connection, exc)  # its state is unknown: never reuse it
             raise

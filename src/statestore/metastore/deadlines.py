@@ -132,8 +132,13 @@ def watched(connection: Any, seconds: float) -> Iterator[None]:
 
 
 def watch(connection: Any, seconds: float) -> int | None:
-    """Arm the watchdog for a statement about to run on a pooled psycopg connection
-    (sync or async); ``None`` when it has no socket to watch."""
+    """Arm the watchdog for a statement about to run on a pooled psycopg (sync or
+    async) or psycopg2 connection; ``None`` when it has no socket to watch."""
     # driver_connection: psycopg's own Connection or AsyncConnection, never an adapter.
-    pgconn = getattr(connection.driver_connection, "pgconn", None)
-    return None if pgconn is None else _WATCHDOG.arm(int(pgconn.socket), seconds)
+    driver = connection.driver_connection
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is not None:
+        return _WATCHDOG.arm(int(pgconn.socket), seconds)
+    if type(driver).__module__ == "psycopg2.extensions":  # libpq too: fileno() is its socket
+        return _WATCHDOG.arm(int(driver.fileno()), seconds)
+    return None

@@ -9,7 +9,6 @@ the few multi-statement operations open an explicit transaction themselves.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from statestore.exceptions import ConfigError
+from statestore.metastore import drivers
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -134,7 +134,10 @@ def split_driver_options(url: URL, settings: EngineSettings) -> tuple[URL, Engin
     )
 
 
-_EXTRA_FOR_MODULE = {"psycopg": "postgres", "pymysql": "mysql", "asyncmy": "mysql"}
+_EXTRA_FOR_MODULE = {
+    "psycopg": "postgres", "pymysql": "mysql", "asyncmy": "mysql", "asyncpg": "asyncpg",
+    "psycopg2": "psycopg2", "aiomysql": "aiomysql", "MySQLdb": "mysqlclient",
+}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -182,6 +185,7 @@ def derive_urls(url: str | URL) -> tuple[URL, URL]:
             "[database] url: an in-memory SQLite database is private to one connection; "
             "use a file path, or InMemoryStateBackend for throwaway state"
         )
+    drivers.check_driver(parsed)  # a driver statestore does not run on: say so now
     sync_driver, async_driver = _DRIVERS[backend]
     driver = parsed.get_driver_name()
     given_async = driver in _ASYNC_DRIVERS or (
@@ -202,18 +206,8 @@ def _mysql_query(url: URL) -> URL:
 def _connect_args(
     url: URL, timeout: float, *, is_async: bool, prepare_threshold: int | None = None
 ) -> dict[str, Any]:
-    family = dialect_family(url)
-    if family == "postgresql":  # statements are bounded by the watchdog (deadlines.py)
-        return {
-            "connect_timeout": max(1, math.ceil(timeout)),
-            "prepare_threshold": prepare_threshold,  # see EngineSettings
-        }
-    if family == "mysql":
-        if is_async:  # asyncmy has no read timeout: statements sit under asyncio.timeout
-            return {"connect_timeout": timeout}
-        # Socket timeouts bound the handshake and every read and write of a statement.
-        return {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
-    return {"timeout": timeout}
+    # Per driver: timeouts, and no statement caches that outlive a transaction.
+    return drivers.connect_args(url, timeout, prepare_threshold)
 
 
 _CLIENT_FOUND_ROWS = 2  # the MySQL protocol's flag, the same in PyMySQL and asyncmy
@@ -297,6 +291,7 @@ def create_async_state_engine(url: URL, *, settings: EngineSettings | None = Non
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
     elif dialect_family(url) == "mysql":
         event.listen(engine.sync_engine, "do_connect", _changed_rows_only)
+    drivers.listen(engine.sync_engine, url)
     return engine
 
 

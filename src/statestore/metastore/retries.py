@@ -51,7 +51,9 @@ RETRIED = (DroppedConnectionError, DeadlockError, StatementTimeout)
 def is_deadlock(exc: BaseException) -> bool:
     """Whether a driver error (or SQLAlchemy's wrapper of one) is a deadlock."""
     orig = getattr(exc, "orig", None) or exc
-    if getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES:  # psycopg
+    if getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES:  # psycopg, asyncpg
+        return True
+    if getattr(orig, "pgcode", None) in _DEADLOCK_SQLSTATES:  # psycopg2
         return True
     args: tuple[object, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] == _MYSQL_DEADLOCK  # PyMySQL, asyncmy, mysqlclient
