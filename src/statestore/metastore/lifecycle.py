@@ -21,15 +21,24 @@ runs. A loop closed without that step has its connections ended synchronously
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+# The backend-neutral half lives in statestore.lifecycle (one fork registry for every
+# backend, the HTTP client included); re-exported so this module stays the metastore's
+# one place to look.
+from statestore.lifecycle import (
+    ForkAware,
+    finish_parked,
+    leave_behind,
+    loop_is_gone,
+    on_loop_shutdown,
+    track_forks,
+)
 
 __all__ = [
     "ForkAware",
@@ -40,65 +49,6 @@ __all__ = [
     "on_loop_shutdown",
     "track_forks",
 ]
-
-
-class ForkAware(Protocol):
-    """What a backend offers to be reset in a forked child."""
-
-    def _forget_after_fork(self) -> list[object]:
-        """Drop every connection-holding object without closing it; return them."""
-
-
-_TRACKED: weakref.WeakSet[Any] = weakref.WeakSet()
-_LEFT_BEHIND: list[object] = []  # the parent's objects, kept alive for the child's lifetime
-
-
-def track_forks(backend: ForkAware) -> None:
-    """Reset ``backend`` in every forked child of this process (weakly referenced)."""
-    _TRACKED.add(backend)
-
-
-def leave_behind(*objects: object) -> None:
-    """Keep ``objects`` referenced forever: never closed, never finalized."""
-    _LEFT_BEHIND.extend(objects)
-
-
-def _after_fork_in_child() -> None:
-    for backend in list(_TRACKED):
-        leave_behind(*backend._forget_after_fork())
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-async def _park_until_shutdown(release: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:  # GeneratorExit from shutdown_asyncgens(): the loop still runs here
-        await release()
-
-
-def on_loop_shutdown(release: Callable[[], Awaitable[None]]) -> object:
-    """Arrange for ``release()`` to be awaited on the running loop as it shuts down.
-
-    Returns the parked generator: the caller keeps it (the loop holds it weakly).
-    """
-    parked = _park_until_shutdown(release)
-    step: Any = parked.__anext__()  # registers it with the running loop's asyncgen hooks
-    with contextlib.suppress(StopIteration):
-        step.send(None)  # run to the first yield; nothing in between awaits
-    return parked
-
-
-def finish_parked(parked: object) -> None:
-    """Close a parked generator whose release already ran (so it awaits nothing).
-
-    Left to garbage collection, the loop's finalizer hook would schedule its closing on
-    the loop -- which fails once that loop is closed.
-    """
-    closing: Any = parked.aclose()  # type: ignore[attr-defined]
-    with contextlib.suppress(StopIteration, RuntimeError):
-        closing.send(None)
 
 
 def _end_session(driver_connection: Any) -> None:
@@ -139,8 +89,3 @@ def abandon_pool(engine: AsyncEngine, idle: list[Any]) -> None:
                 _end_session(driver)
     idle.clear()
     engine.sync_engine.dispose(close=False)
-
-
-def loop_is_gone(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``loop`` can no longer run anything (its connections are unusable)."""
-    return loop.is_closed()
