@@ -11,8 +11,10 @@ every HTTP stack)::
 
     GET    /api/v1/task-state/key?dag_id=d&run_id=r&task_id=t&map_index=-1&key=k
     PUT    /api/v1/task-state/key?...&key=k&expires_at=2026-12-31T00:00:00%2B00:00
+                                         [&updated_by=w]
     DELETE /api/v1/task-state/key?...&key=k
     GET    /api/v1/task-state?dag_id=d&run_id=r&task_id=t&prefix=p&after=a&limit=100
+                                         [&values=false]
     DELETE /api/v1/task-state?dag_id=d&run_id=r&task_id=t&all_map_indices=true
     ... and the same under /api/v1/asset-state with name= (or uri=, asset_id=).
 
@@ -21,7 +23,13 @@ returned verbatim (``application/json``); its metadata travels in headers: the v
 is the ``ETag`` (``"7"``), with ``Statestore-Updated-At``, ``Statestore-Updated-By`` and
 ``Statestore-Expires-At`` (absent: never expires). ``If-Match: "7"`` is a
 compare-and-set, ``If-None-Match: *`` a create-only write; either losing is ``412`` and
-writes nothing.
+writes nothing. A write's ``updated_by`` is a query parameter (``write_params``), not a
+header: it may be any text, and header values are ASCII. A write answers ``204``.
+
+**A missing key** (absent or expired) answers ``404`` with the problem type
+:data:`KEY_ABSENT` (:func:`absent_problem`); only that reads as "absent" on the client,
+so a 404 from anything else (a wrong root path, a proxy) is an error, never a silent
+``None``.
 
 **Errors** are RFC 9457 problem details whose ``type`` is
 ``urn:statestore:problem:<ExceptionName>``: the client raises that same exception class
@@ -55,6 +63,7 @@ __all__ = [
     "ASSET_STATE",
     "CLEANUP",
     "EXPIRES_AT",
+    "KEY_ABSENT",
     "LIVEZ",
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_PREFIX",
@@ -66,20 +75,24 @@ __all__ = [
     "UPDATED_AT",
     "UPDATED_BY",
     "Grant",
+    "absent_problem",
     "error_from_problem",
     "etag_for",
     "grant_from_claims",
     "if_version_from_headers",
     "if_version_headers",
+    "is_absent",
     "item_from_headers",
     "item_headers",
     "key_params",
     "list_page_from_json",
     "list_page_json",
+    "list_params",
     "problem_for",
     "scope_from_params",
     "scope_params",
     "version_from_etag",
+    "write_params",
 ]
 
 API_PREFIX = "/api/v1"
@@ -98,6 +111,7 @@ UPDATED_AT = "Statestore-Updated-At"
 UPDATED_BY = "Statestore-Updated-By"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_PREFIX = "urn:statestore:problem:"
+KEY_ABSENT = PROBLEM_PREFIX + "KeyAbsent"  # not an exception: get() returns None
 TOKEN_AUDIENCE = "statestore"  # noqa: S105 - the JWT audience, not a secret
 
 _TRUE = frozenset({"true", "1", "yes"})
@@ -130,6 +144,33 @@ def key_params(scope: StateScope, key: str) -> dict[str, str]:
     """The query parameters that name one key of ``scope``."""
     params = scope_params(scope)
     params["key"] = key
+    return params
+
+
+def write_params(
+    scope: StateScope, key: str, *, expires_at: datetime | None, updated_by: str | None
+) -> dict[str, str]:
+    """The query parameters of a PUT of one key (``expires_at`` absent: never expires)."""
+    params = key_params(scope, key)
+    if expires_at is not None:
+        params["expires_at"] = expires_at.isoformat()
+    if updated_by is not None:
+        params["updated_by"] = updated_by
+    return params
+
+
+def list_params(
+    scope: StateScope, *, prefix: str, after: str, limit: int, values: bool
+) -> dict[str, str]:
+    """The query parameters of one listing page (``values=false``: keys suffice)."""
+    params = scope_params(scope)
+    if prefix:
+        params["prefix"] = prefix
+    if after:
+        params["after"] = after
+    params["limit"] = str(limit)
+    if not values:
+        params["values"] = "false"
     return params
 
 
@@ -355,6 +396,17 @@ def _rebuilt(cls: type[StateStoreError], detail: str, body: Mapping[str, Any]) -
     if isinstance(exc, exceptions.VersionConflictError):
         exc.current = None
     return exc
+
+
+def absent_problem(key: str) -> tuple[int, dict[str, Any]]:
+    """The answer to a read of a key that is absent or expired."""
+    detail = f"no live value for key {key!r}"
+    return 404, {"type": KEY_ABSENT, "title": "Not Found", "status": 404, "detail": detail}
+
+
+def is_absent(status: int, body: Mapping[str, Any] | None) -> bool:
+    """Whether an answer is :func:`absent_problem` (and not some other 404)."""
+    return status == 404 and body is not None and body.get("type") == KEY_ABSENT
 
 
 _BY_STATUS: dict[int, type[StateStoreError]] = {
