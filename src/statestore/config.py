@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from statestore.exceptions import ConfigError
 
@@ -48,11 +45,25 @@ _SECRET_KEYS = frozenset({"database.url", "workers.object_store_url"})
 Layer = dict[str, dict[str, Any]]
 
 
+def _parse_url(url: str) -> Any:
+    """``url`` parsed by SQLAlchemy, or ``None`` if it is not a database URL.
+
+    Imported here, not at module level: ``import statestore`` and a store over a given
+    backend never load SQLAlchemy (docs/performance.md); only a URL that is read does.
+    """
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - see the docstring
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, safe to print or log."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+    parsed = _parse_url(url)
+    if parsed is None:
         masked = url
     else:
         masked = url if parsed.password is None else parsed.render_as_string(hide_password=True)
@@ -129,10 +140,8 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        try:
-            make_url(value)
-        except (ArgumentError, ValueError):
-            raise ValueError("not a database URL (expected dialect+driver://...)") from None
+        if _parse_url(value) is None:
+            raise ValueError("not a database URL (expected dialect+driver://...)")
         return value
 
 
@@ -256,7 +265,7 @@ def _read_file(path: Path | None, problems: list[str]) -> tuple[Layer, dict[str,
     return values, origins
 
 
-class StateStoreConfig(BaseSettings):
+class StateStoreConfig(BaseModel):
     """All settings, one nested model per section: ``cfg.state_store.max_value_bytes``.
 
     Pass settings explicitly as one mapping (or section model) per section::
@@ -264,7 +273,10 @@ class StateStoreConfig(BaseSettings):
         StateStoreConfig(state_store={"default_retention_days": 7}, database={"url": url})
     """
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+    # A plain pydantic model, not pydantic-settings' BaseSettings: __init__ reads every
+    # source itself (per key, with provenance), so BaseSettings would only add the
+    # import of pydantic-settings (tens of milliseconds) to building every store.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     database: DatabaseSettings = DatabaseSettings()
     state_store: StateStoreSettings = StateStoreSettings()
@@ -282,7 +294,7 @@ class StateStoreConfig(BaseSettings):
         origins = {**file_origins, **env_origins}
         origins.update({f"{s}.{k}": "argument" for s, keys in args.items() for k in keys})
         origins.update(dict.fromkeys(args, "argument"))
-        merged: dict[str, Any] = {}  # Any: BaseSettings.__init__ types its own _options
+        merged: dict[str, Any] = {}
         for layer in (ini, env, args):  # lowest precedence first, merged per key
             for section, keys in layer.items():
                 merged.setdefault(section, {}).update(keys)
@@ -299,19 +311,6 @@ class StateStoreConfig(BaseSettings):
         if problems:
             raise ConfigError(_summarise(problems))
         self._origins = origins
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # __init__ has merged arguments, env and the INI file per key already; pydantic's
-        # own env source would also read unprefixed names such as DATABASE.
-        return (init_settings,)
 
     def describe_sources(self) -> dict[str, str]:
         """Where each effective value came from, by ``"section.key"``.
