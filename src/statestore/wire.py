@@ -20,11 +20,11 @@ every HTTP stack)::
 
 **The value is the body.** A key's representation is its value's JSON text, sent and
 returned verbatim (``application/json``); its metadata travels in headers: the version
-is the ``ETag`` (``"7"``), with ``Statestore-Updated-At``, ``Statestore-Updated-By`` and
-``Statestore-Expires-At`` (absent: never expires). ``If-Match: "7"`` is a
-compare-and-set, ``If-None-Match: *`` a create-only write; either losing is ``412`` and
-writes nothing. A write's ``updated_by`` is a query parameter (``write_params``), not a
-header: it may be any text, and header values are ASCII. A write answers ``204``.
+is the ``ETag`` (``"7"``), with ``Statestore-Updated-At``, ``Statestore-Updated-By``
+(percent-encoded: any text) and ``Statestore-Expires-At`` (absent: never expires).
+``If-Match: "7"`` is a compare-and-set, ``If-None-Match: *`` a create-only write; either
+losing is ``412`` and writes nothing. A write's ``updated_by`` is a query parameter
+(``write_params``), not a header. A write answers ``204``.
 
 **A missing key** (absent or expired) answers ``404`` with the problem type
 :data:`KEY_ABSENT` (:func:`absent_problem`); only that reads as "absent" on the client,
@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from statestore import exceptions
 from statestore.exceptions import (
@@ -254,11 +255,16 @@ def if_version_from_headers(if_match: str | None, if_none_match: str | None) -> 
 # -- a key's metadata as headers -----------------------------------------------------------
 
 
+# Header values are ASCII: a writer's name (any text) travels percent-encoded, with
+# printable ASCII other than '%' left as it is, so common names stay readable.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
 def item_headers(item: StoredItem) -> dict[str, str]:
     """The response headers that describe ``item`` (its value is the body)."""
     headers = {"ETag": etag_for(item.version), UPDATED_AT: item.updated_at.isoformat()}
     if item.updated_by is not None:
-        headers[UPDATED_BY] = item.updated_by
+        headers[UPDATED_BY] = quote(item.updated_by, safe=_HEADER_SAFE)
     if item.expires_at is not None:
         headers[EXPIRES_AT] = item.expires_at.isoformat()
     return headers
@@ -276,11 +282,12 @@ def item_from_headers(value: str, headers: Mapping[str, str]) -> StoredItem:
     if etag is None or updated_at is None:
         raise InvalidValueError("the server's answer has no ETag or Statestore-Updated-At")
     expires = _header(headers, EXPIRES_AT)
+    updated_by = _header(headers, UPDATED_BY)
     return StoredItem(
         value=value,
         version=version_from_etag(etag),
         updated_at=datetime.fromisoformat(updated_at),
-        updated_by=_header(headers, UPDATED_BY),
+        updated_by=None if updated_by is None else unquote(updated_by),
         expires_at=None if expires is None else datetime.fromisoformat(expires),
     )
 
