@@ -1,0 +1,404 @@
+"""``HttpStateBackend``: task and asset state through a state server, with a URL and a token.
+
+Workers that use it hold no database credentials, drivers or pools: each operation is
+one HTTP request (keep-alive) to ``statestore serve``, built and decoded by the pure
+core in :mod:`statestore.backends.http_messages` over the contract in
+:mod:`statestore.wire`. The sync methods use one ``httpx.Client``; the async twins one
+``httpx.AsyncClient`` per event loop (released as that loop shuts down); the two differ
+only by ``await``. A forked child never reuses its parent's connections.
+
+**Retries.** A request that never reached the server (connection refused, connect
+timeout, no pooled connection free in time) is resent, whatever it is. One that may
+have reached it (the connection broke before the answer) is resent only if sending it
+twice is harmless: reads, plain writes (the same value again), deletes and clears. A
+conditional write (``if_version``) is not: had the first been applied, the second
+would report a conflict with our own write -- so its failure says the outcome is
+unknown. Every attempt and pause fits inside ``timeout_seconds``; then
+``BackendUnavailableError`` names the server (never the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from statestore import lifecycle
+from statestore.backends import http_messages as messages
+from statestore.backends.base import BaseStateBackend
+from statestore.backends.http_messages import Call, RetryPolicy, TokenSource
+from statestore.exceptions import BackendUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+    from statestore.config import StateStoreConfig
+    from statestore.items import StoredItem
+    from statestore.scopes import StateScope
+
+__all__ = ["HttpStateBackend"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 30.0
+# Below the usual servers' keep-alive timeout (uvicorn: 5 s), so the client drops an
+# idle connection before the server does: a request is then rarely sent on a socket the
+# server is closing -- the one ambiguous failure a healthy server would cause.
+KEEPALIVE_EXPIRY_S = 4.0
+# No redirects are followed (follow_redirects=False): one would resend the token elsewhere.
+_HEADERS = {"Accept": "application/json", "User-Agent": "statestore-http-backend"}
+
+
+def _server_of(url: str) -> str:
+    """The URL as errors show it: scheme, host, port and path, never userinfo or query."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"the state server URL must be http(s)://host[:port][/path], not {url!r}")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass
+class _LoopClient:
+    """One event loop's client, closed on that loop as it shuts down."""
+
+    client: httpx.AsyncClient
+    parked: object = field(default=None)
+    released: bool = False
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.client.aclose()
+
+
+class HttpStateBackend(BaseStateBackend):
+    """State through a state server: ``HttpStateBackend("https://state.internal", token=...)``.
+
+    ``token``: the bearer token itself; or ``token_file``: a file holding it, re-read
+    whenever it changes (tokens are short-lived). ``timeout``: the longest one
+    operation may take, retries included. ``transport`` / ``async_transport``: httpx
+    transports to use instead of the network (``httpx.ASGITransport(app)`` runs against
+    an ASGI app in-process). ``verify``: TLS verification, as httpx takes it.
+
+    ``session`` arguments are ignored: the server runs each operation in its own
+    transaction, so a host's SQL session cannot join it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | ssl.SSLContext = True,
+    ) -> None:
+        self._server = _server_of(url)
+        self._token = TokenSource(token, token_file)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self._policy = RetryPolicy(float(timeout))
+        self._transport = transport
+        self._async_transport = async_transport
+        self._verify = verify
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        lifecycle.track_forks(self)
+
+    @classmethod
+    def from_config(cls, config: StateStoreConfig) -> HttpStateBackend:
+        """Build from ``[client]`` settings (``url``, ``token`` or ``token_file``,
+        ``timeout_seconds``)."""
+        client = config.client
+        if not client.url:
+            raise ConfigError("[client] url is not set: the HTTP backend needs the server's URL")
+        return cls(
+            client.url,
+            token=client.token or None,
+            token_file=client.token_file or None,
+            timeout=client.timeout_seconds,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpStateBackend({self._server!r})"
+
+    @property
+    def url(self) -> str:
+        """The server's URL (without any userinfo or query)."""
+        return self._server
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def _limits(self) -> httpx.Limits:
+        return httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+
+    def _sync_client(self) -> httpx.Client:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(
+                        base_url=self._server, headers=_HEADERS, timeout=self._policy.timeout,
+                        limits=self._limits(), follow_redirects=False,
+                        transport=self._transport, verify=self._verify,
+                    )  # fmt: skip
+                client = self._client
+        return client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            for gone in [old for old in self._loops if lifecycle.loop_is_gone(old)]:
+                # Closed without shutting down its async generators: its sockets cannot
+                # be closed from another loop, so they are kept, never finalized.
+                lifecycle.leave_behind(self._loops.pop(gone))
+            client = httpx.AsyncClient(
+                base_url=self._server, headers=_HEADERS, timeout=self._policy.timeout,
+                limits=self._limits(), follow_redirects=False,
+                transport=self._async_transport, verify=self._verify,
+            )  # fmt: skip
+            state = self._loops[loop] = _LoopClient(client)
+            state.parked = lifecycle.on_loop_shutdown(state.release)
+        return state.client
+
+    def _forget_after_fork(self) -> list[object]:
+        """In a forked child: drop the parent's clients unclosed (see statestore.lifecycle)."""
+        left: list[object] = [self._client, self._loops]
+        self._client = None
+        self._loops = {}
+        self._lock = threading.Lock()  # another thread of the parent may have held it
+        return left
+
+    # -- one request, resent when that is safe ----------------------------------------------
+
+    def _pause_after(
+        self, exc: httpx.TransportError, call: Call, attempt: int, start: float
+    ) -> float:
+        """How long to wait before resending ``call``; raises when it must not be."""
+        remaining = start + self._policy.timeout - time.monotonic()
+        pause = self._policy.pause(attempt, remaining) if messages.may_resend(exc, call) else None
+        if pause is not None:
+            return pause
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if not call.idempotent and not messages.never_sent(exc):
+            raise BackendUnavailableError(
+                f"the connection to the state server at {self._server} broke after a "
+                f"conditional write was sent ({what}); whether it was applied is unknown, "
+                "so it was not resent: read the key to find out"
+            ) from exc
+        raise BackendUnavailableError(
+            f"the state server at {self._server} did not answer ({what}; "
+            f"{attempt + 1} attempt{'s' if attempt else ''} within the "
+            f"{self._policy.timeout:g} s timeout_seconds)"
+        ) from exc
+
+    def _send(self, call: Call) -> httpx.Response:
+        client = self._sync_client()
+        start, attempt, renewed = time.monotonic(), 0, False
+        while True:
+            token = self._token.current()
+            remaining = max(0.001, start + self._policy.timeout - time.monotonic())
+            try:
+                response = client.send(self._request_for(client, call, token, remaining))
+            except httpx.TransportError as exc:
+                time.sleep(self._pause_after(exc, call, attempt, start))
+                attempt += 1
+                continue
+            if not renewed and self._token.renewed_since(token, response):
+                renewed = True
+                continue
+            return response
+
+    async def _asend(self, call: Call) -> httpx.Response:
+        client = self._async_client()
+        start, attempt, renewed = time.monotonic(), 0, False
+        while True:
+            token = self._token.current()
+            remaining = max(0.001, start + self._policy.timeout - time.monotonic())
+            try:
+                response = await client.send(self._request_for(client, call, token, remaining))
+            except httpx.TransportError as exc:
+                await asyncio.sleep(self._pause_after(exc, call, attempt, start))
+                attempt += 1
+                continue
+            if not renewed and self._token.renewed_since(token, response):
+                renewed = True
+                continue
+            return response
+
+    @staticmethod
+    def _request_for(
+        client: httpx.Client | httpx.AsyncClient, call: Call, token: str, remaining: float
+    ) -> httpx.Request:
+        return client.build_request(
+            call.method, call.path, params=call.params, content=call.content,
+            headers={**call.headers, "Authorization": f"Bearer {token}"}, timeout=remaining,
+        )  # fmt: skip
+
+    def _call(self, call: Call, read: Callable[[httpx.Response, str], T]) -> T:
+        return read(self._send(call), self._server)
+
+    async def _acall(self, call: Call, read: Callable[[httpx.Response, str], T]) -> T:
+        return read(await self._asend(call), self._server)
+
+    # -- the eight methods ---------------------------------------------------------------------
+
+    def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
+        return self._call(messages.get_call(scope, key), messages.read_value)
+
+    def set(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: Session | None = None,
+    ) -> None:
+        call = messages.set_call(scope, key, value, expires_at=expires_at)
+        self._call(call, messages.read_done)
+
+    def delete(self, scope: StateScope, key: str, *, session: Session | None = None) -> None:
+        self._call(messages.delete_call(scope, key), messages.read_done)
+
+    def clear(
+        self, scope: StateScope, *, all_map_indices: bool = False, session: Session | None = None
+    ) -> None:
+        call = messages.clear_call(scope, all_map_indices=all_map_indices)
+        self._call(call, messages.read_done)
+
+    async def aget(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> str | None:
+        return await self._acall(messages.get_call(scope, key), messages.read_value)
+
+    async def aset(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        call = messages.set_call(scope, key, value, expires_at=expires_at)
+        await self._acall(call, messages.read_done)
+
+    async def adelete(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> None:
+        await self._acall(messages.delete_call(scope, key), messages.read_done)
+
+    async def aclear(
+        self,
+        scope: StateScope,
+        *,
+        all_map_indices: bool = False,
+        session: AsyncSession | None = None,
+    ) -> None:
+        call = messages.clear_call(scope, all_map_indices=all_map_indices)
+        await self._acall(call, messages.read_done)
+
+    # -- versions, provenance, listing ------------------------------------------------------
+
+    def get_item(
+        self, scope: StateScope, key: str, *, session: Session | None = None
+    ) -> StoredItem | None:
+        return self._call(messages.get_call(scope, key), messages.read_item)
+
+    def set_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        call = messages.set_call(
+            scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
+        )
+        self._call(call, messages.read_done)
+
+    async def aget_item(
+        self, scope: StateScope, key: str, *, session: AsyncSession | None = None
+    ) -> StoredItem | None:
+        return await self._acall(messages.get_call(scope, key), messages.read_item)
+
+    async def aset_item(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        expires_at: datetime | None = None,
+        if_version: int | None = None,
+        updated_by: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        call = messages.set_call(
+            scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
+        )
+        await self._acall(call, messages.read_done)
+
+    def list_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: Session | None = None,
+    ) -> list[tuple[str, str | None]]:
+        call = messages.list_call(scope, prefix=prefix, after=after, limit=limit, values=values)
+        return self._call(call, messages.read_page)
+
+    async def alist_items(
+        self,
+        scope: StateScope,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+        values: bool = True,
+        session: AsyncSession | None = None,
+    ) -> list[tuple[str, str | None]]:
+        call = messages.list_call(scope, prefix=prefix, after=after, limit=limit, values=values)
+        return await self._acall(call, messages.read_page)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client's connections (async clients close with their loops,
+        or with :meth:`aclose` on theirs). The backend may be used again afterwards."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's client and the sync one."""
+        state = self._loops.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.release()
+            lifecycle.finish_parked(state.parked)
+        self.close()

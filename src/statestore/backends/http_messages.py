@@ -1,0 +1,293 @@
+"""What :class:`~statestore.backends.http.HttpStateBackend` sends and how it reads the
+answers: the pure core its sync and async twins share (no I/O but a token file's stat).
+
+Every operation is one :class:`Call` built here from :mod:`statestore.wire` (so client
+and server cannot drift), sent by the twin, and its response decoded here. What may be
+resent after a failure is decided here too (:func:`may_resend`), as is how long to wait
+(:class:`RetryPolicy`) -- so the policy is unit-tested without a network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import ssl
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from statestore import wire
+from statestore.exceptions import BackendUnavailableError, ConfigError, StateStoreError
+from statestore.items import StoredItem
+from statestore.scopes import StateScope, TaskScope
+
+__all__ = [
+    "Call",
+    "RetryPolicy",
+    "TokenSource",
+    "clear_call",
+    "delete_call",
+    "error_of",
+    "get_call",
+    "list_call",
+    "may_resend",
+    "never_sent",
+    "read_done",
+    "read_item",
+    "read_page",
+    "read_value",
+    "set_call",
+]
+
+_JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request of one operation.
+
+    ``idempotent``: sending it twice leaves the same state as once, so it may be resent
+    after an *ambiguous* failure (the request went out, no answer came back). A
+    conditional write is not: had the first one been applied, the second would lose to
+    it and report a conflict with our own write.
+    """
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    idempotent: bool = True
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+def _key_path(scope: StateScope) -> str:
+    return wire.TASK_KEY if isinstance(scope, TaskScope) else wire.ASSET_KEY
+
+
+def _collection_path(scope: StateScope) -> str:
+    return wire.TASK_STATE if isinstance(scope, TaskScope) else wire.ASSET_STATE
+
+
+def get_call(scope: StateScope, key: str) -> Call:
+    """Read one key, value and metadata (``get`` and ``get_item`` send the same)."""
+    return Call("GET", _key_path(scope), wire.key_params(scope, key))
+
+
+def set_call(
+    scope: StateScope,
+    key: str,
+    value: str,
+    *,
+    expires_at: datetime | None,
+    if_version: int | None = None,
+    updated_by: str | None = None,
+) -> Call:
+    """Write one key; with ``if_version`` a conditional request (not resendable)."""
+    headers = {"Content-Type": _JSON, **wire.if_version_headers(if_version)}
+    params = wire.write_params(scope, key, expires_at=expires_at, updated_by=updated_by)
+    content = value.encode("utf-8")
+    return Call("PUT", _key_path(scope), params, headers, content, idempotent=if_version is None)
+
+
+def delete_call(scope: StateScope, key: str) -> Call:
+    """Delete one key (absent: still a success)."""
+    return Call("DELETE", _key_path(scope), wire.key_params(scope, key))
+
+
+def clear_call(scope: StateScope, *, all_map_indices: bool) -> Call:
+    """Delete every key of a scope (of every map index of a task, if asked)."""
+    params = wire.scope_params(scope)
+    if all_map_indices and isinstance(scope, TaskScope):
+        params["all_map_indices"] = "true"
+    return Call("DELETE", _collection_path(scope), params)
+
+
+def list_call(scope: StateScope, *, prefix: str, after: str, limit: int, values: bool) -> Call:
+    """One page of a scope's live keys."""
+    params = wire.list_params(scope, prefix=prefix, after=after, limit=limit, values=values)
+    return Call("GET", _collection_path(scope), params)
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def _problem_body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = json.loads(response.content)
+    except ValueError:  # an HTML error page from a proxy, an empty body...
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def error_of(response: httpx.Response, server: str) -> StateStoreError:
+    """The typed exception a failed answer stands for, with the server's message."""
+    body = _problem_body(response)
+    exc = wire.error_from_problem(response.status_code, body)
+    if isinstance(exc, BackendUnavailableError) and body is None:
+        # Not statestore speaking (a proxy's 502 page): say who did not answer.
+        return BackendUnavailableError(
+            f"the state server at {server} answered HTTP {response.status_code} "
+            f"without a problem report ({response.reason_phrase or 'no reason given'})"
+        )
+    return exc
+
+
+def _checked(response: httpx.Response, server: str) -> httpx.Response:
+    if not response.is_success:
+        raise error_of(response, server)
+    return response
+
+
+def _absent(response: httpx.Response) -> bool:
+    return response.status_code == 404 and wire.is_absent(404, _problem_body(response))
+
+
+def read_value(response: httpx.Response, server: str) -> str | None:
+    """A read's JSON text, ``None`` for an absent key, or the typed error."""
+    if _absent(response):
+        return None
+    return _checked(response, server).content.decode("utf-8")
+
+
+def read_item(response: httpx.Response, server: str) -> StoredItem | None:
+    """A read's value and metadata (from its headers), ``None`` for an absent key."""
+    if _absent(response):
+        return None
+    checked = _checked(response, server)
+    return wire.item_from_headers(checked.content.decode("utf-8"), checked.headers)
+
+
+def read_done(response: httpx.Response, server: str) -> None:
+    """A write's, delete's or clear's answer: nothing, or the typed error."""
+    _checked(response, server)
+
+
+def read_page(response: httpx.Response, server: str) -> list[tuple[str, str | None]]:
+    """A listing page's ``(key, JSON text)`` pairs."""
+    return wire.list_page_from_json(_checked(response, server).content)
+
+
+# -- what may be resent, and when ---------------------------------------------------------
+
+# The request never left this process (no connection, no pooled connection free in
+# time): resending is safe for every operation, conditional writes included.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The request may have been applied and its answer lost.
+_AMBIGUOUS = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout,
+              httpx.WriteTimeout)  # fmt: skip
+
+
+def _is_certificate_problem(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request certainly never reached the server."""
+    return isinstance(exc, _NEVER_SENT)
+
+
+def may_resend(exc: httpx.TransportError, call: Call) -> bool:
+    """Whether ``call`` may be sent again after ``exc`` (time permitting).
+
+    A certificate the client refuses will be refused again: that is not retried.
+    """
+    if isinstance(exc, _NEVER_SENT):
+        return not _is_certificate_problem(exc)
+    return call.idempotent and isinstance(exc, _AMBIGUOUS)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential pauses with jitter, never past the operation's deadline.
+
+    ``timeout`` bounds the whole operation, every attempt and pause included
+    (``[client] timeout_seconds``): a server restarting within it is waited for, one
+    that stays away ends in ``BackendUnavailableError`` once it is spent.
+    """
+
+    timeout: float
+    first_pause: float = 0.05
+    max_pause: float = 1.0
+
+    def pause(self, attempt: int, remaining: float) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None``: give up now."""
+        base = min(self.max_pause, self.first_pause * 2**attempt)
+        pause = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not secrecy
+        # Leave room for the next attempt itself, or it could only time out.
+        return pause if pause + min(0.1, self.timeout / 10) < remaining else None
+
+
+# -- the token ----------------------------------------------------------------------------
+
+
+class TokenSource:
+    """The bearer token: given inline, or read from a file again whenever it changes.
+
+    Tokens are short-lived, so whatever renews them rewrites the file; a ``stat()`` per
+    request notices (modification time, size and inode), and only then is it re-read.
+    The token's text never appears in an error message.
+    """
+
+    def __init__(self, token: str | None = None, token_file: str | os.PathLike[str] | None = None):
+        if token and token_file:
+            raise ConfigError("give a token or a token file, not both")
+        if not token and not token_file:
+            raise ConfigError("the state server needs a token: token= or token_file=")
+        self._inline = token.strip() if token else None
+        if token is not None and not self._inline:
+            raise ConfigError("the token is empty")
+        self._path = Path(token_file) if token_file else None
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._token = ""
+
+    @property
+    def path(self) -> Path | None:
+        """The token file, if the token comes from one."""
+        return self._path
+
+    def current(self) -> str:
+        """The token to send now."""
+        if self._inline is not None:
+            return self._inline
+        assert self._path is not None
+        try:
+            info = self._path.stat()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {self._path}: {exc.strerror}") from None
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if stamp != self._seen:
+            with self._lock:
+                if stamp != self._seen:
+                    self._token = self._read()
+                    self._seen = stamp
+        return self._token
+
+    def _read(self) -> str:
+        assert self._path is not None
+        try:
+            text = self._path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read the token file {self._path}: {why}") from None
+        if not text:
+            raise ConfigError(f"the token file {self._path} is empty")
+        return text
+
+    def renewed_since(self, sent: str, response: httpx.Response) -> bool:
+        """Whether a 401 answered a token the file has replaced since: worth one resend
+        (a rejected token means nothing was done, so any request may be resent)."""
+        return response.status_code == 401 and self._path is not None and self.current() != sent
