@@ -1,0 +1,186 @@
+"""Maintenance and the asset registry, for admin tokens only (``authorize(Need.ADMIN)``).
+
+``POST /api/v1/admin/cleanup`` deletes expired task state (``batch_size``); with
+``dry_run=true`` it streams, as NDJSON, one line per key it would delete and then a
+``{"report": ...}`` line -- in constant memory however many keys expired.
+``POST /api/v1/admin/sweep`` deletes the state of inactive assets (``dry_run``).
+``GET /api/v1/assets`` lists the registry (``active``); ``POST .../deactivate`` and
+``.../activate`` take ``{"names": [...]}`` and answer how many assets changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from statestore import wire
+from statestore.cleanup import cleanup_task_states, iter_expired_task_states, sweep_asset_states
+from statestore.exceptions import InvalidTypeError, InvalidValueError, StateStoreError
+from statestore.server import openapi
+from statestore.server.auth import Access, Need, authorize
+from statestore.server.body import read_json
+from statestore.server.state import ServerState
+from statestore.store import StateStore
+
+__all__ = ["ASSETS_ACTIVATE", "ASSETS_DEACTIVATE", "router"]
+
+ASSETS_DEACTIVATE = f"{wire.ASSETS}/deactivate"
+ASSETS_ACTIVATE = f"{wire.ASSETS}/activate"
+MAX_NAMES = 10_000
+_ADMIN_BODY_BYTES = 4 * 1024 * 1024
+
+router = APIRouter(tags=["admin"])
+Admin = Annotated[Access, Depends(authorize(Need.ADMIN))]
+_ERRORS = openapi.problem_responses(401, 403, 422, 503)
+_BOOL = {"type": "boolean", "default": False}
+
+
+def _store(request: Request) -> StateStore:
+    state: ServerState = request.app.state.statestore
+    return state.store
+
+
+def _batch_size(request: Request) -> int | None:
+    text = request.query_params.get("batch_size")
+    if text is None:
+        return None
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise InvalidValueError(f"batch_size must be a whole number, not {text!r}") from None
+
+
+def _line(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def _dry_run_lines(store: StateStore) -> Iterator[bytes]:
+    # A sync generator: Starlette iterates it in a worker thread, one row at a time.
+    count = 0
+    try:
+        for expired in iter_expired_task_states(store):
+            count += 1
+            row = dataclasses.asdict(expired)
+            row["expires_at"] = expired.expires_at.isoformat()
+            yield _line(row)
+    except StateStoreError as exc:  # the status is sent already: say so in the stream
+        yield _line({"error": wire.problem_for(exc)[1]})
+        return
+    yield _line({"report": {"would_delete": count, "dry_run": True}})
+
+
+@router.post(
+    wire.CLEANUP,
+    summary="Delete expired task state",
+    responses=_ERRORS,
+    openapi_extra={
+        "parameters": [
+            openapi.query("dry_run", _BOOL, "Delete nothing; stream what would go (NDJSON)."),
+            {
+                "name": "batch_size",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "Rows per committed batch (0: one statement).",
+            },
+        ]
+    },
+)
+async def cleanup(request: Request, access: Admin) -> Response:
+    """The cleanup report; a dry run streams the keys it would delete."""
+    store = _store(request)
+    batch_size = _batch_size(request)
+    if wire.flag(request.query_params, "dry_run"):
+        report = await run_in_threadpool(cleanup_task_states, store, dry_run=True)
+        if report.skipped_reason is not None:  # not the metastore: nothing to stream
+            return JSONResponse(dataclasses.asdict(report))
+        return StreamingResponse(_dry_run_lines(store), media_type="application/x-ndjson")
+    report = await run_in_threadpool(cleanup_task_states, store, batch_size=batch_size)
+    return JSONResponse(dataclasses.asdict(report))
+
+
+@router.post(
+    wire.SWEEP,
+    summary="Delete the state of inactive assets",
+    responses=_ERRORS,
+    openapi_extra={"parameters": [openapi.query("dry_run", _BOOL, "Count only.")]},
+)
+async def sweep(request: Request, access: Admin) -> Response:
+    """The sweep report."""
+    dry_run = wire.flag(request.query_params, "dry_run")
+    report = await run_in_threadpool(sweep_asset_states, _store(request), dry_run=dry_run)
+    return JSONResponse(dataclasses.asdict(report))
+
+
+@router.get(
+    wire.ASSETS,
+    summary="List registered assets",
+    responses=_ERRORS,
+    openapi_extra={
+        "parameters": [
+            openapi.query("active", {"type": "boolean"}, "Only active (true) or inactive (false).")
+        ]
+    },
+)
+async def list_assets(request: Request, access: Admin) -> Response:
+    """Assets by name with their number of keys."""
+    params = request.query_params
+    active = wire.flag(params, "active") if "active" in params else None
+    assets = await _store(request).alist_assets(active)
+    return JSONResponse(
+        {
+            "assets": [
+                {
+                    "asset_id": a.asset_id,
+                    "name": a.name,
+                    "uri": a.uri,
+                    "active": a.active,
+                    "keys": a.keys,
+                    "created_at": a.created_at.isoformat(),
+                    "updated_at": a.updated_at.isoformat(),
+                }
+                for a in assets
+            ]
+        }
+    )
+
+
+async def _names(request: Request) -> list[str]:
+    body = await read_json(request, _ADMIN_BODY_BYTES)
+    names = body.get("names") if isinstance(body, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidTypeError('the body must be {"names": ["asset name", ...]}')
+    if len(names) > MAX_NAMES:
+        raise InvalidValueError(f"at most {MAX_NAMES} names at a time, not {len(names)}")
+    return names
+
+
+_NAMES_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["names"],
+    "properties": {"names": {"type": "array", "items": {"type": "string"}}},
+}}}}}  # fmt: skip
+
+
+@router.post(
+    ASSETS_DEACTIVATE, summary="Deactivate assets", responses=_ERRORS, openapi_extra=_NAMES_BODY
+)
+async def deactivate_assets(request: Request, access: Admin) -> Response:
+    """``{"deactivated": n}``: no more writes; the next sweep deletes their state."""
+    changed = await _store(request).adeactivate_assets(*await _names(request))
+    return JSONResponse({"deactivated": changed})
+
+
+@router.post(
+    ASSETS_ACTIVATE, summary="Re-activate assets", responses=_ERRORS, openapi_extra=_NAMES_BODY
+)
+async def activate_assets(request: Request, access: Admin) -> Response:
+    """``{"activated": n}``."""
+    changed = await _store(request).aactivate_assets(*await _names(request))
+    return JSONResponse({"activated": changed})
