@@ -44,6 +44,7 @@ from statestore.shortcuts import asset_state, run_id_for, task_state
 from statestore.store import StateStore, default_store, set_default_store
 
 if TYPE_CHECKING:
+    from statestore.backends.http import HttpStateBackend
     from statestore.cleanup import CleanupReport, cleanup_task_states, sweep_asset_states
     from statestore.metastore import MetastoreStateBackend
 
@@ -53,6 +54,10 @@ __version__ = "0.1.0.dev0"
 def __getattr__(name: str) -> Any:
     # The metastore pulls in SQLAlchemy's dialect machinery and Alembic; load it on
     # first use so `import statestore` stays cheap for code that only uses accessors.
+    if name == "HttpStateBackend":  # needs httpx, which only a state server's clients use
+        from statestore.backends.http import HttpStateBackend  # noqa: PLC0415
+
+        return HttpStateBackend
     if name == "MetastoreStateBackend":
         from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
 
@@ -75,6 +80,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, checked by a test
     "BaseStateBackend",
     "CleanupReport",
     "ConfigError",
+    "HttpStateBackend",
     "InMemoryStateBackend",
     "InactiveAssetError",
     "InvalidKeyError",

@@ -15,8 +15,17 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from statestore.exceptions import ConfigError
 
@@ -24,10 +33,12 @@ __all__ = [
     "CONFIG_FILE_ENV",
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
+    "ClientSettings",
     "DatabaseSettings",
     "StateStoreConfig",
     "StateStoreSettings",
     "WorkersSettings",
+    "is_server_url",
     "mask_url",
 ]
 
@@ -40,7 +51,8 @@ _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^?#]*(@)")
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
 # Values that may carry credentials: never echoed back in an error message.
-_SECRET_KEYS = frozenset({"database.url", "workers.object_store_url"})
+_SECRET_KEYS = frozenset({"database.url", "workers.object_store_url", "client.token"})
+_WHOLLY_SECRET = frozenset({"client.token"})  # shown as *** when set, whatever it is
 
 Layer = dict[str, dict[str, Any]]
 
@@ -69,6 +81,11 @@ def mask_url(url: str) -> str:
         masked = url if parsed.password is None else parsed.render_as_string(hide_password=True)
     masked = _USERINFO_PASSWORD.sub(r"\1***\2", masked)
     return _QUERY_PASSWORD.sub(r"\1***", masked)
+
+
+def is_server_url(url: str) -> bool:
+    """Whether ``url`` names a state server (``http://`` or ``https://``), not a database."""
+    return url.lower().startswith(("http://", "https://"))
 
 
 def _dotted_path(value: str) -> str:
@@ -199,10 +216,49 @@ class WorkersSettings(_Section):
     _ints = field_validator("max_object_bytes", mode="before")(_whole_number)
 
 
+class ClientSettings(_Section):
+    """``[client]``: a state server to use instead of a database (``statestore serve``)."""
+
+    url: str = Field(
+        default="",
+        description="http(s):// URL of a state server; set, it selects the HTTP backend "
+        "(workers then need no database credentials). Empty: use [database].",
+    )
+    token: str = Field(
+        default="", description="Bearer token for the server (prefer token_file: tokens expire)."
+    )
+    token_file: str = Field(
+        default="",
+        description="File holding the bearer token, re-read whenever it changes.",
+    )
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest one operation may take, retries after connection errors "
+        "included; then BackendUnavailableError naming the server.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _server_url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if not is_server_url(value) or not parts.hostname:
+                raise ValueError("not a state server URL (expected http(s)://host[:port][/path])")
+        return value
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ClientSettings:
+        if self.token and self.token_file:
+            raise ValueError("give token or token_file, not both")
+        return self
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "database": DatabaseSettings,
     "state_store": StateStoreSettings,
     "workers": WorkersSettings,
+    "client": ClientSettings,
 }
 
 
@@ -281,6 +337,7 @@ class StateStoreConfig(BaseModel):
     database: DatabaseSettings = DatabaseSettings()
     state_store: StateStoreSettings = StateStoreSettings()
     workers: WorkersSettings = WorkersSettings()
+    client: ClientSettings = ClientSettings()
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -329,7 +386,10 @@ class StateStoreConfig(BaseModel):
         if mask_secrets:
             for name in _SECRET_KEYS:
                 section, key = name.split(".")
-                data[section][key] = mask_url(str(data[section][key]))
+                value = str(data[section][key])
+                data[section][key] = (
+                    ("***" if value else "") if name in _WHOLLY_SECRET else mask_url(value)
+                )
         return data
 
     def with_database_url(self, url: str) -> StateStoreConfig:
@@ -341,6 +401,34 @@ class StateStoreConfig(BaseModel):
         copy = self.model_copy(update={"database": database})
         copy._origins = {**self._origins, "database.url": "argument"}
         return copy
+
+    def with_client(
+        self, url: str | None = None, *, token: str | None = None, token_file: str | None = None
+    ) -> StateStoreConfig:
+        """A copy with ``[client]`` settings replaced (validated, source "argument"); a
+        token given replaces the configured token or token file."""
+        changes = {
+            name: value
+            for name, value in (("url", url), ("token", token), ("token_file", token_file))
+            if value is not None
+        }
+        return _with_client(self, changes) if changes else self
+
+
+def _with_client(config: StateStoreConfig, changes: dict[str, str]) -> StateStoreConfig:
+    """A copy with ``[client]`` keys replaced (validated, source "argument")."""
+    settings = {**config.client.model_dump(), **changes}
+    if "token" in changes:
+        settings["token_file"] = changes.get("token_file", "")
+    elif "token_file" in changes:
+        settings["token"] = ""  # a token given now replaces the configured one
+    try:
+        client = ClientSettings(**settings)
+    except ValidationError as exc:
+        raise ConfigError(_summarise(_describe(exc, {}, section="client"))) from None
+    copy = config.model_copy(update={"client": client})
+    copy._origins = {**config._origins, **{f"client.{k}": "argument" for k in changes}}
+    return copy
 
 
 def _describe(exc: ValidationError, origins: dict[str, str], section: str = "") -> list[str]:

@@ -38,6 +38,28 @@ def _config_with_url(config: StateStoreConfig | None, url: str | None) -> StateS
     return config if url is None else config.with_database_url(url)
 
 
+def _configured(
+    config: StateStoreConfig | None,
+    url: str | None,
+    token: str | None,
+    token_file: str | None,
+) -> StateStoreConfig:
+    """The settings a store is built from: an ``http(s)://`` url names a state server
+    (``[client] url``), any other a database (``[database] url``)."""
+    from statestore.config import is_server_url  # noqa: PLC0415 - pydantic, see above
+
+    server = url is not None and is_server_url(url)
+    merged = _config_with_url(config, None if server else url)
+    if server or token is not None or token_file is not None:
+        merged = merged.with_client(url if server else None, token=token, token_file=token_file)
+        if not merged.client.url:
+            raise ConfigError(
+                "token= and token_file= are for a state server: give an http(s):// url "
+                "or set [client] url"
+            )
+    return merged
+
+
 def _build_worker(config: StateStoreConfig) -> BaseStateBackend | None:
     path = config.workers.state_backend
     if not path:
@@ -57,17 +79,44 @@ def _build_backend(
     engine: Engine | None,
     async_engine: AsyncEngine | None,
 ) -> BaseStateBackend:
+    if config.client.url:
+        return _build_http_backend(config, engine=engine, async_engine=async_engine)
     backend_cls = load_backend(config.state_store.backend)
     from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415 - heavy import
 
     if issubclass(backend_cls, MetastoreStateBackend):
         return backend_cls.from_config(config, engine=engine, async_engine=async_engine)
+    if backend_cls.__module__ == _HTTP_MODULE:  # needs [client] url, which is not set
+        return _build_http_backend(config, engine=engine, async_engine=async_engine)
     if url_given or engine is not None or async_engine is not None:
         raise ConfigError(
             f"[state_store] backend = {config.state_store.backend!r} is not the metastore "
             "backend, so a database url or engine cannot be used with it"
         )
     return backend_cls()
+
+
+_HTTP_MODULE = "statestore.backends.http"
+_HTTP_BACKEND = f"{_HTTP_MODULE}.HttpStateBackend"
+
+
+def _build_http_backend(
+    config: StateStoreConfig, *, engine: Engine | None, async_engine: AsyncEngine | None
+) -> BaseStateBackend:
+    """The HTTP backend ``[client]`` describes; the metastore is never imported."""
+    from statestore.config import StateStoreSettings  # noqa: PLC0415
+
+    chosen = config.state_store.backend
+    if chosen not in (StateStoreSettings().backend, _HTTP_BACKEND):
+        raise ConfigError(
+            f"[client] url selects the HTTP backend, but [state_store] backend = {chosen!r}: "
+            "unset one of them"
+        )
+    if engine is not None or async_engine is not None:
+        raise ConfigError("a state server URL and a database engine cannot be used together")
+    from statestore.backends.http import HttpStateBackend  # noqa: PLC0415 - needs httpx
+
+    return HttpStateBackend.from_config(config)
 
 
 class StateStore:
@@ -85,9 +134,16 @@ class StateStore:
         async_engine: AsyncEngine | None = None,
         config: StateStoreConfig | None = None,
         backend: BaseStateBackend | None = None,
+        token: str | None = None,
+        token_file: str | None = None,
         updated_by: str | None = None,
     ) -> None:
         """Build a store from a URL, a host's engine(s), or a ready ``backend``.
+
+        An ``http://`` or ``https://`` url names a state server (``statestore serve``):
+        the store then uses :class:`~statestore.backends.http.HttpStateBackend` with
+        ``token`` (the bearer token) or ``token_file`` (a file holding it, re-read when
+        it changes), like ``[client] url`` / ``token`` / ``token_file`` in the settings.
 
         Settings come from ``config`` or, without one, from the usual sources
         (``STATESTORE_*`` variables, ``statestore.cfg``). That holds with ``backend=``
@@ -98,7 +154,7 @@ class StateStore:
         self._updated_by = writer_name(updated_by)
         if url is not None and not isinstance(url, str):
             url = str(url)  # a sqlalchemy URL object; render_as_string keeps the password
-        self._config = _config_with_url(config, url)
+        self._config = _configured(config, url, token, token_file)
         if backend is not None:
             if not isinstance(backend, BaseStateBackend):
                 raise InvalidTypeError(

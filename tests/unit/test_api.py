@@ -58,6 +58,7 @@ PARITY_CLASSES = [
     statestore.BaseStateBackend,
     statestore.InMemoryStateBackend,
     statestore.MetastoreStateBackend,
+    statestore.HttpStateBackend,
     statestore.StateStore,
     WorkerBackedStateBackend,
 ]

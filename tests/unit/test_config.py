@@ -301,7 +301,7 @@ def test_passwords_masked_in_as_dict(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.as_dict(mask_secrets=False)["database"]["url"] == (
         "postgresql://app:hunter2@db/app"
     )
-    assert set(shown) == {"database", "state_store", "workers"}
+    assert set(shown) == {"database", "state_store", "workers", "client"}
 
 
 @pytest.mark.parametrize(
