@@ -7,7 +7,7 @@ traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,9 +18,10 @@ from statestore.cli import (
     demo,
     maintenance_cmds,
     objects_cmds,
+    server_cmds,
     state_cmds,
 )
-from statestore.cli.common import CliState, CliUsageError, echo_error
+from statestore.cli.common import CliState, CliUsageError, console, echo_error
 from statestore.exceptions import StateStoreError
 
 __all__ = ["app", "main"]
@@ -40,6 +41,15 @@ app.add_typer(assets_cmds.app, name="assets")
 app.add_typer(config_cmds.app, name="config")
 app.add_typer(objects_cmds.app, name="objects")
 app.command("demo")(demo.demo)
+server_cmds.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from statestore import __version__  # noqa: PLC0415 - only when asked
+
+        console.print(f"statestore {__version__}")
+        raise typer.Exit
 
 
 @app.callback()
@@ -47,43 +57,92 @@ def _root(
     ctx: typer.Context,
     url: Annotated[
         str | None,
-        typer.Option("--url", envvar=None, help="Database URL (default: from configuration)."),
+        typer.Option("--url", metavar="URL", help="Database URL (default: from configuration)."),
     ] = None,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Machine-readable JSON output.")
+        bool, typer.Option("--json", help="Machine-readable JSON output (errors too).")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = CliState(url=url, json=json_output, debug=debug)
 
 
+def _plain_flags(command: Any) -> Any:
+    """Drop the ``<bool>`` type typer's help shows for on/off flags, ``--help`` included.
+
+    A flag takes no value; showing one sends users typing ``--json true``.
+    """
+    for param in command.params:
+        if getattr(param, "is_bool_flag", False) and param.metavar is None:
+            param.metavar = ""
+    help_option = command.get_help_option(command.context_class(command))
+    if help_option is not None:
+        help_option.metavar = ""
+    for child in getattr(command, "commands", {}).values():
+        _plain_flags(child)
+    return command
+
+
+def _root_options(argv: list[str]) -> set[str]:
+    """The global flags given before the command (``--json``, ``--debug``)."""
+    found: set[str] = set()
+    args = iter(argv)
+    for arg in args:
+        if arg == "--url":
+            next(args, None)
+        elif arg.startswith("--url="):
+            continue
+        elif arg.startswith("-"):
+            found.add(arg)
+        else:
+            break  # the command: what follows is its own
+    return found
+
+
+def _failure(exc: Exception, *, debug: bool) -> tuple[str, str, int]:
+    """``(type, message, exit code)`` for an error that ends the command.
+
+    With ``--debug``, anything but a usage error is re-raised for its traceback.
+    """
+    if isinstance(exc, StateStoreError):
+        if debug:
+            raise exc
+        return type(exc).__name__, str(exc), 2 if isinstance(exc, CliUsageError) else 1
+    if isinstance(exc, typer.Abort):
+        return "Aborted", "aborted", 1
+    # Usage errors (click's, or the copy typer vendors) are one line too, not a usage
+    # block: recognise them by shape rather than by one copy's class.
+    format_message = getattr(exc, "format_message", None)
+    exit_code = getattr(exc, "exit_code", None)
+    if callable(format_message) and isinstance(exit_code, int):
+        return "UsageError", str(format_message()), exit_code
+    if debug:
+        raise exc
+    message = f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)"
+    return type(exc).__name__, message, 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (used by the console script and ``-m``)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags = _root_options(args)
     try:
         # Without standalone mode, click returns a command's typer.Exit code instead of
         # raising it: that return value is the exit code ("get" of an absent key: 1).
-        returned = app(args=argv, standalone_mode=False)
-    except StateStoreError as exc:
-        if debug:
-            raise
-        echo_error(str(exc))
-        return 2 if isinstance(exc, CliUsageError) else 1
+        command = _plain_flags(typer.main.get_command(app))
+        returned = command.main(args=args, prog_name="statestore", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
-        echo_error("aborted")
-        return 1
-    except Exception as exc:
-        # Usage errors (click's, or the copy typer vendors) are one line too, not a
-        # usage block: recognise them by shape rather than by one copy's class.
-        format_message = getattr(exc, "format_message", None)
-        exit_code = getattr(exc, "exit_code", None)
-        if callable(format_message) and isinstance(exit_code, int):
-            echo_error(str(format_message()))
-            return exit_code
-        if debug:
-            raise
-        echo_error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
-        return 1
+    except Exception as exc:  # noqa: BLE001 - the one boundary: every error is one line
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 0  # a group without its sub-command: the help is printed, not an error
+        kind, message, code = _failure(exc, debug="--debug" in flags)
+        echo_error(message, as_json="--json" in flags, kind=kind, code=code)
+        return code
     return returned if isinstance(returned, int) else 0
