@@ -164,10 +164,10 @@ class AsyncBackendConformance(AsyncCapabilityConformance):
         assert [await backend.aget(s, "key") for s in scopes[1:]] == [
             str(i) for i in range(1, len(scopes))
         ]
-        await backend.aset(task, "key", "t")
+        await backend.aset(task, "key", '"t"')
         for asset in scopes[1:]:
             await backend.aclear(asset)
-        assert await backend.aget(task, "key") == "t"
+        assert await backend.aget(task, "key") == '"t"'
 
     @pytest.mark.asyncio
     async def test_keys_are_exact(self, backend: BaseStateBackend) -> None:

@@ -146,10 +146,10 @@ class BackendConformance(CapabilityConformance):
         assert [backend.get(s, "key") for s in scopes[1:]] == [
             str(i) for i in range(1, len(scopes))
         ]
-        backend.set(task, "key", "t")
+        backend.set(task, "key", '"t"')
         for asset in scopes[1:]:
             backend.clear(asset)
-        assert backend.get(task, "key") == "t"
+        assert backend.get(task, "key") == '"t"'
 
     def test_keys_are_exact(self, backend: BaseStateBackend) -> None:
         # A dict, so a failure names the keys that collided.
