@@ -38,7 +38,7 @@ from statestore import wire
 from statestore.backends.memory import InMemoryStateBackend
 from statestore.scopes import TaskScope
 
-FRAMEWORKS = ("starlette", "fastapi", "litestar")
+FRAMEWORKS = ("starlette", "fastapi", "fastapi_raw", "litestar")
 SCOPE = TaskScope("bench_dag", "run_1", "extract")
 KEY = "checkpoint"
 VALUE = '{"status":"running","rows":123456,"note":"' + "x" * 84 + '"}'  # 128 bytes
@@ -86,6 +86,19 @@ def fastapi_app() -> Any:
     return app
 
 
+def fastapi_raw_app() -> Any:
+    """FastAPI as the state server uses it: the query read through wire, no binding."""
+    backend = _backend()
+    app = FastAPI()
+
+    @app.get(wire.TASK_KEY)
+    async def get_key(request: Request) -> FastAPIResponse:
+        status, body, headers = _lookup(backend, dict(request.query_params))
+        return FastAPIResponse(body, status, headers, media_type="application/json")
+
+    return app
+
+
 def litestar_app() -> Any:
     backend = _backend()
 
@@ -105,9 +118,13 @@ def litestar_app() -> Any:
 def _serve(framework: str, port: int) -> None:
     import uvicorn
 
-    app = {"starlette": starlette_app, "fastapi": fastapi_app, "litestar": litestar_app}[
-        framework
-    ]()
+    builders = {
+        "starlette": starlette_app,
+        "fastapi": fastapi_app,
+        "fastapi_raw": fastapi_raw_app,
+        "litestar": litestar_app,
+    }
+    app = builders[framework]()
     uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",
                 log_level="warning", access_log=False)  # fmt: skip
 
@@ -185,13 +202,13 @@ def main() -> None:
         for framework in FRAMEWORKS:
             with _server(framework) as base:
                 results[framework].append(_round(base, args.requests))
-    print(f"{'framework':<10} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}  rounds req/s")
+    print(f"{'framework':<12} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}  rounds req/s")
     for framework, rounds in results.items():
         rps = statistics.median(r[0] for r in rounds)
         p50 = statistics.median(r[1] for r in rounds)
         p99 = statistics.median(r[2] for r in rounds)
         each = " ".join(f"{r[0]:.0f}" for r in rounds)
-        print(f"{framework:<10} {rps:>15.0f} {p50:>8.3f} {p99:>8.3f}  {each}")
+        print(f"{framework:<12} {rps:>15.0f} {p50:>8.3f} {p99:>8.3f}  {each}")
 
 
 if __name__ == "__main__":
