@@ -117,7 +117,25 @@ def _validate(value: object) -> None:
                     )
                 stack.append((child, (*parts, k)))
         else:
-            raise UnserializableValueError(f"{_path(parts)}: {type(item).__name__} is not JSON")
+            hint = _HINTS.get(type(item).__name__, "")
+            raise UnserializableValueError(
+                f"{_path(parts)}: {type(item).__name__} is not JSON{hint}"
+            )
+
+
+# What to store instead, for the non-JSON types people reach for first (by name, so
+# codec needs no imports for them).
+_HINTS = {
+    "datetime": "; store value.isoformat() and parse it back with datetime.fromisoformat()",
+    "date": "; store value.isoformat() and parse it back with date.fromisoformat()",
+    "time": "; store value.isoformat()",
+    "Decimal": "; store str(value) to keep every digit, or float(value)",
+    "set": "; store sorted(value) (a list)",
+    "frozenset": "; store sorted(value) (a list)",
+    "tuple": "; store list(value)",
+    "bytes": "; store value.decode() or base64 text",
+    "UUID": "; store str(value)",
+}
 
 
 def utf8_size(text: str) -> int:

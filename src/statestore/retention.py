@@ -47,14 +47,23 @@ def compute_expires_at(
             return None
         return now + timedelta(days=default_retention_days)
     if not isinstance(retention, timedelta):
+        # A bare number: show the timedelta it most likely meant, unit spelled out.
+        hint = (
+            f" (e.g. timedelta(days={retention!r}) or timedelta(hours={retention!r}))"
+            if isinstance(retention, int | float) and not isinstance(retention, bool)
+            else ""
+        )
         raise InvalidTypeError(
             "retention must be a datetime.timedelta or NEVER_EXPIRE, "
-            f"not {type(retention).__name__}"
+            f"not {type(retention).__name__}{hint}"
         )
     if retention == NEVER_EXPIRE:
         return None
     if retention <= _ZERO:
-        raise InvalidRetentionError(f"retention must be positive, not {retention!r}")
+        raise InvalidRetentionError(
+            f"retention must be positive, not {retention} ({retention!r}); "
+            "use NEVER_EXPIRE to keep a key until it is deleted"
+        )
     try:
         return now + retention
     except OverflowError:

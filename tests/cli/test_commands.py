@@ -42,10 +42,12 @@ def test_task_and_asset_state_round_trip(cli: Cli, migrated_url: URL) -> None:
     run("task-state", "set", "job", '"spark-2"', *SCOPE, "--never-expire")
     assert run("task-state", "list", *SCOPE)[0]["version"] == 2  # type: ignore[index]
     run("task-state", "delete", "job", *SCOPE)
-    assert run("task-state", "get", "job", *SCOPE)["found"] is False  # type: ignore[index]
-    absent = cli("--url", url, "task-state", "get", "job", *SCOPE)  # text mode: exit 1
+    absent_json = cli("--url", url, "--json", "task-state", "get", "job", *SCOPE)
+    assert absent_json.code == 1  # absent: exit 1 in both modes
+    assert absent_json.json() == {"found": False, "key": "job", "value": None}
+    absent = cli("--url", url, "task-state", "get", "job", *SCOPE)
     assert (absent.code, absent.stdout) == (1, ""), absent.stderr
-    run("task-state", "clear", *SCOPE, "--all-map-indices")
+    run("task-state", "clear", *SCOPE, "--all-map-indices", "--yes")
     assert run("task-state", "list", *SCOPE) == []
 
     run("asset-state", "set", "wm", '{"day": "2026-11-24"}', "--asset", "orders")
@@ -53,14 +55,14 @@ def test_task_and_asset_state_round_trip(cli: Cli, migrated_url: URL) -> None:
         "day": "2026-11-24"
     }
     assert [a["name"] for a in run("assets", "list")] == ["orders"]  # type: ignore[attr-defined]
-    assert run("assets", "deactivate", "orders") == {"deactivated": 1}
+    assert run("assets", "deactivate", "orders") == {"deactivated": 1, "unchanged": []}
     failed = cli("--url", url, "asset-state", "set", "wm", "1", "--asset", "orders")
     assert failed.code == 1
     assert "inactive" in failed.stderr
     assert run("sweep-asset-states", "--dry-run")["would_delete"] == 1  # type: ignore[index]
     assert run("cleanup")["deleted"] == 1  # type: ignore[index]
     assert run("asset-state", "list", "--asset", "orders") == []
-    assert run("assets", "activate", "orders") == {"activated": 1}
+    assert run("assets", "activate", "orders") == {"activated": 1, "unchanged": []}
 
 
 def test_cleanup_dry_run_json_lists_rows(cli: Cli, migrated_url: URL) -> None:
@@ -244,6 +246,7 @@ def test_keyed_mapped_instances_from_the_cli(cli: Cli, migrated_url: URL) -> Non
     assert got.code == 0, got.stderr
     assert got.json()["value"] == 7
     by_index = cli("--url", url, "--json", "task-state", "get", "rows", *SCOPE, "--map-index", "4")
+    assert by_index.code == 1
     assert by_index.json()["found"] is False  # the keyed instance is not position 4's
     with StateStore(url) as store:
         store.task_state(TaskScope("etl", "r1", "load", 5)).set("rows", 9)  # not keyed
@@ -256,8 +259,9 @@ def test_keyed_mapped_instances_from_the_cli(cli: Cli, migrated_url: URL) -> Non
     assert [(r["map_key"], r["value"]) for r in only] == [(key, 7)]
     cli.env["COLUMNS"] = "200"  # wide enough that no cell folds
     table = cli("--url", url, "task-state", "list", *SCOPE)
-    assert "map key" in table.stdout
+    assert "map" in table.stdout
     assert key in table.stdout
+    assert "-1" not in table.stdout  # "not mapped" is never shown as the sentinel
     cleared = cli("--url", url, "--json", "task-state", "clear", *SCOPE, "--map-key", key)
     assert cleared.code == 0, cleared.stderr
     with StateStore(url) as store:

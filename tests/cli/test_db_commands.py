@@ -26,7 +26,11 @@ def test_upgrade_check_current_downgrade(cli: Cli, db_url: URL) -> None:
     assert current.json()["current"] == head_revision()
     assert cli("--url", url, "db", "check").code == 0
 
-    down = cli("--url", url, "--json", "db", "downgrade", "base")
+    refused = cli("--url", url, "db", "downgrade", "base")  # stdin is not a terminal
+    assert (refused.code, refused.stdout) == (2, ""), refused.stderr
+    assert "needs --yes" in refused.stderr
+    assert cli("--url", url, "db", "check").code == 0  # nothing was dropped
+    down = cli("--url", url, "--json", "db", "downgrade", "base", "--yes")
     assert down.code == 0, down.stderr
     assert down.json() == {"database": down.json()["database"], "from": head_revision(), "to": None}
 

@@ -8,12 +8,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from statestore.cli.common import console, echo_json, open_store, state_of
+from statestore.cli.common import console, echo_json, open_store, plural, short_time, state_of
+from statestore.exceptions import UnknownAssetError
+from statestore.retention import utcnow
+from statestore.store import StateStore
 
 __all__ = ["app"]
 
 app = typer.Typer(help="The asset registry.", no_args_is_help=True)
-Names = Annotated[list[str], typer.Argument(help="Asset names.")]
+Names = Annotated[list[str], typer.Argument(metavar="NAME...", help="Asset names.")]
 
 
 @app.command("list")
@@ -24,7 +27,7 @@ def list_cmd(
     ] = None,
 ) -> None:
     """List registered assets with their state's key count."""
-    assets = open_store(ctx).list_assets(active)
+    assets = open_store(ctx, read_only=True).list_assets(active)
     if state_of(ctx).json:
         echo_json(
             [
@@ -39,33 +42,61 @@ def list_cmd(
             ]
         )
         return
-    table = Table("name", "uri", "active", "keys", "updated at")
+    now = utcnow()
+    table = Table()
+    for name in ("name", "uri"):
+        table.add_column(name, overflow="fold")
+    for name in ("active", "keys", "updated"):
+        table.add_column(name, no_wrap=True)
     for a in assets:
         table.add_row(
             escape(a.name),
-            escape(a.uri or ""),
+            escape(a.uri or "-"),
             "yes" if a.active else "no",
             str(a.keys),
-            a.updated_at.isoformat(timespec="seconds"),
+            short_time(a.updated_at, now),
         )
     console.print(table if assets else "(no assets registered)")
+
+
+def _registered(store: StateStore, names: list[str]) -> dict[str, bool]:
+    """Each named asset's active flag; an unknown name is an error, and nothing changes.
+
+    The library ignores unknown assets (a host may deactivate what it never wrote); a
+    person typing a name means that asset, so a typo must not pass as "0 changed".
+    """
+    known = {a.name: a.active for a in store.list_assets()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UnknownAssetError(
+            f"no registered asset named {', '.join(map(repr, unknown))}; "
+            "`statestore assets list` shows the registered ones"
+        )
+    return {n: known[n] for n in names}
+
+
+def _switch(ctx: typer.Context, names: list[str], *, active: bool) -> None:
+    store = open_store(ctx)
+    before = _registered(store, names)
+    changed = (store.activate_assets if active else store.deactivate_assets)(*names)
+    verb = "activated" if active else "deactivated"
+    already = sorted(n for n, was in before.items() if was == active)
+    if state_of(ctx).json:
+        echo_json({verb: changed, "unchanged": already})
+        return
+    text = f"{verb.capitalize()} {plural(changed, 'asset')}"
+    if already:
+        text += f"; already {'active' if active else 'inactive'}: {', '.join(already)}"
+    console.print(escape(text + "."))
 
 
 @app.command()
 def deactivate(ctx: typer.Context, names: Names) -> None:
     """Mark assets inactive: no more writes; the next sweep deletes their state."""
-    changed = open_store(ctx).deactivate_assets(*names)
-    if state_of(ctx).json:
-        echo_json({"deactivated": changed})
-    else:
-        console.print(f"Deactivated {changed} asset(s).")
+    _switch(ctx, names, active=False)
 
 
 @app.command()
 def activate(ctx: typer.Context, names: Names) -> None:
     """Re-activate assets."""
-    changed = open_store(ctx).activate_assets(*names)
-    if state_of(ctx).json:
-        echo_json({"activated": changed})
-    else:
-        console.print(f"Activated {changed} asset(s).")
+    _switch(ctx, names, active=True)

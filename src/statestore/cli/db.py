@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from statestore.cli.common import console, echo_json, load_config, state_of
+from statestore.cli.common import (
+    confirm,
+    console,
+    echo_json,
+    ensure_database_exists,
+    load_config,
+    state_of,
+)
 from statestore.exceptions import SchemaOutOfDateError
 from statestore.metastore import schema
 from statestore.metastore.engine import derive_urls
@@ -17,11 +24,16 @@ __all__ = ["app"]
 app = typer.Typer(help="Create, migrate and check the database schema.", no_args_is_help=True)
 
 
-def _target(ctx: typer.Context) -> tuple[str, float]:
-    """The database URL and ``timeout_seconds`` of the configuration."""
-    database = load_config(state_of(ctx)).database
-    derive_urls(database.url)  # validates, with a clear error for unsupported URLs
-    return database.url, database.timeout_seconds
+def _target(ctx: typer.Context, *, read_only: bool = False) -> tuple[str, float]:
+    """The database URL and ``timeout_seconds`` of the configuration.
+
+    ``read_only``: a SQLite file that does not exist is an error, not created.
+    """
+    config = load_config(state_of(ctx))
+    derive_urls(config.database.url)  # validates, with a clear error for unsupported URLs
+    if read_only:
+        ensure_database_exists(config)
+    return config.database.url, config.database.timeout_seconds
 
 
 def _shown(url: str) -> str:
@@ -31,7 +43,7 @@ def _shown(url: str) -> str:
 @app.command()
 def upgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="Target revision.")] = "head",
 ) -> None:
     """Create the statestore tables or migrate them to this release."""
     url, timeout = _target(ctx)
@@ -47,11 +59,24 @@ def upgrade(
 @app.command()
 def downgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops all.")],
+    revision: Annotated[
+        str, typer.Argument(metavar="REVISION", help="Target revision; 'base' drops all.")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Migrate the schema down to REVISION ('base' removes every statestore table)."""
+    """Migrate the schema down to REVISION ('base' removes every statestore table).
+
+    Downgrading can drop tables and the state in them, so it asks first; a script
+    without a terminal must pass --yes.
+    """
     url, timeout = _target(ctx)
     before = schema.current_revision(url, timeout=timeout)
+    confirm(
+        f"Downgrade {_shown(url)} from {before or '(none)'} to {revision}? "
+        "State in dropped tables is lost.",
+        yes=yes,
+        what="db downgrade",
+    )
     schema.downgrade(url, revision, timeout=timeout)
     after = schema.current_revision(url, timeout=timeout)
     if state_of(ctx).json:
@@ -63,7 +88,7 @@ def downgrade(
 @app.command()
 def current(ctx: typer.Context) -> None:
     """Show the schema revision of the database and the one this release needs."""
-    url, timeout = _target(ctx)
+    url, timeout = _target(ctx, read_only=True)
     revision = schema.current_revision(url, timeout=timeout)
     head = schema.head_revision()
     if state_of(ctx).json:
@@ -75,7 +100,7 @@ def current(ctx: typer.Context) -> None:
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Exit 0 if the schema is up to date, else print what to run and exit 1."""
-    url, timeout = _target(ctx)
+    url, timeout = _target(ctx, read_only=True)
     revision = schema.current_revision(url, timeout=timeout)
     head = schema.head_revision()
     if state_of(ctx).json:

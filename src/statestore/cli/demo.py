@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from statestore.cleanup import cleanup
-from statestore.cli.common import console, echo_json, state_of
+from statestore.cli.common import console, echo_json, plural, state_of
 from statestore.config import StateStoreConfig
 from statestore.retention import NEVER_EXPIRE, utcnow
 from statestore.scopes import TaskScope
@@ -115,20 +115,55 @@ def _retention(store: StateStore, say: Say) -> dict[str, object]:
     state.set("job_id", "spark-job-1", retention=NEVER_EXPIRE)
     later = utcnow() + timedelta(hours=7)
     report = cleanup(store, now=later)
-    say(f"  7 hours later, cleanup deleted {report.deleted} expired key(s)")
+    say(f"  7 hours later, cleanup deleted {plural(report.deleted, 'expired key')}")
     _check(state.get("job_id") == "spark-job-1", "NEVER_EXPIRE key must survive cleanup")
     say("  the NEVER_EXPIRE job id is still there")
     return {"deleted": report.deleted, "kept": state.get("job_id")}
+
+
+# Every scope the story writes: a second run in the same folder clears them first.
+_TASKS = (
+    TaskScope("spark_job_dag", "run-1", "run_spark_job"),
+    TaskScope("paginated_ingest", "run-1", "ingest_pages"),
+    TaskScope("row_ingest", "run-1", "ingest_rows"),
+)
+_ASSETS = ("orders",)
+
+
+def _start_fresh(store: StateStore) -> None:
+    for scope in _TASKS:
+        store.task_state(scope).clear()
+    store.activate_assets(*_ASSETS)  # a reader may have tried `assets deactivate orders`
+    for name in _ASSETS:
+        store.asset_state(name).clear()
+
+
+def _hints(url: str) -> list[str]:
+    """The commands that show what the demo left behind."""
+    base = f"statestore --url '{url}'"
+    return [
+        f"{base} task-state list --dag spark_job_dag",
+        f"{base} task-state list --dag row_ingest --run run-1",
+        f"{base} asset-state list --asset orders",
+        f"{base} assets list",
+        f"{base} cleanup --dry-run",
+    ]
 
 
 def demo(
     ctx: typer.Context,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Keep the demo database here (default: a temp dir)."),
+        typer.Option(
+            "--dir", metavar="DIR", help="Keep the demo database here (default: a temp dir)."
+        ),
     ] = None,
 ) -> None:
-    """Run the use cases end to end on an embedded SQLite database, narrating them."""
+    """Run the use cases end to end on an embedded SQLite database, narrating them.
+
+    With --dir the database (DIR/demo.db) is kept, and a second run in the same
+    folder starts the story fresh: it clears the demo's own keys first and says so.
+    """
     json_out = state_of(ctx).json
 
     def say(text: str) -> None:
@@ -137,9 +172,11 @@ def demo(
     with tempfile.TemporaryDirectory(prefix="statestore-demo-") as tmp:
         where = directory or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{where / 'demo.db'}"
+        path = (where / "demo.db").absolute()  # the hints must work from any folder
+        again = path.exists()
+        url = f"sqlite:///{path}"
         config = StateStoreConfig(database={"url": url})
-        results: dict[str, object] = {"database": url}
+        results: dict[str, object] = {"database": url, "fresh_start": again}
         with StateStore(config=config) as store:
             steps = [
                 ("external_job", "1. An external job id survives a crash", _external_job),
@@ -148,11 +185,24 @@ def demo(
                 ("retention", "4. Retention, NEVER_EXPIRE and cleanup", _retention),
             ]
             say(f"[bold]statestore demo[/] on {url}\n")
+            if again:
+                _start_fresh(store)
+                say("demo.db is there from an earlier run: starting the story fresh\n")
             for name, title, step in steps:
                 say(f"[bold cyan]{title}[/]")
                 results[name] = step(store, say)
                 say("")
+        if directory is not None:
+            results["inspect"] = _hints(url)
         if json_out:
             echo_json(results)
-        else:
-            console.print("[green]All four use cases behaved as promised.[/]")
+            return
+        console.print("[green]All four use cases behaved as promised.[/]")
+        if directory is None:
+            console.print(
+                "\nThe database was in a temporary folder and is gone; keep it with --dir DIR."
+            )
+            return
+        console.print(f"\nThe database is kept at {path}. See what the demo left behind:")
+        for line in _hints(url):
+            console.print(f"  {line}", soft_wrap=True)

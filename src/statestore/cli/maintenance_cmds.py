@@ -14,12 +14,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from statestore.cleanup import (
     CleanupReport,
     ExpiredTaskState,
-    cleanup,
     cleanup_task_states,
     iter_expired_task_states,
     sweep_asset_states,
 )
-from statestore.cli.common import console, echo_json, open_store, state_of
+from statestore.cli.common import console, echo_json, open_store, plural, short_time, state_of
+from statestore.cli.tables import instance_label
+from statestore.metastore import MetastoreStateBackend
+from statestore.metastore.maintenance import AssetInfo
+from statestore.retention import utcnow
 from statestore.store import StateStore
 
 __all__ = ["register"]
@@ -49,21 +52,44 @@ def _print_rows(rows: Iterator[ExpiredTaskState]) -> int:
     """Human dry-run listing, grouped by task instance, streamed."""
     group: tuple[str, str, str, int] | None = None
     count = 0
+    now = utcnow()
     for row in rows:
         current = (row.dag_id, row.run_id, row.task_id, row.map_index)
         if current != group:
             group = current
-            console.print(
-                f"[bold]{row.dag_id}[/] / {row.run_id} / {row.task_id} (map index {row.map_index})"
-            )
-        console.print(f"    {row.key}  [dim]expired {row.expires_at.isoformat()}[/]")
+            mapped = instance_label(row.map_index, None)
+            where = f"{row.dag_id} / {row.run_id} / {row.task_id}"
+            suffix = "" if mapped == "-" else f" (map index {mapped})"
+            console.print(f"[bold]{escape(where)}[/]{suffix}")
+        console.print(f"    {escape(row.key)}  [dim]expired {short_time(row.expires_at, now)}[/]")
         count += 1
     return count
 
 
-def _stream_json_rows(report: CleanupReport, rows: Iterator[ExpiredTaskState]) -> None:
+def _sweepable(store: StateStore) -> list[AssetInfo]:
+    """Inactive assets that still hold state: what the sweep would empty."""
+    if not isinstance(store.backend, MetastoreStateBackend):
+        return []  # no registry: the report says the backend is not cleaned up
+    return [a for a in store.list_assets(active=False) if a.keys]
+
+
+def _print_assets(assets: list[AssetInfo]) -> None:
+    if assets:
+        console.print("[bold]Inactive assets the sweep would empty[/]")
+    for a in assets:
+        console.print(f"    {escape(a.name)}  [dim]{plural(a.keys, 'key')}[/]")
+
+
+def _stream_json_rows(
+    report: CleanupReport,
+    rows: Iterator[ExpiredTaskState],
+    assets: list[AssetInfo] | None = None,
+) -> None:
     """One JSON document, written row by row so memory stays flat."""
     head = json.dumps(_report_dict(report), sort_keys=True)[:-1]
+    if assets is not None:
+        listed = [{"name": a.name, "uri": a.uri, "keys": a.keys} for a in assets]
+        head += ', "assets": ' + json.dumps(listed, sort_keys=True, ensure_ascii=False)
     sys.stdout.write(head + ', "rows": [')
     for i, row in enumerate(rows):
         item = {
@@ -80,7 +106,7 @@ def _stream_json_rows(report: CleanupReport, rows: Iterator[ExpiredTaskState]) -
 
 
 def _run_cleanup(store: StateStore, *, json_out: bool, batch_size: int | None) -> CleanupReport:
-    if json_out:
+    if json_out or not console.is_terminal:  # a bar in a log file is noise (and a blank line)
         return cleanup_task_states(store, batch_size=batch_size)
     expected = cleanup_task_states(store, dry_run=True).would_delete
     with Progress(
@@ -96,22 +122,24 @@ def _run_cleanup(store: StateStore, *, json_out: bool, batch_size: int | None) -
         )
 
 
-def _say(report: CleanupReport, what: str) -> None:
+def _say(report: CleanupReport, what: str, of: str = "") -> None:
     if report.skipped_reason:
         console.print(f"Nothing cleaned: {escape(report.skipped_reason)}")
     elif report.dry_run:
-        console.print(f"Dry run: {report.would_delete} {what} would be deleted.")
+        console.print(f"Dry run: {plural(report.would_delete, what)}{of} would be deleted.")
     else:
-        batches = "1 batch" if report.batches == 1 else f"{report.batches} batches"
-        console.print(f"Deleted {report.deleted} {what} in {batches}.")
+        batches = plural(report.batches, "batch", "batches")
+        console.print(f"Deleted {plural(report.deleted, what)}{of} in {batches}.")
 
 
 def cleanup_task_states_cmd(
     ctx: typer.Context, dry_run: DryRun = False, batch_size: BatchSize = None
 ) -> None:
-    """Delete task state whose retention has passed (never NEVER_EXPIRE keys, never
-    asset state)."""
-    store = open_store(ctx)
+    """Delete task state whose retention has passed.
+
+    Never NEVER_EXPIRE keys, never asset state.
+    """
+    store = open_store(ctx, read_only=dry_run)
     json_out = state_of(ctx).json
     if dry_run:
         report = cleanup_task_states(store, dry_run=True, batch_size=batch_size)
@@ -120,22 +148,25 @@ def cleanup_task_states_cmd(
             _stream_json_rows(report, rows)
             return
         _print_rows(rows)
-        _say(report, "expired task-state keys")
+        _say(report, "expired task-state key")
         return
     report = _run_cleanup(store, json_out=json_out, batch_size=batch_size)
     if json_out:
         echo_json(_report_dict(report))
     else:
-        _say(report, "expired task-state keys")
+        _say(report, "expired task-state key")
 
 
 def sweep_asset_states_cmd(ctx: typer.Context, dry_run: DryRun = False) -> None:
     """Delete the state of deactivated assets (the orphan sweep)."""
-    report = sweep_asset_states(open_store(ctx), dry_run=dry_run)
+    store = open_store(ctx, read_only=dry_run)
+    if dry_run and not state_of(ctx).json:
+        _print_assets(_sweepable(store))
+    report = sweep_asset_states(store, dry_run=dry_run)
     if state_of(ctx).json:
         echo_json(_report_dict(report))
     else:
-        _say(report, "asset-state keys of inactive assets")
+        _say(report, "asset-state key", " of inactive assets")
 
 
 def cleanup_cmd(
@@ -146,12 +177,58 @@ def cleanup_cmd(
         bool, typer.Option("--sweep/--no-sweep", help="Also sweep inactive assets' state.")
     ] = True,
 ) -> None:
-    """Expired task state, then the asset sweep: the one command to schedule."""
-    report = cleanup(open_store(ctx), dry_run=dry_run, batch_size=batch_size, sweep_assets=sweep)
-    if state_of(ctx).json:
+    """Expired task state, then the asset sweep: the one command to schedule.
+
+    With --dry-run: every expired key, grouped by task instance, and the inactive
+    assets the sweep would empty; nothing is deleted.
+    """
+    store = open_store(ctx, read_only=dry_run)
+    json_out = state_of(ctx).json
+    if dry_run:
+        _cleanup_dry_run(store, json_out=json_out, batch_size=batch_size, sweep=sweep)
+        return
+    tasks = _run_cleanup(store, json_out=json_out, batch_size=batch_size)
+    report = tasks
+    if sweep and tasks.skipped_reason is None:
+        report = tasks + sweep_asset_states(store)
+    if json_out:
         echo_json(_report_dict(report))
+    elif report.skipped_reason:
+        _say(report, "key")
     else:
-        _say(report, "keys")
+        swept = report.deleted - tasks.deleted
+        batches = plural(tasks.batches, "batch", "batches")
+        text = f"Deleted {plural(tasks.deleted, 'expired task-state key')} in {batches}"
+        if sweep:
+            text += f" and {plural(swept, 'asset-state key')} of inactive assets"
+        console.print(text + ".")
+
+
+def _cleanup_dry_run(
+    store: StateStore, *, json_out: bool, batch_size: int | None, sweep: bool
+) -> None:
+    tasks = cleanup_task_states(store, dry_run=True, batch_size=batch_size)
+    if tasks.skipped_reason is not None:
+        if json_out:
+            echo_json(_report_dict(tasks))
+        else:
+            _say(tasks, "key")
+        return
+    assets = _sweepable(store) if sweep else []
+    report = tasks + sweep_asset_states(store, dry_run=True) if sweep else tasks
+    rows = iter_expired_task_states(store)
+    if json_out:
+        _stream_json_rows(report, rows, assets)
+        return
+    _print_rows(rows)
+    _print_assets(assets)
+    text = f"Dry run: {plural(tasks.would_delete, 'expired task-state key')}"
+    if sweep:
+        swept = report.would_delete - tasks.would_delete
+        text += (
+            f" and {plural(swept, 'asset-state key')} of {plural(len(assets), 'inactive asset')}"
+        )
+    console.print(text + " would be deleted.")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,13 @@
-"""``task-state`` and ``asset-state``: inspect and administer stored state."""
+"""``task-state`` and ``asset-state``: inspect and administer stored state.
+
+Conventions every sub-command keeps:
+
+- ``get`` of an absent key exits 1 with or without ``--json`` (with ``--json`` the
+  document ``{"found": false, ...}`` is still printed), so ``if statestore ... get``
+  means the same in both modes.
+- ``set``, ``delete`` and ``clear`` say what they did (``--json``: as a document).
+- Errors speak CLI: options and commands, never Python calls.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +17,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from statestore.cli.common import CliUsageError, console, echo_json, open_store, state_of
+from statestore.cli.common import (
+    CliUsageError,
+    confirm,
+    console,
+    echo_json,
+    open_store,
+    plural,
+    short_time,
+    state_of,
+)
+from statestore.cli.tables import show_keys
 from statestore.exceptions import UnsupportedOperationError
 from statestore.metastore import MetastoreStateBackend
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.maintenance import StoredKey, list_asset_state, list_task_state
+from statestore.metastore.maintenance import (
+    StoredKey,
+    list_asset_state,
+    list_task_state,
+    list_task_state_under,
+)
 from statestore.retention import NEVER_EXPIRE, utcnow
 from statestore.scopes import AssetScope, TaskScope
 from statestore.store import StateStore
@@ -24,17 +47,36 @@ __all__ = ["asset_app", "task_app"]
 task_app = typer.Typer(help="Inspect and change task state.", no_args_is_help=True)
 asset_app = typer.Typer(help="Inspect and change asset state.", no_args_is_help=True)
 
-Dag = Annotated[str, typer.Option("--dag", help="Dag id.")]
-Run = Annotated[str, typer.Option("--run", help="Run id.")]
-Task = Annotated[str, typer.Option("--task", help="Task id.")]
-MapIndex = Annotated[int, typer.Option("--map-index", help="Map index (-1: not mapped).")]
+# Shown in the usage line, so the required options are visible before --help is read.
+TASK_USAGE = "--dag DAG --run RUN --task TASK [OPTIONS]"
+ASSET_USAGE = "--asset NAME [OPTIONS]"
+
+Dag = Annotated[str, typer.Option("--dag", metavar="DAG", help="Dag id.")]
+Run = Annotated[str, typer.Option("--run", metavar="RUN", help="Run id.")]
+Task = Annotated[str, typer.Option("--task", metavar="TASK", help="Task id.")]
+MapIndex = Annotated[
+    int,
+    typer.Option(
+        "--map-index",
+        metavar="N",
+        show_default=False,
+        help="Map index of a mapped task (default: not mapped).",
+    ),
+]
 MapKey = Annotated[
     str | None,
-    typer.Option("--map-key", help="Stable map key of a mapped instance (instead of its index)."),
+    typer.Option(
+        "--map-key",
+        metavar="KEY",
+        help="Stable map key of a mapped instance (instead of its index).",
+    ),
 ]
-Asset = Annotated[str | None, typer.Option("--asset", help="Asset name.")]
-Key = Annotated[str, typer.Argument(help="The key.")]
-Value = Annotated[str, typer.Argument(help="The value, as JSON (e.g. '42', '\"text\"').")]
+Asset = Annotated[str | None, typer.Option("--asset", metavar="NAME", help="Asset name.")]
+Key = Annotated[str, typer.Argument(metavar="KEY", help="The key.")]
+Value = Annotated[
+    str, typer.Argument(metavar="VALUE", help="The value, as JSON (e.g. '42', '\"text\"').")
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def _task_scope(dag: str, run: str, task: str, map_index: int, map_key: str | None) -> TaskScope:
@@ -50,14 +92,27 @@ def _asset_scope(asset: str | None) -> AssetScope:
     return AssetScope(name=asset)
 
 
-def _parse_json(text: str) -> Any:
+def _where(scope: TaskScope) -> str:
+    """``etl / r1 / load`` (+ the map index or key): how the CLI names an instance."""
+    ids = f"{scope.dag_id} / {scope.run_id} / {scope.task_id}"
+    if scope.map_key is not None:
+        return f"{ids} (map key {scope.map_key})"
+    return ids if scope.map_index == -1 else f"{ids} (map index {scope.map_index})"
+
+
+def _parse_json(text: str, remove_command: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliUsageError(
             f"the value is not valid JSON ({exc.msg} at position {exc.pos}); "
             "quote strings as JSON, e.g. '\"text\"'"
         ) from None
+    if value is None:  # the library's message would say delete(): name the command
+        raise CliUsageError(
+            f"null cannot be stored as a value; to remove a key run `{remove_command}`"
+        )
+    return value
 
 
 def _metastore(store: StateStore) -> MetastoreStateBackend:
@@ -69,77 +124,73 @@ def _metastore(store: StateStore) -> MetastoreStateBackend:
     return backend
 
 
-def _show_keys(ctx: typer.Context, rows: list[StoredKey], *, with_index: bool) -> None:
-    if state_of(ctx).json:
-        echo_json(
-            [
-                {
-                    **({"map_index": r.map_index, "map_key": r.map_key} if with_index else {}),
-                    "key": r.key,
-                    "value": json.loads(r.value),
-                    "expires_at": r.expires_at.isoformat() if r.expires_at else None,
-                    "updated_at": r.updated_at.isoformat(),
-                    "updated_by": r.updated_by,
-                    "version": r.version,
-                }
-                for r in rows
-            ]
-        )
-        return
-    columns = ("key", "value", "version", "updated at", "updated by")
-    # A map key column only when some instance has one (most tasks are not mapped by key).
-    keyed = with_index and any(r.map_key is not None for r in rows)
-    instance = ("map index", "map key") if keyed else ("map index",)
-    names = (*instance, *columns[:2], "expires at", *columns[2:]) if with_index else columns
-    table = Table()
-    for name in names:  # fold, not "…": a key or map key cut short names nothing
-        table.add_column(name, overflow="fold")
-    for r in rows:
-        value = r.value if len(r.value) <= 60 else r.value[:57] + "..."
-        updated = r.updated_at.isoformat(timespec="seconds")
-        last = (str(r.version), updated, escape(r.updated_by or "-"))
-        if with_index:
-            expires = r.expires_at.isoformat(timespec="seconds") if r.expires_at else "never"
-            where = (str(r.map_index), escape(r.map_key or "-"))[: len(instance)]
-            table.add_row(*where, escape(r.key), escape(value), expires, *last)
-        else:
-            table.add_row(escape(r.key), escape(value), *last)
-    console.print(table if rows else "(no keys)")
-
-
 def _show_value(ctx: typer.Context, key: str, value: Any) -> None:
     if state_of(ctx).json:
         echo_json({"key": key, "found": value is not None, "value": value})
-    elif value is None:
+    elif value is not None:
+        console.print(escape(json.dumps(value, ensure_ascii=False)), soft_wrap=True)
+    if value is None:
         raise typer.Exit(1)
+
+
+def _done(ctx: typer.Context, payload: dict[str, Any], text: str) -> None:
+    if state_of(ctx).json:
+        echo_json(payload)
     else:
-        console.print(escape(json.dumps(value, ensure_ascii=False)))
+        console.print(escape(text))
 
 
-@task_app.command("list")
+def _count(keys: Any) -> int | None:
+    """How many keys an accessor holds, or None where the backend cannot list."""
+    try:
+        return sum(1 for _ in keys())
+    except UnsupportedOperationError:
+        return None
+
+
+@task_app.command("list", options_metavar="--dag DAG [--run RUN [--task TASK]] [OPTIONS]")
 def task_list(
     ctx: typer.Context,
     dag: Dag,
-    run: Run,
-    task: Task,
+    run: Annotated[
+        str | None, typer.Option("--run", metavar="RUN", help="Run id (default: every run).")
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", metavar="TASK", help="Task id (default: every task; needs --run)."),
+    ] = None,
     map_index: Annotated[
-        int | None, typer.Option("--map-index", help="Only this map index (default: all).")
+        int | None,
+        typer.Option("--map-index", metavar="N", help="Only this map index (needs --task)."),
     ] = None,
     map_key: Annotated[
-        str | None, typer.Option("--map-key", help="Only this map key (default: all).")
+        str | None,
+        typer.Option("--map-key", metavar="KEY", help="Only this map key (needs --task)."),
     ] = None,
 ) -> None:
-    """List the keys of a task (every mapped instance unless --map-index/--map-key)."""
-    scope = _task_scope(dag, run, task, -1, map_key)  # validates the map key too
-    backend = _metastore(open_store(ctx))
+    """List task-state keys of a task, a whole run, or a whole dag."""
+    if task is not None and run is None:
+        raise CliUsageError("--task needs --run (task ids repeat in every run)")
+    if task is None and (map_index is not None or map_key is not None):
+        raise CliUsageError("--map-index and --map-key need --task")
+    store = open_store(ctx, read_only=True)
+    backend = _metastore(store)
+    now = utcnow()
+    rows: list[StoredKey]
     with translate_errors(backend.url), backend.engine.connect() as conn:
         backend.ensure_schema()
-        ids = (scope.dag_id, scope.run_id, scope.task_id)
-        rows = list_task_state(conn, ids, map_index, utcnow(), map_key)
-    _show_keys(ctx, rows, with_index=True)
+        if task is not None and run is not None:
+            scope = _task_scope(dag, run, task, -1, map_key)  # validates the map key too
+            rows = list_task_state(conn, (dag, run, task), map_index, now, map_key)
+            title = _where(scope)
+        else:
+            TaskScope(dag, run or "-", "-")  # the same id rules as everywhere else
+            rows = list_task_state_under(conn, dag, run, now)
+            title = dag if run is None else f"{dag} / {run}"
+    show_keys(rows, as_json=state_of(ctx).json, task_level=True, title=title, now=now)
 
 
-@task_app.command("get")
+@task_app.command("get", options_metavar=TASK_USAGE)
 def task_get(
     ctx: typer.Context,
     key: Key,
@@ -149,12 +200,12 @@ def task_get(
     map_index: MapIndex = -1,
     map_key: MapKey = None,
 ) -> None:
-    """Print the value of KEY as JSON (exit 1 if absent)."""
+    """Print the value of KEY as JSON; exit 1 if absent (with --json too)."""
     scope = _task_scope(dag, run, task, map_index, map_key)
-    _show_value(ctx, key, open_store(ctx).task_state(scope).get(key))
+    _show_value(ctx, key, open_store(ctx, read_only=True).task_state(scope).get(key))
 
 
-@task_app.command("set")
+@task_app.command("set", options_metavar=TASK_USAGE)
 def task_set(
     ctx: typer.Context,
     key: Key,
@@ -165,7 +216,8 @@ def task_set(
     map_index: MapIndex = -1,
     map_key: MapKey = None,
     retention_hours: Annotated[
-        float | None, typer.Option("--retention-hours", min=0.0, help="Expire after this.")
+        float | None,
+        typer.Option("--retention-hours", metavar="HOURS", help="Expire after this many hours."),
     ] = None,
     never_expire: Annotated[
         bool, typer.Option("--never-expire", help="Keep until deleted (NEVER_EXPIRE).")
@@ -177,13 +229,32 @@ def task_set(
         raise CliUsageError("give --retention-hours or --never-expire, not both")
     retention = NEVER_EXPIRE if never_expire else None
     if retention_hours is not None:
+        if not retention_hours > 0:  # also NaN
+            raise CliUsageError(
+                f"--retention-hours must be more than 0, not {retention_hours:g}; "
+                "use --never-expire to keep the key until it is deleted"
+            )
         retention = timedelta(hours=retention_hours)
-    open_store(ctx).task_state(scope).set(key, _parse_json(value), retention=retention)
-    if state_of(ctx).json:
-        echo_json({"key": key, "written": True})
+    parsed = _parse_json(
+        value, f"statestore task-state delete {key} --dag ... --run ... --task ..."
+    )
+    state = open_store(ctx).task_state(scope)
+    state.set(key, parsed, retention=retention)
+    try:  # read back what was stored: the expiry shown is the one the row has
+        item = state.get_item(key)
+    except UnsupportedOperationError:  # a backend without metadata: say less
+        _done(ctx, {"key": key, "written": True}, f"Set {key} on {_where(scope)}.")
+        return
+    expires_at = item.expires_at if item is not None else None
+    when = "never expires" if expires_at is None else f"expires {short_time(expires_at, utcnow())}"
+    _done(
+        ctx,
+        {"key": key, "written": True, "expires_at": expires_at.isoformat() if expires_at else None},
+        f"Set {key} on {_where(scope)} ({when}).",
+    )
 
 
-@task_app.command("delete")
+@task_app.command("delete", options_metavar=TASK_USAGE)
 def task_delete(
     ctx: typer.Context,
     key: Key,
@@ -193,13 +264,18 @@ def task_delete(
     map_index: MapIndex = -1,
     map_key: MapKey = None,
 ) -> None:
-    """Delete KEY (no error if absent)."""
-    open_store(ctx).task_state(_task_scope(dag, run, task, map_index, map_key)).delete(key)
-    if state_of(ctx).json:
-        echo_json({"key": key, "deleted": True})
+    """Delete KEY (exit 0 if it was absent too; the message says which)."""
+    scope = _task_scope(dag, run, task, map_index, map_key)
+    state = open_store(ctx).task_state(scope)
+    existed = state.get(key) is not None
+    state.delete(key)
+    text = f"Deleted {key} from {_where(scope)}." if existed else (
+        f"{key} was not set on {_where(scope)}; nothing deleted."
+    )  # fmt: skip
+    _done(ctx, {"key": key, "deleted": existed}, text)
 
 
-@task_app.command("clear")
+@task_app.command("clear", options_metavar=TASK_USAGE)
 def task_clear(
     ctx: typer.Context,
     dag: Dag,
@@ -210,50 +286,77 @@ def task_clear(
     all_map_indices: Annotated[
         bool, typer.Option("--all-map-indices", help="Clear every map index of the task.")
     ] = False,
+    yes: Yes = False,
 ) -> None:
-    """Delete every key of the task instance (or of every map index)."""
+    """Delete every key of the task instance (or, asking first, of every map index)."""
     scope = _task_scope(dag, run, task, map_index, map_key)
-    open_store(ctx).task_state(scope).clear(all_map_indices=all_map_indices)
-    if state_of(ctx).json:
-        echo_json({"cleared": True, "all_map_indices": all_map_indices})
+    store = open_store(ctx)
+    if all_map_indices:
+        where = f"{dag} / {run} / {task} (every map index)"
+        confirm(f"Delete every key of {where}?", yes=yes, what="clear --all-map-indices")
+        backend = store.backend
+        count: int | None = None
+        if isinstance(backend, MetastoreStateBackend):
+            with translate_errors(backend.url), backend.engine.connect() as conn:
+                backend.ensure_schema()
+                count = len(list_task_state(conn, (dag, run, task), None, utcnow()))
+    else:
+        where = _where(scope)
+        count = _count(store.task_state(scope).keys)
+    store.task_state(scope).clear(all_map_indices=all_map_indices)
+    what = "every key" if count is None else plural(count, "key")
+    _done(
+        ctx,
+        {"cleared": True, "keys": count, "all_map_indices": all_map_indices},
+        f"Cleared {what} of {where}.",
+    )
 
 
-@asset_app.command("list")
+@asset_app.command("list", options_metavar=ASSET_USAGE)
 def asset_list(ctx: typer.Context, asset: Asset = None) -> None:
     """List the keys of an asset."""
     scope = _asset_scope(asset)
-    backend = _metastore(open_store(ctx))
+    backend = _metastore(open_store(ctx, read_only=True))
+    now = utcnow()
     with translate_errors(backend.url), backend.engine.connect() as conn:
         backend.ensure_schema()
-        rows = list_asset_state(conn, scope, utcnow())
-    _show_keys(ctx, rows, with_index=False)
+        rows = list_asset_state(conn, scope, now)
+    show_keys(rows, as_json=state_of(ctx).json, task_level=False, title=f"asset {asset}", now=now)
 
 
-@asset_app.command("get")
+@asset_app.command("get", options_metavar=ASSET_USAGE)
 def asset_get(ctx: typer.Context, key: Key, asset: Asset = None) -> None:
-    """Print the value of KEY as JSON (exit 1 if absent)."""
-    _show_value(ctx, key, open_store(ctx).asset_state(_asset_scope(asset)).get(key))
+    """Print the value of KEY as JSON; exit 1 if absent (with --json too)."""
+    scope = _asset_scope(asset)
+    _show_value(ctx, key, open_store(ctx, read_only=True).asset_state(scope).get(key))
 
 
-@asset_app.command("set")
+@asset_app.command("set", options_metavar=ASSET_USAGE)
 def asset_set(ctx: typer.Context, key: Key, value: Value, asset: Asset = None) -> None:
     """Write KEY = VALUE (JSON)."""
-    open_store(ctx).asset_state(_asset_scope(asset)).set(key, _parse_json(value))
-    if state_of(ctx).json:
-        echo_json({"key": key, "written": True})
+    scope = _asset_scope(asset)
+    parsed = _parse_json(value, f"statestore asset-state delete {key} --asset {asset}")
+    open_store(ctx).asset_state(scope).set(key, parsed)
+    _done(ctx, {"key": key, "written": True}, f"Set {key} on asset {asset}.")
 
 
-@asset_app.command("delete")
+@asset_app.command("delete", options_metavar=ASSET_USAGE)
 def asset_delete(ctx: typer.Context, key: Key, asset: Asset = None) -> None:
-    """Delete KEY (no error if absent)."""
-    open_store(ctx).asset_state(_asset_scope(asset)).delete(key)
-    if state_of(ctx).json:
-        echo_json({"key": key, "deleted": True})
+    """Delete KEY (exit 0 if it was absent too; the message says which)."""
+    state = open_store(ctx).asset_state(_asset_scope(asset))
+    existed = state.get(key) is not None
+    state.delete(key)
+    text = f"Deleted {key} from asset {asset}." if existed else (
+        f"{key} was not set on asset {asset}; nothing deleted."
+    )  # fmt: skip
+    _done(ctx, {"key": key, "deleted": existed}, text)
 
 
-@asset_app.command("clear")
+@asset_app.command("clear", options_metavar=ASSET_USAGE)
 def asset_clear(ctx: typer.Context, asset: Asset = None) -> None:
     """Delete every key of the asset."""
-    open_store(ctx).asset_state(_asset_scope(asset)).clear()
-    if state_of(ctx).json:
-        echo_json({"cleared": True})
+    state = open_store(ctx).asset_state(_asset_scope(asset))
+    count = _count(state.keys)
+    state.clear()
+    what = "every key" if count is None else plural(count, "key")
+    _done(ctx, {"cleared": True, "keys": count}, f"Cleared {what} of asset {asset}.")

@@ -180,6 +180,13 @@ def derive_urls(url: str | URL) -> tuple[URL, URL]:
             f"[database] url: unsupported database {backend!r}; "
             "use sqlite, postgresql, mysql or mariadb"
         )
+    if backend == "sqlite" and parsed.host and not parsed.database:
+        # sqlite://statestore.db parses as a *host*: the user meant a file.
+        raise ConfigError(
+            f"[database] url: {parsed.host!r} is read as a host in a two-slash SQLite URL; "
+            f"use three slashes for a relative path: sqlite:///{parsed.host} "
+            "(four for an absolute one: sqlite:////var/lib/statestore.db)"
+        )
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(
             "[database] url: an in-memory SQLite database is private to one connection; "

@@ -7,7 +7,7 @@ database host but never the password.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,30 @@ _MISSING_TABLE = re.compile(
 # Checked before _MISSING_TABLE: PostgreSQL says 'database "x" does not exist' too.
 _MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist|unknown database|\b1049\b', re.I)
 
+
+# Login refused: unknown role/user, wrong password, no pg_hba.conf line for this client.
+# Checked before _MISSING_TABLE: 'role "x" does not exist' is not a missing table.
+_AUTH_FAILED = re.compile(
+    r'role "[^"]*" does not exist|password authentication failed|authentication failed'
+    r"|no pg_hba\.conf entry|access denied for user '[^']*'@'[^']*' \(using password"
+    r"|\b1045\b|\b1698\b|\b28P01\b|\b28000\b",
+    re.IGNORECASE,
+)
+
+# Logged in, but without a privilege a statement needs (PostgreSQL 42501, MySQL
+# 1044/1142/1227: "CREATE command denied to user ...", "Access denied ... to database").
+_PERMISSION_DENIED = re.compile(
+    r"permission denied|must be owner of|command denied to user"
+    r"|access denied for user '[^']*'@'[^']*' to database|\b1044\b|\b1142\b|\b1227\b|\b42501\b",
+    re.IGNORECASE,
+)
+_DENIED_ON = re.compile(
+    r"permission denied for (?P<kind>schema|table|relation|database|sequence) "
+    r'"?(?P<name>[^\s"]+)'
+    r"|(?P<privilege>\w+) command denied to user \S+ for table (?P<table>[`'\w.$]+)"
+    r"|to database '(?P<database>[^']+)'",
+    re.IGNORECASE,
+)
 
 # The server (or the pooler in front of it) refused one more client.
 _TOO_MANY_CLIENTS = re.compile(
@@ -50,6 +74,46 @@ def _too_many_clients(url: URL, reason: str) -> BackendUnavailableError:
         f"server said: {reason}). Each store opens up to [database] pool_size + "
         "max_overflow connections per engine: lower them, share one store per process, "
         f"or put a transaction pooler (PgBouncer) in front; see {DEPLOYING_DOCS}"
+    )
+
+
+def _user_at(url: URL) -> str:
+    port = f":{url.port}" if url.port else ""
+    return f"user {url.username or '(none given)'!r} at {url.host or 'localhost'}{port}"
+
+
+def _auth_failed(url: URL, reason: str) -> BackendUnavailableError:
+    # Not SchemaOutOfDateError: "run db upgrade" would fail the same way, in a circle.
+    return BackendUnavailableError(
+        f"{describe_url(url)}: authentication failed for {_user_at(url)}: check user and "
+        f"password in the URL (server said: {reason})"
+    )
+
+
+def _permission_denied(url: URL, reason: str) -> BackendUnavailableError:
+    found = _DENIED_ON.search(reason)
+    grantee = url.username or "the user"
+    if found and (found.group("kind") or "").lower() == "schema":
+        schema = found.group("name")
+        what = (
+            f"it needs USAGE and CREATE on schema {schema} (GRANT USAGE, CREATE ON SCHEMA "
+            f"{schema} TO {grantee}; or run `statestore db upgrade` as the schema's owner)"
+        )
+    elif found and found.group("privilege"):
+        table = found.group("table").replace("`", "").strip("'\"")
+        what = (
+            f"it needs the {found.group('privilege').upper()} privilege on {table} "
+            "(GRANT it, or run `statestore db upgrade` as a user who has it)"
+        )
+    elif found and found.group("database"):
+        what = f"it has no privileges on database {found.group('database')} (GRANT them)"
+    elif found:
+        what = f"it needs privileges on {found.group('kind').lower()} {found.group('name')}"
+    else:
+        what = "grant the privileges the statestore tables need"
+    return BackendUnavailableError(
+        f"{describe_url(url)}: permission denied for {_user_at(url)}: {what} "
+        f"(server said: {reason})"
     )
 
 
@@ -105,31 +169,55 @@ def _unavailable(exc: BaseException, url: URL) -> BackendUnavailableError:
     return BackendUnavailableError(f"{describe_url(url)} is unavailable: {_reason(exc, url)}")
 
 
+def _missing_folder(url: URL, reason: str) -> StateStoreError | None:
+    folder = _missing_sqlite_folder(url, reason)
+    if folder is None:
+        return None
+    return BackendUnavailableError(
+        f"{describe_url(url)} cannot be opened: its folder {folder} does not exist "
+        "(statestore creates the file, not the folders above it)"
+    )
+
+
+def _missing_database(url: URL, _reason: str) -> StateStoreError:
+    return BackendUnavailableError(
+        f"{describe_url(url)}: the database {url.database!r} does not exist on the "
+        "server; create it (PostgreSQL: createdb NAME; MySQL/MariaDB: CREATE DATABASE "
+        "NAME), then run `statestore db upgrade`"
+    )
+
+
+def _missing_table(url: URL, reason: str) -> StateStoreError:
+    # Only here, after every login and privilege rule: a reachable, authenticated
+    # database without our tables is the one case where "run db upgrade" is the answer.
+    return SchemaOutOfDateError(
+        f"the database {describe_url(url)} has no statestore tables ({reason}); run "
+        f"`statestore --url '{url.render_as_string(hide_password=True)}' db upgrade` first"
+    )
+
+
+# In order: the first pattern that matches the driver's message decides.
+_RULES: tuple[tuple[re.Pattern[str], Callable[[URL, str], StateStoreError]], ...] = (
+    (_TOO_MANY_CLIENTS, _too_many_clients),
+    (_AUTH_FAILED, _auth_failed),
+    (_PERMISSION_DENIED, _permission_denied),
+    (_MISSING_DATABASE, _missing_database),
+    (_MISSING_TABLE, _missing_table),
+)
+
+
 def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
     """The statestore error for a driver error (``None``: let it pass unchanged).
 
     The same rules whether SQLAlchemy wrapped the error or a DBAPI cursor raised it.
     """
     reason = _reason(exc, url)
-    folder = _missing_sqlite_folder(url, reason)
+    folder = _missing_folder(url, reason)
     if folder is not None:
-        return BackendUnavailableError(
-            f"{describe_url(url)} cannot be opened: its folder {folder} does not exist "
-            "(statestore creates the file, not the folders above it)"
-        )
-    if _TOO_MANY_CLIENTS.search(reason):
-        return _too_many_clients(url, reason)
-    if _MISSING_DATABASE.search(reason):
-        return BackendUnavailableError(
-            f"{describe_url(url)}: the database {url.database!r} does not exist on the "
-            "server; create it (PostgreSQL: createdb NAME; MySQL/MariaDB: CREATE DATABASE "
-            "NAME), then run `statestore db upgrade`"
-        )
-    if _MISSING_TABLE.search(reason):
-        return SchemaOutOfDateError(
-            f"the database {describe_url(url)} has no statestore tables ({reason}); run "
-            f"`statestore --url '{url.render_as_string(hide_password=True)}' db upgrade` first"
-        )
+        return folder
+    for pattern, build in _RULES:
+        if pattern.search(reason):
+            return build(url, reason)
     if type(exc).__name__ == "ProgrammingError":  # a bug of ours, not the server's state
         return None
     return _unavailable(exc, url)

@@ -37,6 +37,7 @@ __all__ = [
     "list_asset_state",
     "list_assets",
     "list_task_state",
+    "list_task_state_under",
     "referenced",
     "set_assets_active",
     "sweep_inactive",
@@ -220,6 +221,8 @@ class StoredKey:
     version: int
     updated_by: str | None
     map_key: str | None = None
+    # Set only by list_task_state_under (a listing across tasks names each row's task).
+    task: tuple[str, str, str] | None = None
 
 
 def list_task_state(
@@ -252,6 +255,37 @@ def list_task_state(
     if map_key is not None:
         query = query.where(_ts.map_key == map_key)
     return [StoredKey(*row) for row in conn.execute(query)]
+
+
+def list_task_state_under(
+    conn: Connection, dag_id: str, run_id: str | None, now: datetime
+) -> list[StoredKey]:
+    """Unexpired task-state keys of a whole dag, or of one run of it, by task and key.
+
+    An inspection aid: there is no index on the ids themselves (rows are found by task
+    digest), so this scans the table; task code never lists this way.
+    """
+    query = (
+        select(
+            _ts.map_index,
+            _ts.key,
+            _ts.value,
+            _ts.expires_at,
+            _ts.updated_at,
+            _ts.version,
+            _ts.updated_by,
+            _ts.map_key,
+            _ts.dag_id,
+            _ts.run_id,
+            _ts.task_id,
+        )
+        .where(_ts.dag_id == dag_id)
+        .where((_ts.expires_at.is_(None)) | (_ts.expires_at >= now))
+        .order_by(_ts.run_id, _ts.task_id, _ts.map_index, _ts.map_key, _ts.key)
+    )
+    if run_id is not None:
+        query = query.where(_ts.run_id == run_id)
+    return [StoredKey(*row[:8], task=(row[8], row[9], row[10])) for row in conn.execute(query)]
 
 
 def list_asset_state(conn: Connection, scope: AssetScope, now: datetime) -> list[StoredKey]:
