@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from statestore.access_core import KeyedState, to_item
 from statestore.backends.worker import escape_value
@@ -37,17 +37,19 @@ from statestore.scopes import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from statestore.backends.base import BaseStateBackend
     from statestore.store import StateStore
 
 __all__ = ["AssetStateAccessor", "AssetStateAccessors", "TaskStateAccessor"]
+
+T = TypeVar("T")
 
 
 def _resolve_store(store: StateStore | None) -> StateStore:
     if store is None:
         from statestore.store import default_store  # noqa: PLC0415 - avoids an import cycle
 
-        return default_store()
+        store = default_store()
+    _ = store.backend  # a closed store raises StoreClosedError now, not at first use
     return store
 
 
@@ -61,7 +63,7 @@ def _value_limit(store: StateStore) -> int:
 class TaskStateAccessor(KeyedState):
     """Task state of one task instance: survives crashes and retries of that instance."""
 
-    __slots__ = ("_backend", "_max_bytes", "_retention_days", "_scope", "_store", "_updated_by")
+    __slots__ = ("_max_bytes", "_retention_days", "_scope", "_store", "_updated_by")
     _scope: TaskScope
 
     def __init__(
@@ -71,7 +73,6 @@ class TaskStateAccessor(KeyedState):
             raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
         self._scope = scope
         self._store = _resolve_store(store)
-        self._backend: BaseStateBackend = self._store.backend
         self._max_bytes = _value_limit(self._store)
         self._retention_days = self._store.config.state_store.default_retention_days
         self._updated_by = writer_name(updated_by) or self._store.updated_by
@@ -83,6 +84,10 @@ class TaskStateAccessor(KeyedState):
 
     def __repr__(self) -> str:
         return f"TaskStateAccessor({self._scope!r})"
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """``state[key] = value``: :meth:`set` with the default retention."""
+        self.set(key, value)
 
     def _prepare_set(self, key: str, value: Any, retention: object) -> tuple[str, datetime | None]:
         check_key(key)
@@ -174,7 +179,7 @@ class TaskStateAccessor(KeyedState):
 class AssetStateAccessor(KeyedState):
     """State of one asset: persists across runs until deleted, cleared or swept."""
 
-    __slots__ = ("_backend", "_max_bytes", "_scope", "_store", "_updated_by")
+    __slots__ = ("_max_bytes", "_scope", "_store", "_updated_by")
     _scope: AssetScope
 
     def __init__(
@@ -182,7 +187,6 @@ class AssetStateAccessor(KeyedState):
     ) -> None:
         self._scope = to_asset_scope(asset)
         self._store = _resolve_store(store)
-        self._backend: BaseStateBackend = self._store.backend
         self._max_bytes = _value_limit(self._store)
         # Who writes: the writing task instance, say, so a watermark can be traced back.
         self._updated_by = writer_name(updated_by) or self._store.updated_by
@@ -194,6 +198,10 @@ class AssetStateAccessor(KeyedState):
 
     def __repr__(self) -> str:
         return f"AssetStateAccessor({self._scope!r})"
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """``state[key] = value``: :meth:`set`."""
+        self.set(key, value)
 
     def _prepare_set(self, key: str, value: Any) -> str:
         check_key(key)
@@ -310,6 +318,14 @@ class AssetStateAccessors:
     def __repr__(self) -> str:
         return f"AssetStateAccessors({[a.scope for a in self._accessors]!r})"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AssetStateAccessors):
+            return NotImplemented
+        return self._accessors == other._accessors
+
+    def __hash__(self) -> int:
+        return hash(self._accessors)
+
     @property
     def _only(self) -> AssetStateAccessor:
         if len(self._accessors) != 1:
@@ -319,6 +335,10 @@ class AssetStateAccessors:
             )
         return self._accessors[0]
 
+    @overload
+    def get(self, key: str) -> Any: ...
+    @overload
+    def get(self, key: str, default: T) -> Any | T: ...
     def get(self, key: str, default: Any = None) -> Any:
         """Shorthand for ``self[only_asset].get(key, default)``."""
         return self._only.get(key, default)
@@ -335,6 +355,10 @@ class AssetStateAccessors:
         """Shorthand for ``self[only_asset].clear()``."""
         self._only.clear()
 
+    @overload
+    async def aget(self, key: str) -> Any: ...
+    @overload
+    async def aget(self, key: str, default: T) -> Any | T: ...
     async def aget(self, key: str, default: Any = None) -> Any:
         """Async twin of :meth:`get`."""
         return await self._only.aget(key, default)

@@ -14,11 +14,13 @@ statestore::
     ├── ConfigError                (ValueError)   bad setting, names key and source
     ├── UnknownAssetError          (KeyError)     asset not registered (auto-register off)
     ├── UndeclaredAssetError       (KeyError)     not an inlet/outlet of this task
+    ├── KeyNotFoundError           (KeyError)     state[key] / del state[key]: key absent
     ├── AmbiguousAssetError        (ValueError)   shorthand used with != 1 declared asset
     ├── InactiveAssetError         (LookupError)  writing to a deactivated asset
     ├── VersionConflictError       (ValueError)   compare-and-set lost (versioned writes)
     ├── UnsupportedOperationError  (NotImplementedError)  optional backend capability
     ├── SchemaOutOfDateError       (RuntimeError) database not migrated to this release
+    ├── StoreClosedError           (RuntimeError) the StateStore was used after close()
     ├── BackendUnavailableError    (ConnectionError)  database down / unreachable
     ├── AuthenticationError        (PermissionError)  state server: no valid token (401)
     └── AccessDeniedError          (PermissionError)  state server: outside the grant (403)
@@ -48,8 +50,10 @@ __all__ = [
     "InvalidScopeError",
     "InvalidTypeError",
     "InvalidValueError",
+    "KeyNotFoundError",
     "SchemaOutOfDateError",
     "StateStoreError",
+    "StoreClosedError",
     "UndeclaredAssetError",
     "UnknownAssetError",
     "UnserializableValueError",
@@ -119,6 +123,23 @@ class UndeclaredAssetError(StateStoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class KeyNotFoundError(StateStoreError, KeyError):
+    """``state[key]`` or ``del state[key]`` of a key that is absent (or expired).
+
+    As with a ``dict``, ``args[0]`` is the key itself; the message also names the scope.
+    ``get`` returns its default and ``delete`` does nothing instead of raising this.
+    """
+
+    def __init__(self, key: str, where: str = "") -> None:
+        super().__init__(key)
+        self.key = key
+        self.where = where
+
+    def __str__(self) -> str:
+        where = f" in {self.where}" if self.where else ""
+        return f"{self.key!r} is not set{where} (absent or expired)"
+
+
 class AmbiguousAssetError(StateStoreError, ValueError):
     """The single-asset shorthand was used, but the task declares zero or several assets."""
 
@@ -150,6 +171,12 @@ class UnsupportedOperationError(StateStoreError, NotImplementedError):
 
 class SchemaOutOfDateError(StateStoreError, RuntimeError):
     """The database schema is missing or older than this release expects."""
+
+
+class StoreClosedError(StateStoreError, RuntimeError):
+    """A :class:`~statestore.StateStore` (or an accessor built from it) was used after
+    ``close()``/``aclose()``: a closed store never reconnects behind its owner's back.
+    Build a new store, or keep one open for the life of the process."""
 
 
 class BackendUnavailableError(StateStoreError, ConnectionError):

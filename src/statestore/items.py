@@ -59,10 +59,13 @@ class StateItem:
     """One key's value and metadata, as task code sees it."""
 
     value: Any
+    """The value, decoded from JSON as ``get`` returns it."""
     version: int
     """1 after the first write, +1 on every write since; pass it to ``if_version``."""
     updated_at: datetime
+    """When the key was last written (aware UTC)."""
     updated_by: str | None
+    """Who wrote it last (the store's or accessor's ``updated_by``), or ``None``."""
     expires_at: datetime | None
     """When the key stops reading (aware UTC), or ``None`` for never."""
 

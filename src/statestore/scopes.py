@@ -30,6 +30,7 @@ __all__ = [
     "check_key",
     "map_key_for",
     "to_asset_scope",
+    "to_task_scope",
     "writer_name",
 ]
 
@@ -224,6 +225,32 @@ def to_asset_scope(asset: object) -> AssetScope:
             f"not {type(asset).__name__}"
         )
     return AssetScope(name=name, uri=uri)
+
+
+def to_task_scope(
+    scope: object,
+    run_id: object = None,
+    task_id: object = None,
+    map_index: object = -1,
+    map_key: object = None,
+) -> TaskScope:
+    """The one convention of ``task_state(...)``, on the store and as a shortcut:
+    either a ``TaskScope`` alone, or ``dag_id, run_id, task_id`` (``map_index``,
+    ``map_key`` optional) to build one -- never both."""
+    if isinstance(scope, TaskScope):
+        if run_id is not None or task_id is not None or map_index != -1 or map_key is not None:
+            raise InvalidTypeError(
+                "task_state() takes a TaskScope or dag_id, run_id, task_id (with map_index "
+                "or map_key), not both"
+            )
+        return scope
+    if not isinstance(scope, str):
+        raise InvalidTypeError(
+            f"task_state() takes a TaskScope or a dag_id str, not {type(scope).__name__}"
+        )
+    if run_id is None or task_id is None:
+        raise InvalidTypeError("task_state(dag_id, ...) also needs run_id and task_id")
+    return TaskScope(scope, run_id, task_id, map_index, map_key)  # type: ignore[arg-type]
 
 
 def writer_name(writer: object) -> str | None:

@@ -22,17 +22,25 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def task_state(
-    dag_id: str,
-    run_id: str,
-    task_id: str,
+    scope: TaskScope | str,
+    run_id: str | None = None,
+    task_id: str | None = None,
     map_index: int = -1,
     *,
     map_key: str | None = None,
     store: StateStore | None = None,
+    updated_by: object = None,
 ) -> TaskStateAccessor:
-    """The task state of one task instance, on ``store`` or :func:`default_store`."""
-    scope = TaskScope(dag_id, run_id, task_id, map_index, map_key)
-    return (store or default_store()).task_state(scope)
+    """The task state of one task instance, on ``store`` or :func:`default_store`.
+
+    The same arguments as :meth:`StateStore.task_state`: a ``TaskScope``, or
+    ``dag_id, run_id, task_id`` with optional ``map_index``/``map_key``::
+
+        task_state("etl", run_id, "load")  # == task_state(TaskScope("etl", run_id, "load"))
+    """
+    return (store or default_store()).task_state(
+        scope, run_id, task_id, map_index, map_key=map_key, updated_by=updated_by
+    )
 
 
 def asset_state(

@@ -8,7 +8,10 @@ SQLAlchemy engines; tests pass ``backend=InMemoryStateBackend()``.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
+import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -16,14 +19,19 @@ from typing import TYPE_CHECKING
 from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskStateAccessor
 from statestore.backends.base import BaseStateBackend, load_backend
 from statestore.backends.offload import WorkerBackedStateBackend
-from statestore.config import StateStoreConfig
-from statestore.exceptions import ConfigError, InvalidTypeError, UnsupportedOperationError
-from statestore.scopes import TaskScope, to_asset_scope, writer_name
+from statestore.exceptions import (
+    ConfigError,
+    InvalidTypeError,
+    StoreClosedError,
+    UnsupportedOperationError,
+)
+from statestore.scopes import TaskScope, to_asset_scope, to_task_scope, writer_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from statestore.config import StateStoreConfig
     from statestore.metastore import MetastoreStateBackend
     from statestore.metastore.maintenance import AssetInfo
 
@@ -31,6 +39,9 @@ __all__ = ["StateStore", "default_store", "set_default_store"]
 
 
 def _config_with_url(config: StateStoreConfig | None, url: str | None) -> StateStoreConfig:
+    # Imported on first use: pydantic costs more than the rest of `import statestore`.
+    from statestore.config import StateStoreConfig  # noqa: PLC0415
+
     if config is None:
         return StateStoreConfig(database={"url": url}) if url else StateStoreConfig()
     if not isinstance(config, StateStoreConfig):
@@ -151,6 +162,7 @@ class StateStore:
         choices, while retention defaults, size limits and ``[workers] state_backend``
         still apply, so a store behaves the same whichever way its backend was named.
         """
+        self._closed = False
         self._updated_by = writer_name(updated_by)
         if url is not None and not isinstance(url, str):
             url = str(url)  # a sqlalchemy URL object; render_as_string keeps the password
@@ -171,6 +183,7 @@ class StateStore:
         if self._worker is not None:
             # Rows keep references, the worker-side backend keeps the values.
             self._backend = WorkerBackedStateBackend(self._backend, self._worker)
+        _unclosed.add(self)
 
     # -- what it holds -----------------------------------------------------------------
 
@@ -181,8 +194,22 @@ class StateStore:
 
     @property
     def backend(self) -> BaseStateBackend:
-        """The backend every accessor of this store writes through."""
+        """The backend every accessor of this store writes through.
+
+        Raises :class:`~statestore.exceptions.StoreClosedError` once the store is
+        closed, and so does every accessor built from it.
+        """
+        if self._closed:
+            raise StoreClosedError(
+                f"{self!r} is closed: build a new StateStore (or keep this one open until "
+                "the process ends) instead of using it after close()/aclose()"
+            )
         return self._backend
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`aclose` has been called."""
+        return self._closed
 
     @property
     def updated_by(self) -> str | None:
@@ -198,18 +225,32 @@ class StateStore:
     @property
     def primary_backend(self) -> BaseStateBackend:
         """The backend holding the rows: :attr:`backend` unless a worker-side one wraps it."""
-        backend = self._backend
+        backend = self.backend
         return backend.primary if isinstance(backend, WorkerBackedStateBackend) else backend
 
     def __repr__(self) -> str:
-        return f"StateStore(backend={type(self._backend).__name__})"
+        # The backend's own repr names its database or server, password hidden.
+        closed = ", closed" if self._closed else ""
+        return f"StateStore({self._backend!r}{closed})"
 
     # -- accessor factories ----------------------------------------------------------------
 
-    def task_state(self, scope: TaskScope, *, updated_by: object = None) -> TaskStateAccessor:
-        """The task state of one task instance (``updated_by``: a name recorded with
-        each write; default the store's)."""
-        return TaskStateAccessor(scope, store=self, updated_by=updated_by)
+    def task_state(
+        self,
+        scope: TaskScope | str,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        map_index: int = -1,
+        *,
+        map_key: str | None = None,
+        updated_by: object = None,
+    ) -> TaskStateAccessor:
+        """The task state of one task instance: a ``TaskScope``, or its fields
+        ``(dag_id, run_id, task_id, map_index=-1, map_key=None)`` -- the same arguments
+        as :func:`statestore.task_state`. ``updated_by``: a name recorded with each
+        write (default: the store's)."""
+        task = to_task_scope(scope, run_id, task_id, map_index, map_key)
+        return TaskStateAccessor(task, store=self, updated_by=updated_by)
 
     def asset_state(self, asset: object, *, updated_by: object = None) -> AssetStateAccessor:
         """The state of one asset (an ``AssetScope``, a name, or an object with .name/.uri).
@@ -240,15 +281,17 @@ class StateStore:
         """
         if not isinstance(scope, TaskScope):
             raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
+        backend = self.backend  # a closed store refuses, whatever the setting
         if self._config.state_store.clear_on_success:
-            self._backend.clear(scope)
+            backend.clear(scope)
 
     async def aon_task_success(self, scope: TaskScope) -> None:
         """Async twin of :meth:`on_task_success`."""
         if not isinstance(scope, TaskScope):
             raise InvalidTypeError(f"scope must be a TaskScope, not {type(scope).__name__}")
+        backend = self.backend
         if self._config.state_store.clear_on_success:
-            await self._backend.aclear(scope)
+            await backend.aclear(scope)
 
     def _metastore(self, operation: str) -> MetastoreStateBackend:
         from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
@@ -303,11 +346,22 @@ class StateStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the backend's connections. The store must not be used afterwards."""
+        """Release the backend's connections; closing twice is fine.
+
+        Afterwards the store and every accessor built from it raise
+        :class:`~statestore.exceptions.StoreClosedError` instead of reconnecting.
+        Async connections belong to their event loop: :meth:`aclose` on a loop
+        releases that loop's, and a loop that ends (``asyncio.run`` returning)
+        releases its own, so ``close()`` after the loops are done releases the rest.
+        """
+        self._closed = True
         self._backend.close()
 
     async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
+        """Async twin of :meth:`close`: releases the running loop's connections, then
+        everything :meth:`close` does. Call it (or use ``async with``) in code that owns
+        the loop; an ``asyncio.run`` that ends releases its loop's connections anyway."""
+        self._closed = True
         await self._backend.aclose()
 
     def __enter__(self) -> StateStore:
@@ -332,6 +386,22 @@ class StateStore:
     ) -> None:
         await self.aclose()
 
+
+# Stores nobody closed: their connections are returned at interpreter exit, before
+# teardown would collect them with a "never checked in" or ResourceWarning. The stores
+# stay usable (this is a release, not close()), so an atexit hook that runs later, or
+# a daemon thread, still works: the backend reopens what it needs.
+_unclosed: weakref.WeakSet[StateStore] = weakref.WeakSet()
+
+
+def _release_unclosed() -> None:
+    for store in list(_unclosed):
+        if not store.closed:
+            with contextlib.suppress(Exception):  # exiting: a store that cannot release is gone
+                store._backend.close()
+
+
+atexit.register(_release_unclosed)
 
 _default_lock = threading.Lock()
 _default: StateStore | None = None

@@ -46,6 +46,9 @@ class InMemoryStateBackend(BaseStateBackend):
         self._assets: dict[str, _Entries] = {}
         self._registry: dict[str, _Asset] = {}
 
+    def __repr__(self) -> str:
+        return "InMemoryStateBackend()"
+
     # -- asset identity -------------------------------------------------------------
 
     def _find_asset(self, scope: AssetScope) -> _Asset | None:

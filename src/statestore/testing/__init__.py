@@ -37,7 +37,10 @@ exactly as the accessors do after validation, and check: missing keys, round tri
 last writer wins, delete (missing is a no-op), clear of one or every map index, asset
 clear, isolation between every kind of scope, exact keys (case, whitespace, unicode
 normalisation, 512 characters), byte-exact values, expiry honoured on read, asset
-identity by name or uri, and concurrent writers.
+identity by name or uri, and concurrent writers. :class:`BackendConformance` also runs
+the accessors' mapping protocol over your backend (``state[key]``, ``del state[key]``,
+``key in state``, ``len``, iteration, the ``keys()``/``items()`` views; expired keys
+absent), from :mod:`statestore.testing.mapping`.
 
 The data comes from :class:`~statestore.testing.cases.ConformanceCases`; a subclass may
 override its scope factories (``task_scope``, ``asset_scope``) or class attributes
@@ -56,7 +59,10 @@ import pytest
 # Before the suites are imported: pytest then rewrites their asserts, so a failure in
 # a user's run shows the values compared, not a bare AssertionError.
 pytest.register_assert_rewrite(
-    "statestore.testing.async_conformance", "statestore.testing.conformance"
+    "statestore.testing.async_conformance",
+    "statestore.testing.capabilities",
+    "statestore.testing.conformance",
+    "statestore.testing.mapping",
 )
 
 from statestore.testing.async_conformance import AsyncBackendConformance  # noqa: E402

@@ -13,12 +13,14 @@ from statestore.backends.base import BaseStateBackend
 from statestore.scopes import StateScope
 from statestore.testing.capabilities import CapabilityConformance
 from statestore.testing.cases import distinct, utc_now
+from statestore.testing.mapping import MappingConformance
 
 __all__ = ["BackendConformance"]
 
 
-class BackendConformance(CapabilityConformance):
-    """Every behaviour ``BaseStateBackend`` promises, through its sync methods.
+class BackendConformance(CapabilityConformance, MappingConformance):
+    """Every behaviour ``BaseStateBackend`` promises, through its sync methods, and the
+    mapping protocol of accessors over it (:mod:`statestore.testing.mapping`).
 
     Subclass it as ``class TestMyBackend(BackendConformance)`` and provide a ``backend``
     fixture returning (or yielding) a fresh, empty backend; your fixture owns teardown.

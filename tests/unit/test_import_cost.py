@@ -1,0 +1,68 @@
+"""``import statestore`` stays cheap: the heavy dependencies load only when used.
+
+Code that only builds scopes and accessors over the in-memory (or any given) backend
+must not import SQLAlchemy, Alembic, pydantic-settings, typer or rich. Each check runs
+``python -X importtime`` in a fresh interpreter and reads which modules it loaded; it
+fails on a forbidden module, never on time (docs/performance.md gives the figures).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+FORBIDDEN = ("sqlalchemy", "alembic", "pydantic_settings", "typer", "rich")
+
+
+def _imported(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter imports while running ``code``."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert len(lines) > 20, done.stderr[-2000:]  # -X importtime did report
+    names = {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # [0] is the header
+    assert "statestore" in names
+    return {name.split(".")[0] for name in names}
+
+
+def test_import_alone_loads_no_heavy_dependency() -> None:
+    imported = _imported("import statestore")
+    assert not imported & {*FORBIDDEN, "pydantic"}, sorted(imported)
+
+
+def test_scopes_and_accessors_over_the_memory_backend_load_none() -> None:
+    imported = _imported(
+        """
+        import statestore
+        from statestore import AssetScope, InMemoryStateBackend, StateStore, TaskScope
+
+        store = StateStore(backend=InMemoryStateBackend())
+        state = store.task_state(TaskScope("dag", "run", "task"))
+        state.set("k", {"n": 1})
+        state["j"] = 2
+        assert state.get("k") == {"n": 1} and state["j"] == 2 and len(state) == 2
+        assert list(state.keys()) == ["j", "k"]
+        assets = store.asset_states(inlets=[AssetScope(name="a")], outlets=["b"])
+        assets["b"].set("watermark", 3)
+        assert statestore.asset_state("b", store=store).get("watermark") == 3
+        assert statestore.task_state("dag", "run", "task", store=store)["j"] == 2
+        store.close()
+        """
+    )
+    assert not imported & set(FORBIDDEN), sorted(imported & set(FORBIDDEN))
+
+
+@pytest.mark.parametrize("name", ["StateStoreConfig", "MetastoreStateBackend"])
+def test_lazy_names_still_resolve(name: str) -> None:
+    # The lazy names are the real classes, importable as before.
+    code = f"import statestore; from statestore import {name}; assert {name}.__name__ == {name!r}"
+    assert "statestore" in _imported(code)
