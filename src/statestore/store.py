@@ -125,8 +125,12 @@ def _build_http_backend(
         )
     if engine is not None or async_engine is not None:
         raise ConfigError("a state server URL and a database engine cannot be used together")
-    from statestore.backends.http import HttpStateBackend  # noqa: PLC0415 - needs httpx
-
+    try:
+        from statestore.backends.http import HttpStateBackend  # noqa: PLC0415 - needs httpx
+    except ModuleNotFoundError as exc:  # httpx comes with the client extra
+        raise ConfigError(
+            f"a state server URL needs httpx ({exc}): pip install 'statestore[client]'"
+        ) from exc
     return HttpStateBackend.from_config(config)
 
 

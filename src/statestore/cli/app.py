@@ -57,7 +57,28 @@ def _root(
     ctx: typer.Context,
     url: Annotated[
         str | None,
-        typer.Option("--url", metavar="URL", help="Database URL (default: from configuration)."),
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="Database URL, or a state server's http(s):// URL (default: from configuration).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            help="Bearer token for a state server (prefer --token-file: a command line is "
+            "visible to other users).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="File holding the bearer token for a state server.",
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Machine-readable JSON output (errors too).")
@@ -70,7 +91,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = CliState(url=url, json=json_output, debug=debug)
+    ctx.obj = CliState(url=url, json=json_output, debug=debug, token=token, token_file=token_file)
 
 
 def _plain_flags(command: Any) -> Any:
@@ -89,14 +110,17 @@ def _plain_flags(command: Any) -> Any:
     return command
 
 
+_VALUED = ("--url", "--token", "--token-file")  # root options that take a value
+
+
 def _root_options(argv: list[str]) -> set[str]:
     """The global flags given before the command (``--json``, ``--debug``)."""
     found: set[str] = set()
     args = iter(argv)
     for arg in args:
-        if arg == "--url":
+        if arg in _VALUED:
             next(args, None)
-        elif arg.startswith("--url="):
+        elif arg.startswith(tuple(f"{name}=" for name in _VALUED)):
             continue
         elif arg.startswith("-"):
             found.add(arg)

@@ -1,0 +1,171 @@
+"""The whole conformance suite through HttpStateBackend and a real server process.
+
+One uvicorn process per dialect (SQLite, PostgreSQL, MariaDB) serves ``create_app``
+over loopback; every test talks to it with an admin token, sync (``httpx.Client``) and
+async (``httpx.AsyncClient``), optional capabilities included. Between tests the
+state tables are emptied directly in the database, so each test starts empty.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from statestore.backends.base import BaseStateBackend
+from statestore.backends.http import HttpStateBackend
+from statestore.exceptions import InvalidValueError
+from statestore.metastore import upgrade
+from statestore.testing import AsyncBackendConformance, BackendConformance
+from tests.integration.conftest import _server
+from tests.integration.http_server import ServerProcess, start_server
+
+pytest.importorskip("fastapi", reason="the server extra is not installed")
+
+TABLES = ("statestore_asset_state", "statestore_task_state", "statestore_asset")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite"),
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, URL]]:
+    """A migrated database of this dialect and a server process over it."""
+    workdir = tmp_path_factory.mktemp(f"http-{request.param}")
+    if request.param == "sqlite":
+        url, drop = make_url(f"sqlite:///{workdir / 'state.db'}"), None
+    else:
+        databases = _server(request.param)
+        url, drop = databases.create(), databases
+    upgrade(url)
+    server = start_server(url.render_as_string(hide_password=False), workdir)
+    try:
+        yield server, url
+    finally:
+        server.stop()
+        # uvicorn re-raises the SIGTERM it shut down on: -15 is a clean stop too.
+        assert server.process.returncode in (0, -signal.SIGTERM), server.log.read_text()
+        assert "Traceback" not in server.log.read_text(), server.log.read_text()
+        if drop is not None:
+            drop.drop(url)
+
+
+@pytest.fixture
+def emptied(served: tuple[ServerProcess, URL]) -> Iterator[ServerProcess]:
+    """The server, with the state tables emptied after the test."""
+    server, url = served
+    yield server
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
+    finally:
+        engine.dispose()
+
+
+# The backend contract takes expires_at for any scope (the suite writes expired asset
+# rows to check that reads skip them); the server's first cut refuses expires_at on
+# asset state with 422. Strict: these fail as soon as the server accepts it -- then
+# delete the marker and the overrides.
+_ASSET_EXPIRY_REFUSED = pytest.mark.xfail(
+    raises=InvalidValueError,
+    reason="server: 'asset state has no retention: expires_at is for task state'",
+    strict=True,
+)
+
+
+class TestHttpConformance(BackendConformance):
+    @pytest.fixture
+    def backend(self, emptied: ServerProcess) -> Iterator[HttpStateBackend]:
+        backend = HttpStateBackend(emptied.url, token=emptied.admin_token())
+        yield backend
+        backend.close()
+
+    @_ASSET_EXPIRY_REFUSED
+    def test_compare_and_set_writes_only_at_its_version(self, backend: BaseStateBackend) -> None:
+        super().test_compare_and_set_writes_only_at_its_version(backend)
+
+    @_ASSET_EXPIRY_REFUSED
+    def test_listing_in_key_order_by_pages(self, backend: BaseStateBackend) -> None:
+        super().test_listing_in_key_order_by_pages(backend)
+
+    if hasattr(
+        BackendConformance, "test_mapping_treats_expired_keys_as_absent"
+    ):  # pragma: no branch
+
+        @_ASSET_EXPIRY_REFUSED
+        def test_mapping_treats_expired_keys_as_absent(self, backend: BaseStateBackend) -> None:
+            getattr(super(), "test_mapping_treats_expired_keys_as_absent")(backend)  # noqa: B009
+
+
+class TestHttpConformanceAsync(AsyncBackendConformance):
+    @pytest.fixture
+    async def backend(self, emptied: ServerProcess) -> AsyncIterator[HttpStateBackend]:
+        backend = HttpStateBackend(emptied.url, token=emptied.admin_token())
+        yield backend
+        await backend.aclose()
+
+    @_ASSET_EXPIRY_REFUSED
+    async def test_compare_and_set_writes_only_at_its_version(
+        self, backend: BaseStateBackend
+    ) -> None:
+        await super().test_compare_and_set_writes_only_at_its_version(backend)
+
+    @_ASSET_EXPIRY_REFUSED
+    async def test_listing_in_key_order_by_pages(self, backend: BaseStateBackend) -> None:
+        await super().test_listing_in_key_order_by_pages(backend)
+
+
+def test_a_task_token_reaches_only_its_own_task(emptied: ServerProcess, tmp_path: Path) -> None:
+    """Through the store a worker builds: URL + token file; another task's state is 403."""
+    from statestore import AccessDeniedError, StateStore, TaskScope
+    from statestore.wire import Grant
+
+    mine, theirs = TaskScope("etl", "run-1", "load"), TaskScope("etl", "run-1", "other")
+    token_file = tmp_path / "token"
+    token_file.write_text(emptied.token(Grant("etl.load", task=mine)))
+    with StateStore(emptied.url, token_file=str(token_file)) as store:
+        state = store.task_state(mine)
+        state.set("cursor", {"page": 3})
+        assert state.get("cursor") == {"page": 3}
+        with pytest.raises(AccessDeniedError):
+            store.task_state(theirs).set("cursor", 1)
+    with StateStore(emptied.url, token=emptied.admin_token()) as admin:
+        assert admin.task_state(theirs).get("cursor") is None
+        assert admin.task_state(mine).get("cursor") == {"page": 3}
+
+
+def test_the_cli_against_a_server(
+    emptied: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`statestore --url http://... --token-file F task-state ...`: the CLI's store is
+    the HTTP backend, with the token read from the file."""
+    from statestore import StateStore, TaskScope
+    from statestore.cli import main
+
+    token_file = tmp_path / "token"
+    token_file.write_text(emptied.admin_token() + "\n")
+    base = ["--url", emptied.url, "--token-file", str(token_file)]
+    task = ["--dag", "etl", "--run", "r1", "--task", "load"]
+    assert main([*base, "task-state", "set", *task, "cursor", '{"page": 7}']) == 0
+    capsys.readouterr()
+    assert main([*base, "--json", "task-state", "get", *task, "cursor"]) == 0
+    assert '"page": 7' in capsys.readouterr().out
+    with StateStore(emptied.url, token=emptied.admin_token()) as store:
+        assert store.task_state(TaskScope("etl", "r1", "load")).get("cursor") == {"page": 7}
+    token_file.write_text("not-a-valid-token\n")
+    assert main([*base, "task-state", "get", *task, "cursor"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("statestore: error: ")
+    assert "not-a-valid-token" not in error
