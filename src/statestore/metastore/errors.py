@@ -41,7 +41,7 @@ _AUTH_FAILED = re.compile(
 # Logged in, but without a privilege a statement needs (PostgreSQL 42501, MySQL
 # 1044/1142/1227: "CREATE command denied to user ...", "Access denied ... to database").
 _PERMISSION_DENIED = re.compile(
-    r"permission denied|must be owner of|command denied to user"
+    r"permission denied|must be owner of|command denied to user|no schema has been selected"
     r"|access denied for user '[^']*'@'[^']*' to database|\b1044\b|\b1142\b|\b1227\b|\b42501\b",
     re.IGNORECASE,
 )
@@ -93,7 +93,14 @@ def _auth_failed(url: URL, reason: str) -> BackendUnavailableError:
 def _permission_denied(url: URL, reason: str) -> BackendUnavailableError:
     found = _DENIED_ON.search(reason)
     grantee = url.username or "the user"
-    if found and (found.group("kind") or "").lower() == "schema":
+    if "no schema has been selected" in reason:
+        # PostgreSQL: no schema on the search_path exists *and* is usable by this user.
+        what = (
+            "no schema on its search_path is usable: the schema is missing, or the user "
+            "lacks USAGE and CREATE on it (GRANT USAGE, CREATE ON SCHEMA name TO "
+            f"{grantee}; or set search_path)"
+        )
+    elif found and (found.group("kind") or "").lower() == "schema":
         schema = found.group("name")
         what = (
             f"it needs USAGE and CREATE on schema {schema} (GRANT USAGE, CREATE ON SCHEMA "
