@@ -234,6 +234,7 @@ class KeyedState:
     # -- the mapping protocol (sync only; see the class docstring) ----------------------
 
     def __getitem__(self, key: str) -> Any:
+        """``state[key]``: the value, or :class:`KeyNotFoundError` if absent or expired."""
         check_key(key)
         raw = self._backend.get(self._scope, key)
         if raw is None:
@@ -241,22 +242,27 @@ class KeyedState:
         return decode(raw, None)
 
     def __delitem__(self, key: str) -> None:
+        """``del state[key]``: read, then delete; :class:`KeyNotFoundError` if absent."""
         check_key(key)
         if self._backend.get(self._scope, key) is None:
             raise KeyNotFoundError(key, self._scope.describe())
         self._backend.delete(self._scope, key)
 
     def __contains__(self, key: object) -> bool:
+        """``key in state``: whether ``get`` would find it (expired keys are absent)."""
         check_key(key)  # a non-str key is a TypeError, as on get()
         return self._backend.get(self._scope, cast("str", key)) is not None
 
     def __iter__(self) -> Iterator[str]:
+        """``for key in state``: the live keys, as :meth:`keys` iterates them."""
         return iter(self.keys())
 
     def __len__(self) -> int:
+        """``len(state)``: the live keys, counted page by page (needs listing)."""
         return len(self.keys())
 
     def __bool__(self) -> bool:
+        """``bool(state)``: whether any live key exists (one read of one key)."""
         return bool(self.keys())
 
     # -- reads, deletes and listing, sync and async -------------------------------------
