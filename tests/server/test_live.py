@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from statestore import StateStore, wire
+from statestore.exceptions import AccessDeniedError
 from statestore.scopes import AssetScope, TaskScope
 from tests.server.conftest import ADMIN, LiveServer, Mint, bearer, task_grant
 
@@ -152,3 +153,31 @@ def test_oversized_bodies_are_refused_before_they_are_read(
     )
     assert chunked.startswith(b"HTTP/1.1 413 "), chunked[:200]
     assert direct.backend.get(scope, "big") is None
+
+
+def test_http_state_backend_end_to_end(
+    live_server: LiveServer, mint: Mint, direct: StateStore
+) -> None:
+    """The library's own client (HttpStateBackend) against the real server."""
+    scope = _scope()
+    asset = f"asset_{uuid.uuid4().hex[:8]}"
+    token = mint(task_grant(scope, write_assets=frozenset({asset})))
+    with StateStore(live_server.base_url, token=token) as remote:
+        state = remote.task_state(scope)
+        state.set("cursor", {"page": 3, "ids": [1, 2]})
+        assert state.get("cursor") == {"page": 3, "ids": [1, 2]}
+        assert state.update("n", lambda n: n + 1, default=0) == 1
+        assert state.update("n", lambda n: n + 1, default=0) == 2
+        item = state.get_item("n")
+        assert item is not None
+        assert (item.value, item.version, item.updated_by) == (2, 2, f"task:{scope.task_id}")
+        assert list(state.keys()) == ["cursor", "n"]
+        remote.asset_state(asset).set("wm", "2026-12-01")
+        assert remote.asset_state(asset).get("wm") == "2026-12-01"
+        with pytest.raises(AccessDeniedError):  # another task instance
+            remote.task_state(_scope("other")).get("cursor")
+        state.delete("cursor")
+        assert state.get("cursor", "gone") == "gone"
+    assert direct.backend.get(scope, "n") == "2"
+    assert direct.backend.get(scope, "cursor") is None
+    assert direct.backend.get(AssetScope(name=asset), "wm") == '"2026-12-01"'
