@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 from statestore.accessors import AssetStateAccessor, AssetStateAccessors, TaskStateAccessor
 from statestore.backends.base import BaseStateBackend, load_backend
@@ -25,7 +25,13 @@ from statestore.exceptions import (
     StoreClosedError,
     UnsupportedOperationError,
 )
-from statestore.scopes import TaskScope, to_asset_scope, to_task_scope, writer_name
+from statestore.scopes import (
+    AssetScope,
+    TaskScope,
+    to_asset_scope,
+    to_task_scope,
+    writer_name,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -132,6 +138,18 @@ def _build_http_backend(
             f"a state server URL needs httpx ({exc}): pip install 'statestore[client]'"
         ) from exc
     return HttpStateBackend.from_config(config)
+
+
+class _AssetRegistry(Protocol):
+    """What keeps the asset registry: the metastore, or HttpStateBackend over a server."""
+
+    def list_assets(self, active: bool | None = None) -> list[AssetInfo]: ...
+    async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]: ...
+    def set_assets_active(self, assets: list[AssetScope], active: bool) -> int: ...
+    async def aset_assets_active(self, assets: list[AssetScope], active: bool) -> int: ...
+
+
+_REGISTRY_METHODS = ("list_assets", "alist_assets", "set_assets_active", "aset_assets_active")
 
 
 class StateStore:
@@ -315,37 +333,46 @@ class StateStore:
         """Async twin of :meth:`upgrade`."""
         await self._metastore("aupgrade").aupgrade()
 
-    # -- the asset registry (metastore only) --------------------------------------------------
+    # -- the asset registry (the metastore, or a state server with an admin token) ----------
+
+    def _registry(self, operation: str) -> _AssetRegistry:
+        backend = self.primary_backend
+        if all(callable(getattr(backend, name, None)) for name in _REGISTRY_METHODS):
+            return cast("_AssetRegistry", backend)
+        raise UnsupportedOperationError(
+            f"{operation} needs the metastore backend or a state server; this store uses "
+            f"{type(backend).__name__}"
+        )
 
     def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Registered assets, by name; ``active`` filters on the flag."""
-        return self._metastore("list_assets").list_assets(active)
+        return self._registry("list_assets").list_assets(active)
 
     async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Async twin of :meth:`list_assets`."""
-        return await self._metastore("alist_assets").alist_assets(active)
+        return await self._registry("alist_assets").alist_assets(active)
 
     def deactivate_assets(self, *assets: object) -> int:
         """Mark assets inactive: their state can be read and cleared, not written, and the
         next :func:`~statestore.cleanup.sweep_asset_states` deletes it. Returns how many
         assets changed; unknown assets are ignored."""
         scopes = [to_asset_scope(a) for a in assets]
-        return self._metastore("deactivate_assets").set_assets_active(scopes, active=False)
+        return self._registry("deactivate_assets").set_assets_active(scopes, active=False)
 
     async def adeactivate_assets(self, *assets: object) -> int:
         """Async twin of :meth:`deactivate_assets`."""
         scopes = [to_asset_scope(a) for a in assets]
-        return await self._metastore("adeactivate_assets").aset_assets_active(scopes, active=False)
+        return await self._registry("adeactivate_assets").aset_assets_active(scopes, active=False)
 
     def activate_assets(self, *assets: object) -> int:
         """Re-activate assets (their swept state does not come back)."""
         scopes = [to_asset_scope(a) for a in assets]
-        return self._metastore("activate_assets").set_assets_active(scopes, active=True)
+        return self._registry("activate_assets").set_assets_active(scopes, active=True)
 
     async def aactivate_assets(self, *assets: object) -> int:
         """Async twin of :meth:`activate_assets`."""
         scopes = [to_asset_scope(a) for a in assets]
-        return await self._metastore("aactivate_assets").aset_assets_active(scopes, active=True)
+        return await self._registry("aactivate_assets").aset_assets_active(scopes, active=True)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -60,6 +60,8 @@ from statestore.scopes import AssetScope, StateScope, TaskScope
 __all__ = [
     "API_PREFIX",
     "ASSETS",
+    "ASSETS_ACTIVATE",
+    "ASSETS_DEACTIVATE",
     "ASSET_KEY",
     "ASSET_STATE",
     "CLEANUP",
@@ -102,6 +104,8 @@ TASK_KEY = f"{TASK_STATE}/key"
 ASSET_STATE = f"{API_PREFIX}/asset-state"
 ASSET_KEY = f"{ASSET_STATE}/key"
 ASSETS = f"{API_PREFIX}/assets"  # admin: GET list; POST .../deactivate, .../activate
+ASSETS_DEACTIVATE = f"{ASSETS}/deactivate"  # admin: POST {"names": [...]} -> {"deactivated": n}
+ASSETS_ACTIVATE = f"{ASSETS}/activate"  # admin: POST {"names": [...]} -> {"activated": n}
 CLEANUP = f"{API_PREFIX}/admin/cleanup"  # admin: POST (?dry_run=true streams NDJSON)
 SWEEP = f"{API_PREFIX}/admin/sweep"  # admin: POST (?dry_run=true)
 LIVEZ = "/livez"

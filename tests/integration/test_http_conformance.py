@@ -169,3 +169,25 @@ def test_the_cli_against_a_server(
     error = capsys.readouterr().err
     assert error.startswith("statestore: error: ")
     assert "not-a-valid-token" not in error
+
+
+async def test_the_asset_registry_through_a_server(emptied: ServerProcess) -> None:
+    """list/deactivate/activate assets with an admin token, sync and async; a task token
+    is refused."""
+    from statestore import AccessDeniedError, InactiveAssetError, StateStore, TaskScope
+    from statestore.wire import Grant
+
+    with StateStore(emptied.url, token=emptied.admin_token()) as store:
+        store.asset_state("orders").set("watermark", "2026-01-01")
+        listed = store.list_assets()
+        assert [(a.name, a.active, a.keys) for a in listed] == [("orders", True, 1)]
+        assert store.deactivate_assets("orders") == 1
+        assert [a.name for a in await store.alist_assets(active=False)] == ["orders"]
+        with pytest.raises(InactiveAssetError):
+            store.asset_state("orders").set("watermark", "2026-01-02")
+        assert await store.aactivate_assets("orders") == 1
+        assert store.list_assets(active=False) == []
+        await store.aclose()
+    task = emptied.token(Grant("etl.load", task=TaskScope("etl", "r", "load")))
+    with StateStore(emptied.url, token=task) as worker, pytest.raises(AccessDeniedError):
+        worker.list_assets()

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
     from statestore.config import StateStoreConfig
     from statestore.items import StoredItem
-    from statestore.scopes import StateScope
+    from statestore.metastore.maintenance import AssetInfo
+    from statestore.scopes import AssetScope, StateScope
 
 __all__ = ["HttpStateBackend"]
 
@@ -384,6 +385,25 @@ class HttpStateBackend(BaseStateBackend):
     ) -> list[tuple[str, str | None]]:
         call = messages.list_call(scope, prefix=prefix, after=after, limit=limit, values=values)
         return await self._acall(call, messages.read_page)
+
+    # -- the asset registry (admin tokens) -------------------------------------------------
+
+    def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
+        """Registered assets, by name; ``active`` filters on the flag."""
+        return self._call(messages.assets_call(active), messages.read_assets)
+
+    async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
+        """Async twin of :meth:`list_assets`."""
+        return await self._acall(messages.assets_call(active), messages.read_assets)
+
+    def set_assets_active(self, assets: list[AssetScope], active: bool) -> int:
+        """Mark assets (by name) active or inactive; returns how many changed."""
+        return self._call(messages.set_active_call(assets, active=active), messages.read_count)
+
+    async def aset_assets_active(self, assets: list[AssetScope], active: bool) -> int:
+        """Async twin of :meth:`set_assets_active`."""
+        call = messages.set_active_call(assets, active=active)
+        return await self._acall(call, messages.read_count)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

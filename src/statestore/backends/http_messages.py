@@ -17,19 +17,28 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from statestore import wire
-from statestore.exceptions import BackendUnavailableError, ConfigError, StateStoreError
+from statestore.exceptions import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidScopeError,
+    StateStoreError,
+)
 from statestore.items import StoredItem
-from statestore.scopes import StateScope, TaskScope
+from statestore.scopes import AssetScope, StateScope, TaskScope
+
+if TYPE_CHECKING:
+    from statestore.metastore.maintenance import AssetInfo
 
 __all__ = [
     "Call",
     "RetryPolicy",
     "TokenSource",
+    "assets_call",
     "clear_call",
     "delete_call",
     "error_of",
@@ -37,10 +46,13 @@ __all__ = [
     "list_call",
     "may_resend",
     "never_sent",
+    "read_assets",
+    "read_count",
     "read_done",
     "read_item",
     "read_page",
     "read_value",
+    "set_active_call",
     "set_call",
 ]
 
@@ -116,6 +128,24 @@ def list_call(scope: StateScope, *, prefix: str, after: str, limit: int, values:
     return Call("GET", _collection_path(scope), params)
 
 
+def assets_call(active: bool | None) -> Call:
+    """The asset registry (admin)."""
+    params = {} if active is None else {"active": "true" if active else "false"}
+    return Call("GET", wire.ASSETS, params)
+
+
+def set_active_call(assets: list[AssetScope], *, active: bool) -> Call:
+    """(De)activate assets by name (admin). Setting a flag twice is harmless."""
+    names = []
+    for scope in assets:
+        if scope.name is None:
+            raise InvalidScopeError(f"a state server names assets by name; {scope!r} has none")
+        names.append(scope.name)
+    path = wire.ASSETS_ACTIVATE if active else wire.ASSETS_DEACTIVATE
+    body = json.dumps({"names": names}, ensure_ascii=False).encode("utf-8")
+    return Call("POST", path, {}, {"Content-Type": _JSON}, body, idempotent=True)
+
+
 # -- responses ----------------------------------------------------------------------------
 
 
@@ -173,6 +203,31 @@ def read_done(response: httpx.Response, server: str) -> None:
 def read_page(response: httpx.Response, server: str) -> list[tuple[str, str | None]]:
     """A listing page's ``(key, JSON text)`` pairs."""
     return wire.list_page_from_json(_checked(response, server).content)
+
+
+def read_assets(response: httpx.Response, server: str) -> list[AssetInfo]:
+    """The registry's assets, as the metastore's ``list_assets`` returns them."""
+    from statestore.metastore.maintenance import AssetInfo  # noqa: PLC0415 - admin only
+
+    listed = json.loads(_checked(response, server).content)["assets"]
+    return [
+        AssetInfo(
+            asset_id=entry["asset_id"],
+            name=entry["name"],
+            uri=entry["uri"],
+            active=entry["active"],
+            keys=entry["keys"],
+            created_at=datetime.fromisoformat(entry["created_at"]),
+            updated_at=datetime.fromisoformat(entry["updated_at"]),
+        )
+        for entry in listed
+    ]
+
+
+def read_count(response: httpx.Response, server: str) -> int:
+    """How many assets a (de)activation changed."""
+    body = json.loads(_checked(response, server).content)
+    return int(body.get("activated", body.get("deactivated", 0)))
 
 
 # -- what may be resent, and when ---------------------------------------------------------
