@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from statestore import wire
+from statestore import lifecycle, wire
 from statestore.backends import http_messages as messages
 from statestore.backends.http import HttpStateBackend
 from statestore.exceptions import (
@@ -326,39 +326,40 @@ def test_pauses_grow_and_never_pass_the_deadline() -> None:
 # -- clients: per event loop, released with it, not shared with a forked child ------------
 
 
-def test_each_event_loop_gets_its_own_client_closed_as_the_loop_ends(
-    server: FakeServer,
-) -> None:
-    backend = _backend(server)
-    clients = []
+def test_each_event_loop_gets_its_own_pool_closed_as_the_loop_ends() -> None:
+    backend = HttpStateBackend(URL, token=TOKEN)  # real pools, never connected here
+    states = []
 
     async def use() -> None:
-        await backend.aset(SCOPE, "k", "1")
-        clients.append(backend._async_client())
+        pool = backend._async_transport()
+        assert backend._async_transport() is pool  # one per loop, reused
+        states.append(backend._loops[asyncio.get_running_loop()])
 
-    asyncio.run(use())
-    asyncio.run(use())
-    assert len(clients) == 2
-    assert clients[0] is not clients[1]
-    assert all(client.is_closed for client in clients)
+    kept = len(lifecycle._LEFT_BEHIND)
+    for _ in range(3):
+        asyncio.run(use())
+    assert len({id(state.pool) for state in states}) == 3
+    assert [(state.owned, state.released) for state in states] == [(True, True)] * 3
+    assert len(backend._loops) == 1  # the ended loops' entries are dropped, not kept
+    assert len(lifecycle._LEFT_BEHIND) == kept
 
 
 def test_a_forked_child_builds_its_own_client(server: FakeServer) -> None:
     backend = _backend(server)
     backend.set(SCOPE, "k", "1")
-    parent_client = backend._client
-    assert parent_client is not None
+    parent_pool = backend._pool
+    assert parent_pool is not None
     pid = os.fork()
     if pid == 0:  # the child: report through the exit code only
-        ok = backend._client is None and backend.get(SCOPE, "k") == "1"
-        ok = ok and backend._client is not parent_client and not parent_client.is_closed
+        ok = backend._pool is None and backend.get(SCOPE, "k") == "1"
+        ok = ok and backend._pool is parent_pool  # a given transport is reused as given
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert backend._client is parent_client
+    assert backend._pool is parent_pool
     assert backend.get(SCOPE, "k") == "1"
     backend.close()
-    assert parent_client.is_closed
+    assert backend._pool is None
 
 
 def test_repr_and_url_never_show_credentials() -> None:

@@ -56,8 +56,7 @@ DEFAULT_TIMEOUT_S = 30.0
 # idle connection before the server does: a request is then rarely sent on a socket the
 # server is closing -- the one ambiguous failure a healthy server would cause.
 KEEPALIVE_EXPIRY_S = 4.0
-# No redirects are followed (follow_redirects=False): one would resend the token elsewhere.
-_HEADERS = {"Accept": "application/json", "User-Agent": "statestore-http-backend"}
+_LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
 
 
 def _server_of(url: str) -> str:
@@ -71,17 +70,19 @@ def _server_of(url: str) -> str:
 
 
 @dataclass
-class _LoopClient:
-    """One event loop's client, closed on that loop as it shuts down."""
+class _LoopPool:
+    """One event loop's connection pool, closed on that loop as it shuts down."""
 
-    client: httpx.AsyncClient
+    pool: httpx.AsyncBaseTransport
+    owned: bool  # a transport the caller gave is the caller's to close
     parked: object = field(default=None)
     released: bool = False
 
     async def release(self) -> None:
         if not self.released:
             self.released = True
-            await self.client.aclose()
+            if self.owned:
+                await self.pool.aclose()
 
 
 class HttpStateBackend(BaseStateBackend):
@@ -91,7 +92,8 @@ class HttpStateBackend(BaseStateBackend):
     whenever it changes (tokens are short-lived). ``timeout``: the longest one
     operation may take, retries included. ``transport`` / ``async_transport``: httpx
     transports to use instead of the network (``httpx.ASGITransport(app)`` runs against
-    an ASGI app in-process). ``verify``: TLS verification, as httpx takes it.
+    an ASGI app in-process); they stay the caller's to close. ``verify``: TLS
+    verification, as httpx takes it.
 
     ``session`` arguments are ignored: the server runs each operation in its own
     transaction, so a host's SQL session cannot join it.
@@ -114,11 +116,11 @@ class HttpStateBackend(BaseStateBackend):
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._policy = RetryPolicy(float(timeout))
         self._transport = transport
-        self._async_transport = async_transport
+        self._given_async_transport = async_transport
         self._verify = verify
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._pool: httpx.BaseTransport | None = None
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
         lifecycle.track_forks(self)
 
     @classmethod
@@ -143,45 +145,43 @@ class HttpStateBackend(BaseStateBackend):
         """The server's URL (without any userinfo or query)."""
         return self._server
 
-    # -- clients ---------------------------------------------------------------------------
+    # -- connection pools -------------------------------------------------------------------
+    #
+    # httpx transports, not Clients: a Client's cookies, auth flows, redirects and URL
+    # merging cost ~300 us per request and none of them is wanted here (a redirect would
+    # even carry the token elsewhere). The request is built whole by http_messages.
 
-    def _limits(self) -> httpx.Limits:
-        return httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
-
-    def _sync_client(self) -> httpx.Client:
-        client = self._client
-        if client is None:
+    def _sync_transport(self) -> httpx.BaseTransport:
+        pool = self._pool
+        if pool is None:
             with self._lock:
-                if self._client is None:
-                    self._client = httpx.Client(
-                        base_url=self._server, headers=_HEADERS, timeout=self._policy.timeout,
-                        limits=self._limits(), follow_redirects=False,
-                        transport=self._transport, verify=self._verify,
-                    )  # fmt: skip
-                client = self._client
-        return client
+                if self._pool is None:
+                    self._pool = self._transport or httpx.HTTPTransport(
+                        verify=self._verify, limits=_LIMITS
+                    )
+                pool = self._pool
+        return pool
 
-    def _async_client(self) -> httpx.AsyncClient:
+    def _async_transport(self) -> httpx.AsyncBaseTransport:
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
             for gone in [old for old in self._loops if lifecycle.loop_is_gone(old)]:
-                # Closed without shutting down its async generators: its sockets cannot
-                # be closed from another loop, so they are kept, never finalized.
-                lifecycle.leave_behind(self._loops.pop(gone))
-            client = httpx.AsyncClient(
-                base_url=self._server, headers=_HEADERS, timeout=self._policy.timeout,
-                limits=self._limits(), follow_redirects=False,
-                transport=self._async_transport, verify=self._verify,
-            )  # fmt: skip
-            state = self._loops[loop] = _LoopClient(client)
+                ended = self._loops.pop(gone)
+                if ended.released:  # closed on its loop as that loop shut down
+                    lifecycle.finish_parked(ended.parked)
+                else:  # closed without that step: its sockets cannot be closed from
+                    lifecycle.leave_behind(ended)  # another loop, so never finalized
+            given = self._given_async_transport
+            pool = given or httpx.AsyncHTTPTransport(verify=self._verify, limits=_LIMITS)
+            state = self._loops[loop] = _LoopPool(pool, owned=given is None)
             state.parked = lifecycle.on_loop_shutdown(state.release)
-        return state.client
+        return state.pool
 
     def _forget_after_fork(self) -> list[object]:
-        """In a forked child: drop the parent's clients unclosed (see statestore.lifecycle)."""
-        left: list[object] = [self._client, self._loops]
-        self._client = None
+        """In a forked child: drop the parent's pools unclosed (see statestore.lifecycle)."""
+        left: list[object] = [self._pool, self._loops]
+        self._pool = None
         self._loops = {}
         self._lock = threading.Lock()  # another thread of the parent may have held it
         return left
@@ -210,13 +210,18 @@ class HttpStateBackend(BaseStateBackend):
         ) from exc
 
     def _send(self, call: Call) -> httpx.Response:
-        client = self._sync_client()
+        pool = self._sync_transport()
         start, attempt, renewed = time.monotonic(), 0, False
         while True:
             token = self._token.current()
             remaining = max(0.001, start + self._policy.timeout - time.monotonic())
+            request = messages.build_request(self._server, call, token, remaining)
             try:
-                response = client.send(self._request_for(client, call, token, remaining))
+                response = pool.handle_request(request)
+                try:
+                    response.read()
+                finally:
+                    response.close()
             except httpx.TransportError as exc:
                 time.sleep(self._pause_after(exc, call, attempt, start))
                 attempt += 1
@@ -227,13 +232,18 @@ class HttpStateBackend(BaseStateBackend):
             return response
 
     async def _asend(self, call: Call) -> httpx.Response:
-        client = self._async_client()
+        pool = self._async_transport()
         start, attempt, renewed = time.monotonic(), 0, False
         while True:
             token = self._token.current()
             remaining = max(0.001, start + self._policy.timeout - time.monotonic())
+            request = messages.build_request(self._server, call, token, remaining)
             try:
-                response = await client.send(self._request_for(client, call, token, remaining))
+                response = await pool.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except httpx.TransportError as exc:
                 await asyncio.sleep(self._pause_after(exc, call, attempt, start))
                 attempt += 1
@@ -242,15 +252,6 @@ class HttpStateBackend(BaseStateBackend):
                 renewed = True
                 continue
             return response
-
-    @staticmethod
-    def _request_for(
-        client: httpx.Client | httpx.AsyncClient, call: Call, token: str, remaining: float
-    ) -> httpx.Request:
-        return client.build_request(
-            call.method, call.path, params=call.params, content=call.content,
-            headers={**call.headers, "Authorization": f"Bearer {token}"}, timeout=remaining,
-        )  # fmt: skip
 
     def _call(self, call: Call, read: Callable[[httpx.Response, str], T]) -> T:
         return read(self._send(call), self._server)
@@ -408,15 +409,15 @@ class HttpStateBackend(BaseStateBackend):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync client's connections (async clients close with their loops,
-        or with :meth:`aclose` on theirs). The backend may be used again afterwards."""
+        """Close the sync connections (async ones close with their loops, or with
+        :meth:`aclose` on theirs). The backend may be used again afterwards."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            pool, self._pool = self._pool, None
+        if pool is not None and pool is not self._transport:
+            pool.close()
 
     async def aclose(self) -> None:
-        """Close the running loop's client and the sync one."""
+        """Close the running loop's connections and the sync ones."""
         state = self._loops.pop(asyncio.get_running_loop(), None)
         if state is not None:
             await state.release()
