@@ -69,7 +69,9 @@ class PgBouncer:
     ``server`` is the real server's URL (host, port and user are taken from it).
     """
 
-    def __init__(self, server: URL, *, pool_mode: str, pool_size: int = 2) -> None:
+    def __init__(
+        self, server: URL, *, pool_mode: str, pool_size: int = 2, max_client_conn: int = 500
+    ) -> None:
         if pool_mode not in ("session", "transaction"):
             raise ValueError(f"pool_mode must be session or transaction, not {pool_mode!r}")
         executable = find_pgbouncer()
@@ -78,6 +80,7 @@ class PgBouncer:
         self.executable = executable
         self.server = server
         self.pool_mode = pool_mode
+        self.max_client_conn = max_client_conn
         self.pool_size = pool_size
         self.port = 0
         self.dir = Path(tempfile.mkdtemp(prefix=f"pgbouncer-{pool_mode}-"))
@@ -109,7 +112,7 @@ class PgBouncer:
                     f"default_pool_size = {self.pool_size}",
                     "min_pool_size = 0",
                     "reserve_pool_size = 0",
-                    "max_client_conn = 500",
+                    f"max_client_conn = {self.max_client_conn}",
                     f"admin_users = {user}",
                     f"logfile = {self.log_file}",
                     f"pidfile = {self.dir / 'pgbouncer.pid'}",

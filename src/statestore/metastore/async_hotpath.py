@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from statestore.metastore.asyncpg_statements import AsyncpgStatements
-from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
+from statestore.metastore.deadlines import StatementTimeout, bounded_connect, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.hotpath import Fetch, shaped
@@ -70,9 +70,10 @@ def _statements(url: URL, engine: AsyncEngine, timeout: float) -> tuple[Any, Sta
 class AsyncIdleConnections:
     """Idle pooled connections of one event loop's engine (see ``IdleConnections``)."""
 
-    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+    def __init__(self, engine: AsyncEngine, keep: int, timeout: float) -> None:
         self._engine = engine
         self._keep = keep
+        self._timeout = timeout
         self._idle: list[Any] = []
         self._closed = False
 
@@ -81,6 +82,8 @@ class AsyncIdleConnections:
         try:
             return self._idle.pop()
         except IndexError:
+            pass
+        with bounded_connect(self._timeout):  # a new one may be opened: bound it
             return await self._engine.raw_connection()
 
     async def release(self, connection: Any) -> None:
@@ -210,7 +213,7 @@ class AsyncHotPath:
         self._errors, self._statement = _statements(url, engine, timeout)
         if url.get_driver_name() == "asyncpg":  # its command_timeout bounds statements
             self._watched = False
-        self._idle = AsyncIdleConnections(engine, keep=keep)
+        self._idle = AsyncIdleConnections(engine, keep=keep, timeout=timeout)
 
     async def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """As ``SyncHotPath.run``."""

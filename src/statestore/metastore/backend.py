@@ -25,7 +25,7 @@ from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
-from statestore.metastore.deadlines import watched
+from statestore.metastore.deadlines import bounded_connect, watched
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
@@ -234,7 +234,10 @@ class MetastoreStateBackend(BaseStateBackend):
         """
         if self._hotpath is not None:
             self._hotpath.return_idle()
-        with self.engine.connect() as conn:
+        engine = self.engine
+        with bounded_connect(self._timeout):  # opening one is bounded like a statement
+            conn = engine.connect()
+        with conn:
             yield conn
 
     @contextlib.asynccontextmanager
@@ -246,8 +249,12 @@ class MetastoreStateBackend(BaseStateBackend):
             return
         state = self._loop_engine()
         await state.hotpath.return_idle()
-        async with state.engine.connect() as conn:
+        with bounded_connect(self._timeout):
+            conn = await state.engine.connect()  # awaiting it starts it
+        try:
             yield conn
+        finally:
+            await conn.close()
 
     @property
     def maintenance_engine(self) -> Engine:

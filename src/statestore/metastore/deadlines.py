@@ -15,6 +15,7 @@ microsecond); the thread wakes a few times per timeout period.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import os
 import socket
@@ -23,7 +24,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["DEPLOYING_DOCS", "StatementTimeout", "Watchdog", "watch", "watchdog", "watched"]
+__all__ = [
+    "DEPLOYING_DOCS",
+    "StatementTimeout",
+    "Watchdog",
+    "attach_connecting_socket",
+    "bounded_connect",
+    "watch",
+    "watchdog",
+    "watched",
+]
 
 DEPLOYING_DOCS = "docs/deploying.md"
 """Where error messages about connection limits and waits send the reader."""
@@ -57,7 +67,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._inflight: dict[int, tuple[float, int]] = {}
+        self._inflight: dict[int, tuple[float, int | None]] = {}
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
         self._tick = 1.0
@@ -70,6 +80,23 @@ class Watchdog:
             if self._thread is None or seconds / 4 < self._tick:
                 self._start(seconds)
         return token
+
+    def arm_pending(self, seconds: float) -> int:
+        """Start a deadline whose socket is not known yet (a connection being opened):
+        :meth:`attach` names it once the driver has one."""
+        token = next(self._tokens)
+        with self._lock:
+            self._inflight[token] = (time.monotonic() + seconds, None)
+            if self._thread is None or seconds / 4 < self._tick:
+                self._start(seconds)
+        return token
+
+    def attach(self, token: int, fileno: int) -> None:
+        """Give a pending deadline its socket (a no-op once disarmed or expired)."""
+        with self._lock:
+            entry = self._inflight.get(token)
+            if entry is not None:
+                self._inflight[token] = (entry[0], fileno)
 
     def forget(self) -> None:
         """Start over with no thread and nothing watched (a forked child's state)."""
@@ -95,7 +122,7 @@ class Watchdog:
             now = time.monotonic()
             with self._lock:  # cut under the lock: see disarm()
                 for token, (deadline, fileno) in list(self._inflight.items()):
-                    if deadline <= now:
+                    if deadline <= now and fileno is not None:
                         del self._inflight[token]
                         _shutdown(fileno)
 
@@ -110,6 +137,53 @@ os.register_at_fork(after_in_child=_WATCHDOG.forget)
 def watchdog() -> Watchdog:
     """The process's watchdog (its thread starts on first use)."""
     return _WATCHDOG
+
+
+# The deadline of the connection being opened in this thread or task, if any: a
+# ContextVar, because SQLAlchemy's async engines open connections in greenlets that
+# carry the awaiting task's context.
+_CONNECTING: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "statestore_connecting", default=None
+)
+
+
+@contextlib.contextmanager
+def bounded_connect(seconds: float) -> Iterator[None]:
+    """Bound opening a connection -- the handshake and the queries SQLAlchemy runs on a
+    new connection (a pooler in session mode may hold those for minutes) -- by
+    ``seconds``: :class:`StatementTimeout` past it. Taking a pooled connection that is
+    already open costs a dict insert and pop."""
+    token = _WATCHDOG.arm_pending(seconds)
+    reset = _CONNECTING.set(token)
+    try:
+        yield
+    except Exception as exc:
+        if not _WATCHDOG.disarm(token):
+            raise StatementTimeout(seconds) from exc
+        raise
+    finally:
+        _CONNECTING.reset(reset)
+        _WATCHDOG.disarm(token)
+
+
+def attach_connecting_socket(dbapi_connection: Any, _record: Any) -> None:
+    """Pool ``connect`` listener (registered first): give the pending deadline of
+    :func:`bounded_connect` the new connection's socket."""
+    token = _CONNECTING.get()
+    if token is None:
+        return
+    fileno = _fileno_of(getattr(dbapi_connection, "driver_connection", dbapi_connection))
+    if fileno is not None:
+        _WATCHDOG.attach(token, fileno)
+
+
+def _fileno_of(driver: Any) -> int | None:
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is not None:  # psycopg, sync or async
+        return int(pgconn.socket)
+    if type(driver).__module__ == "psycopg2.extensions":  # libpq: fileno() is its socket
+        return int(driver.fileno())
+    return None
 
 
 @contextlib.contextmanager
@@ -135,10 +209,5 @@ def watch(connection: Any, seconds: float) -> int | None:
     """Arm the watchdog for a statement about to run on a pooled psycopg (sync or
     async) or psycopg2 connection; ``None`` when it has no socket to watch."""
     # driver_connection: psycopg's own Connection or AsyncConnection, never an adapter.
-    driver = connection.driver_connection
-    pgconn = getattr(driver, "pgconn", None)
-    if pgconn is not None:
-        return _WATCHDOG.arm(int(pgconn.socket), seconds)
-    if type(driver).__module__ == "psycopg2.extensions":  # libpq too: fileno() is its socket
-        return _WATCHDOG.arm(int(driver.fileno()), seconds)
-    return None
+    fileno = _fileno_of(connection.driver_connection)
+    return None if fileno is None else _WATCHDOG.arm(fileno, seconds)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from statestore.exceptions import ConfigError
 from statestore.metastore import drivers
+from statestore.metastore.deadlines import attach_connecting_socket, bounded_connect
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -274,6 +275,8 @@ def create_sync_state_engine(
         event.listen(engine, "connect", _sqlite_pragmas(timeout))
     elif dialect_family(url) == "mysql":
         event.listen(engine, "do_connect", _changed_rows_only)
+    else:  # first: the queries SQLAlchemy runs on a new connection are watched too
+        event.listen(engine, "connect", attach_connecting_socket, insert=True)
     return engine
 
 
@@ -298,6 +301,8 @@ def create_async_state_engine(url: URL, *, settings: EngineSettings | None = Non
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
     elif dialect_family(url) == "mysql":
         event.listen(engine.sync_engine, "do_connect", _changed_rows_only)
+    else:
+        event.listen(engine.sync_engine, "connect", attach_connecting_socket, insert=True)
     drivers.listen(engine.sync_engine, url)
     return engine
 
@@ -312,9 +317,10 @@ class IdleConnections:
     return, so at rest a store holds at most ``pool_size`` connections.
     """
 
-    def __init__(self, engine: Engine, keep: int) -> None:
+    def __init__(self, engine: Engine, keep: int, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._engine = engine
         self._keep = keep
+        self._timeout = timeout
         self._idle: list[Any] = []
         self._closed = False
 
@@ -323,6 +329,8 @@ class IdleConnections:
         try:
             return self._idle.pop()
         except IndexError:
+            pass
+        with bounded_connect(self._timeout):  # a new one may be opened: bound it
             return self._engine.raw_connection()
 
     def release(self, connection: Any) -> None:

@@ -46,7 +46,7 @@ class SyncHotPath:
         # libpq has no read timeout: the watchdog bounds sync PostgreSQL statements.
         self._watched = dialect_family(url) == "postgresql"
         # At most the pool's size kept idle: beyond it, connections go back to the pool.
-        self._idle = IdleConnections(engine, keep=keep)
+        self._idle = IdleConnections(engine, keep=keep, timeout=timeout)
 
     def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """The statement's result in the shape ``fetch`` names."""

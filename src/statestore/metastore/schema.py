@@ -21,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
 
 from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError
+from statestore.metastore.deadlines import bounded_connect
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
@@ -47,7 +48,15 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # session-level one would stay on whichever server connection took it, held for ever.
 _PG_LOCK_KEY = 0x5354_4154  # "STAT"
 _PG_LOCK_TIMEOUT = "55P03"  # lock_not_available: lock_timeout passed
-_MYSQL_LOCK_NAME = "statestore_migrations"
+_MYSQL_LOCK_PREFIX = "statestore_migrations:"
+
+
+def mysql_lock_name(database: str | None) -> str:
+    """The migration lock of one MySQL database. GET_LOCK names are server-wide, so the
+    name carries the database: migrations of two databases never wait for each other."""
+    return (_MYSQL_LOCK_PREFIX + (database or ""))[:64]  # MySQL's longest lock name
+
+
 # Alembic's `context`/`op` proxies are process globals: one migration at a time per process.
 _ALEMBIC_LOCK = threading.RLock()
 
@@ -86,6 +95,15 @@ def _engine_for(target: str | URL | Engine, timeout: float) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _connected(engine: Engine, timeout: float) -> Iterator[Connection]:
+    """A connection of ``engine``, opened within ``timeout`` (a pooler may hold it)."""
+    with bounded_connect(timeout):
+        conn = engine.connect()
+    with conn:
+        yield conn
 
 
 def _sqlite_raw(connection: Connection, sql: str, *, quiet: bool = False) -> None:
@@ -137,8 +155,9 @@ def _migration_lock(connection: Connection, timeout: float) -> Iterator[None]:
         return
     # MySQL's DDL commits implicitly, so no transaction could hold a lock across it:
     # GET_LOCK is per session, released below and when the session ends.
+    lock_name = mysql_lock_name(connection.exec_driver_sql("SELECT DATABASE()").scalar())
     got = connection.execute(
-        text("SELECT GET_LOCK(:n, :t)"), {"n": _MYSQL_LOCK_NAME, "t": max(1, round(timeout))}
+        text("SELECT GET_LOCK(:n, :t)"), {"n": lock_name, "t": max(1, round(timeout))}
     ).scalar()
     if connection.in_transaction():
         connection.commit()
@@ -147,7 +166,7 @@ def _migration_lock(connection: Connection, timeout: float) -> Iterator[None]:
     try:
         yield
     finally:
-        connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _MYSQL_LOCK_NAME})
+        connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
         if connection.in_transaction():
             connection.commit()
 
@@ -200,7 +219,7 @@ def upgrade(
     with (
         _engine_for(target, timeout) as engine,
         translate_errors(engine.url),
-        engine.connect() as conn,
+        _connected(engine, timeout) as conn,
     ):
         run_upgrade(conn, revision, timeout)
 
@@ -212,7 +231,7 @@ def downgrade(
     with (
         _engine_for(target, timeout) as engine,
         translate_errors(engine.url),
-        engine.connect() as conn,
+        _connected(engine, timeout) as conn,
         _ALEMBIC_LOCK,
         _migration_lock(conn, timeout),
     ):
@@ -226,7 +245,7 @@ def current_revision(
     with (
         _engine_for(target, timeout) as engine,
         translate_errors(engine.url),
-        engine.connect() as conn,
+        _connected(engine, timeout) as conn,
     ):
         return _revision_of(conn)
 
