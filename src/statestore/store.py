@@ -187,7 +187,9 @@ class StateStore:
         self._closed = False
         self._updated_by = writer_name(updated_by)
         if url is not None and not isinstance(url, str):
-            url = str(url)  # a sqlalchemy URL object; render_as_string keeps the password
+            # A sqlalchemy URL object: str() would mask the password as "***".
+            render = getattr(url, "render_as_string", None)
+            url = render(hide_password=False) if callable(render) else str(url)
         self._config = _configured(config, url, token, token_file)
         if backend is not None:
             if not isinstance(backend, BaseStateBackend):

@@ -336,3 +336,16 @@ def test_a_url_with_a_non_metastore_backend_is_config_error() -> None:
     with pytest.raises(ConfigError, match="not the metastore"):
         StateStore("sqlite:///x.db", config=config)
     assert CountingBackend.created == 0
+
+
+def test_a_sqlalchemy_url_object_keeps_its_password() -> None:
+    from sqlalchemy.engine import make_url
+
+    from statestore import MetastoreStateBackend
+
+    store = StateStore(make_url("postgresql+psycopg://app:s3cret@db.invalid/state"))
+    backend = store.primary_backend
+    assert isinstance(backend, MetastoreStateBackend)
+    assert backend.url.password == "s3cret"  # str(url) would have given "***"
+    assert "s3cret" not in repr(store)
+    store.close()
