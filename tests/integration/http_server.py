@@ -43,6 +43,12 @@ class ServerProcess:
     private_key: bytes
     process: subprocess.Popen[bytes]
     log: Path
+    public_key: bytes = b""
+
+    @property
+    def keys(self) -> tuple[bytes, bytes]:
+        """``(private PEM, public PEM)``, to start another server that takes its tokens."""
+        return self.private_key, self.public_key
 
     def token(self, grant: wire.Grant) -> str:
         from statestore.server import mint_token
@@ -63,11 +69,22 @@ class ServerProcess:
                 self.process.wait(timeout=10)
 
 
-def start_server(database_url: str, workdir: Path, *, timeout: float = 30.0) -> ServerProcess:
-    """Start a server on ``database_url`` (migrated already) and wait until it is live."""
+def start_server(
+    database_url: str,
+    workdir: Path,
+    *,
+    timeout: float = 30.0,
+    port: int = 0,
+    keys: tuple[bytes, bytes] | None = None,
+) -> ServerProcess:
+    """Start a server on ``database_url`` (migrated already) and wait until it is live.
+
+    ``port``: 0 for any free one; ``keys``: ``(private PEM, public PEM)`` to reuse (a
+    restarted server then accepts the tokens minted for the first one).
+    """
     from statestore.server import generate_keypair
 
-    private_pem, public_pem = generate_keypair()
+    private_pem, public_pem = keys or generate_keypair()
     public_key = workdir / "server-public.pem"
     public_key.write_bytes(public_pem)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -76,9 +93,9 @@ def start_server(database_url: str, workdir: Path, *, timeout: float = 30.0) -> 
     # by descriptor (it takes it for AF_UNIX), and without it every answer written in
     # two parts waits out the client's delayed ACK (~40 ms).
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    listener.bind(("127.0.0.1", 0))
+    listener.bind(("127.0.0.1", port))
     listener.listen(128)
-    port = listener.getsockname()[1]
+    port = listener.getsockname()[1]  # the one the kernel chose, for port=0
     log = workdir / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STATESTORE__")}
     with log.open("wb") as out:
@@ -91,7 +108,7 @@ def start_server(database_url: str, workdir: Path, *, timeout: float = 30.0) -> 
             cwd=workdir,
         )
     listener.close()  # the child has its copy
-    server = ServerProcess(f"http://127.0.0.1:{port}", private_pem, process, log)
+    server = ServerProcess(f"http://127.0.0.1:{port}", private_pem, process, log, public_pem)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:

@@ -9,6 +9,8 @@ state tables are emptied directly in the database, so each test starts empty.
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -191,3 +193,45 @@ async def test_the_asset_registry_through_a_server(emptied: ServerProcess) -> No
     task = emptied.token(Grant("etl.load", task=TaskScope("etl", "r", "load")))
     with StateStore(emptied.url, token=task) as worker, pytest.raises(AccessDeniedError):
         worker.list_assets()
+
+
+@pytest.mark.slow
+def test_the_client_rides_out_a_server_restart(tmp_path: Path) -> None:
+    """kill -9 the server: a short timeout ends in BackendUnavailableError naming the
+    server; with a longer one the same calls wait for the restarted server (retries on
+    refused connections), and the broken keep-alive connection is replaced."""
+    from statestore import BackendUnavailableError, TaskScope
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    first = start_server(url, tmp_path)
+    scope = TaskScope("etl", "r1", "load")
+    token = first.admin_token()
+    patient = HttpStateBackend(first.url, token=token, timeout=20)
+    impatient = HttpStateBackend(first.url, token=token, timeout=0.5)
+    patient.set(scope, "n", "1")
+    assert impatient.get(scope, "n") == "1"  # both hold a kept-alive connection now
+    first.process.kill()
+    first.process.wait(timeout=10)
+    with pytest.raises(BackendUnavailableError) as down:
+        impatient.get(scope, "n")
+    assert first.url in str(down.value)
+    assert token not in str(down.value)
+    port = int(first.url.rsplit(":", 1)[1])
+    restarted: list[ServerProcess] = []
+    restarter = threading.Timer(
+        1.0, lambda: restarted.append(start_server(url, tmp_path, port=port, keys=first.keys))
+    )
+    restarter.start()
+    try:
+        started = time.monotonic()
+        assert patient.get(scope, "n") == "1"  # waited for the restart
+        assert time.monotonic() - started >= 0.9
+        patient.set_item(scope, "n", "2", if_version=1)  # a conditional write works again
+        assert impatient.get(scope, "n") == "2"
+    finally:
+        restarter.join()
+        patient.close()
+        impatient.close()
+        for server in restarted:
+            server.stop()
