@@ -5,7 +5,8 @@ each operation is one HTTP request (keep-alive) to ``statestore serve``, built a
 decoded by the pure core in :mod:`statestore.backends.http_messages` over the contract
 in :mod:`statestore.wire`. The sync methods use one httpx connection pool
 (``httpx.HTTPTransport``); the async twins one ``httpx.AsyncHTTPTransport`` per event
-loop (released as that loop shuts down); the two differ only by ``await``. A forked child never reuses its parent's connections.
+loop (released as that loop shuts down); the two differ only by ``await``. A forked
+child never reuses its parent's connections.
 
 **Retries.** A request that never reached the server (connection refused, connect
 timeout, no pooled connection free in time) is resent, whatever it is. One that may
