@@ -18,9 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from statestore.backends.base import BaseStateBackend
 from statestore.backends.http import HttpStateBackend
-from statestore.exceptions import InvalidValueError
 from statestore.metastore import upgrade
 from statestore.testing import AsyncBackendConformance, BackendConformance
 from tests.integration.conftest import _server
@@ -76,39 +74,12 @@ def emptied(served: tuple[ServerProcess, URL]) -> Iterator[ServerProcess]:
         engine.dispose()
 
 
-# The backend contract takes expires_at for any scope (the suite writes expired asset
-# rows to check that reads skip them); the server's first cut refuses expires_at on
-# asset state with 422. Strict: these fail as soon as the server accepts it -- then
-# delete the marker and the overrides.
-_ASSET_EXPIRY_REFUSED = pytest.mark.xfail(
-    raises=InvalidValueError,
-    reason="server: 'asset state has no retention: expires_at is for task state'",
-    strict=True,
-)
-
-
 class TestHttpConformance(BackendConformance):
     @pytest.fixture
     def backend(self, emptied: ServerProcess) -> Iterator[HttpStateBackend]:
         backend = HttpStateBackend(emptied.url, token=emptied.admin_token())
         yield backend
         backend.close()
-
-    @_ASSET_EXPIRY_REFUSED
-    def test_compare_and_set_writes_only_at_its_version(self, backend: BaseStateBackend) -> None:
-        super().test_compare_and_set_writes_only_at_its_version(backend)
-
-    @_ASSET_EXPIRY_REFUSED
-    def test_listing_in_key_order_by_pages(self, backend: BaseStateBackend) -> None:
-        super().test_listing_in_key_order_by_pages(backend)
-
-    if hasattr(
-        BackendConformance, "test_mapping_treats_expired_keys_as_absent"
-    ):  # pragma: no branch
-
-        @_ASSET_EXPIRY_REFUSED
-        def test_mapping_treats_expired_keys_as_absent(self, backend: BaseStateBackend) -> None:
-            getattr(super(), "test_mapping_treats_expired_keys_as_absent")(backend)  # noqa: B009
 
 
 class TestHttpConformanceAsync(AsyncBackendConformance):
@@ -117,16 +88,6 @@ class TestHttpConformanceAsync(AsyncBackendConformance):
         backend = HttpStateBackend(emptied.url, token=emptied.admin_token())
         yield backend
         await backend.aclose()
-
-    @_ASSET_EXPIRY_REFUSED
-    async def test_compare_and_set_writes_only_at_its_version(
-        self, backend: BaseStateBackend
-    ) -> None:
-        await super().test_compare_and_set_writes_only_at_its_version(backend)
-
-    @_ASSET_EXPIRY_REFUSED
-    async def test_listing_in_key_order_by_pages(self, backend: BaseStateBackend) -> None:
-        await super().test_listing_in_key_order_by_pages(backend)
 
 
 def test_a_task_token_reaches_only_its_own_task(emptied: ServerProcess, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from statestore import wire
 from statestore.exceptions import InvalidKeyError, InvalidValueError
-from statestore.scopes import AssetScope, TaskScope, check_key
+from statestore.scopes import TaskScope, check_key
 from statestore.server.auth import Access
 from statestore.server.body import read_value
 from statestore.server.state import ServerState
@@ -58,9 +58,8 @@ async def put_key(request: Request, access: Access) -> Response:
     if_version = wire.if_version_from_headers(
         request.headers.get("if-match"), request.headers.get("if-none-match")
     )
+    # Any scope, as in the backend contract: the accessor sends none for asset state.
     expires_at = wire.expires_at_from_params(params)
-    if isinstance(scope, AssetScope) and expires_at is not None:
-        raise InvalidValueError("asset state has no retention: expires_at is for task state")
     state = _state(request)
     value = await read_value(request, state.body_limit, state.max_value_bytes)
     assert scope is not None
