@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,12 +177,14 @@ def test_missing_driver_is_a_config_error(url: str, module: str) -> None:
         store.task_state(TASK).get("k")
 
 
-async def test_missing_async_driver_is_a_config_error() -> None:
+async def test_missing_async_driver_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from statestore import ConfigError, StateStore
 
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if it were not installed
     async with StateStore("postgresql+asyncpg://u@127.0.0.1/db") as store:
-        with pytest.raises(ConfigError, match="asyncpg module, which is not installed"):
+        with pytest.raises(ConfigError, match="asyncpg module, which is not installed") as caught:
             await store.task_state(TASK).aget("k")
+    assert 'pip install "statestore[asyncpg]"' in str(caught.value)
 
 
 async def test_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
