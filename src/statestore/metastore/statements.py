@@ -204,7 +204,11 @@ def build_statements(dialect: str) -> Statements:
         match = _asset_match(lookup, id_param="w_asset_id")
         active = select(asset.c.id).where(match, asset.c.active == true())
         key = asset_state.c.key_digest == bindparam("w_key_digest")
-        return _replace(asset_state, and_(asset_state.c.asset_id.in_(active), key))
+        # "= (scalar subquery)", not "IN (subquery)": MariaDB runs the latter as a
+        # dependent subquery over a scan of the whole index, locking every row it
+        # scans -- every compare-and-set of every asset then queues behind one another.
+        # The registry's lookups are unique, so the subquery yields at most one id.
+        return _replace(asset_state, and_(asset_state.c.asset_id == active.scalar_subquery(), key))
 
     register = insert(asset)
     register = (
