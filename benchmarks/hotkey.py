@@ -8,6 +8,12 @@ growing back-off and read again, at most ``--retries`` more times. Both give up 
 way, so the table shows throughput (successful updates/s), the ratio to raw, and the
 give-up rate (calls that lost ``retries + 1`` races in a row). The final counter is
 checked against the successful updates (``lost`` must be 0). Nothing is asserted.
+
+On PostgreSQL both prepared-statement modes run and each ratio is like for like:
+``statestore`` (the default: no server-side prepared statements, safe behind a
+transaction pooler) against ``raw_unprepared``; ``statestore_prepared``
+(``?prepare_threshold=5``, the direct-connection opt-in) against ``raw`` (psycopg's own
+default, preparing on the 6th run).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from sqlalchemy.engine import make_url
 from statestore import StateStore, VersionConflictError
 
 KEY = "counter"
+PAIRS = (("statestore", "raw_unprepared"), ("statestore_prepared", "raw"))
+"""PostgreSQL: each statestore mode and the raw loop in the same prepared mode."""
 
 
 def _pause(attempt: int) -> float:
@@ -99,8 +107,12 @@ def _raw_connect(url: str) -> tuple[Any, str]:
     return conn, "%s"
 
 
-def _raw_worker(url: str, asset: str, updates: int, retries: int) -> Callable[[], Any]:
+def _raw_worker(
+    url: str, asset: str, updates: int, retries: int, *, prepared: bool = True
+) -> Callable[[], Any]:
     conn, marker = _raw_connect(url)
+    if not prepared:
+        conn.prepare_threshold = None  # psycopg: never prepare, as statestore's default
     dialect = make_url(url).get_backend_name()
     sql = {name: text.format(p=marker) for name, text in _RAW_SQL.items()}
     cursor = conn.cursor()
@@ -142,8 +154,14 @@ def _raw_worker(url: str, asset: str, updates: int, retries: int) -> Callable[[]
 
 def _process(kind: str, url: str, asset: str, updates: int, retries: int,
              ready: Any, start: Any, results: Any) -> None:  # fmt: skip
-    make = _statestore_worker if kind == "statestore" else _raw_worker
-    run = make(url, asset, updates, retries)
+    if kind == "statestore":
+        run = _statestore_worker(url, asset, updates, retries)
+    elif kind == "statestore_prepared":
+        prepared = make_url(url).update_query_dict({"prepare_threshold": "5"})
+        run = _statestore_worker(prepared.render_as_string(hide_password=False), asset,
+                                 updates, retries)  # fmt: skip
+    else:
+        run = _raw_worker(url, asset, updates, retries, prepared=kind == "raw")
     ready.release()
     start.wait()
     results.put(run())
@@ -187,22 +205,26 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
     url, drop = _fresh_database(dialect, workdir)
     rows = []
     try:
+        pairs = dict(PAIRS) if dialect == "postgresql" else {"statestore": "raw"}
+        kinds = [k for pair in pairs.items() for k in pair]
         with StateStore(url) as store:
-            for kind in ("statestore", "raw"):  # registers both assets, creates the keys
+            for kind in kinds:  # registers every target's asset, creates its key
                 store.asset_state(f"hot_{kind}").set(KEY, 0)
         for processes in process_counts:
-            runs: dict[str, list[dict[str, float]]] = {"statestore": [], "raw": []}
+            runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
             for _ in range(rounds):
                 for kind, measured in runs.items():
                     measured.append(run_once(kind, url, f"hot_{kind}", processes, updates, retries))
-            raw_ops = statistics.median(r["ops"] for r in runs["raw"])
+            medians = {kind: statistics.median(r["ops"] for r in runs[kind]) for kind in kinds}
             for kind, measured in runs.items():
-                ops = statistics.median(r["ops"] for r in measured)
+                ops = medians[kind]
+                raw_ops = medians[pairs.get(kind, kind)]
                 calls = sum(r["ok"] + r["gave_up"] for r in measured)
                 gave_up = sum(r["gave_up"] for r in measured)
                 rows.append({
                     "database": dialect, "processes": processes, "target": kind,
                     "updates_per_s": round(ops, 1), "ratio_to_raw": round(ops / raw_ops, 3),
+                    "raw": pairs.get(kind, kind),
                     "calls": int(calls), "gave_up": int(gave_up),
                     "give_up_rate": round(gave_up / calls, 5) if calls else 0.0,
                     "lost": int(sum(r["lost"] for r in measured)),
@@ -231,12 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         for dialect in args.dialects.split(","):
             print(f"… {dialect}", file=sys.stderr)
             rows += run_dialect(dialect, counts, args.updates, retries, args.rounds, Path(tmp))
-    header = (f"{'database':<10} {'procs':>5} {'target':<10} {'updates/s':>10} {'x raw':>6} "
+    header = (f"{'database':<10} {'procs':>5} {'target':<19} {'updates/s':>10} {'x raw':>6} "
               f"{'calls':>6} {'gave up':>7} {'rate':>8} {'lost':>4}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['database']:<10} {r['processes']:>5} {r['target']:<10} "
+        print(f"{r['database']:<10} {r['processes']:>5} {r['target']:<19} "
               f"{r['updates_per_s']:>10.0f} {r['ratio_to_raw']:>6.2f} {r['calls']:>6} "
               f"{r['gave_up']:>7} {r['give_up_rate']:>8.2%} {r['lost']:>4}")  # fmt: skip
     meta = {"python": platform.python_version(), "machine": platform.machine(),
