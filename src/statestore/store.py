@@ -34,7 +34,7 @@ from statestore.scopes import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import URL, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from statestore.config import StateStoreConfig
@@ -161,7 +161,7 @@ class StateStore:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | URL | None = None,
         *,
         engine: Engine | None = None,
         async_engine: AsyncEngine | None = None,

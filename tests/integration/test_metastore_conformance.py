@@ -21,7 +21,7 @@ def _checked_out(pool: Pool) -> int:
 
 
 def _close_without_leaks(backend: MetastoreStateBackend) -> None:
-    pool = backend._engine.pool if backend._engine is not None else None
+    pool: Pool | None = backend.engine.pool
     backend.close()  # returns the idle connections, then disposes the engine
     if pool is not None:
         assert _checked_out(pool) == 0, "a connection was not returned to the pool"

@@ -8,11 +8,7 @@ trip. The schema is checked once, on first use; SQLite may migrate itself then.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +21,15 @@ from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
-from statestore.metastore.deadlines import bounded_connect, watched
+from statestore.metastore.connections import Connections, LoopEngine
+from statestore.metastore.deadlines import watched
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
-    create_async_state_engine,
-    create_sync_state_engine,
     derive_urls,
     dialect_family,
 )
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.hotpath import SyncHotPath
 from statestore.metastore.maintenance import AssetInfo
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
@@ -54,30 +48,6 @@ __all__ = ["MetastoreStateBackend"]
 _SLOW = frozenset({"asset_write", "asset_cas"})
 """Asset writes whose rowcount 0 may mean "asset not registered yet": the slow path
 registers it (if allowed) and writes again."""
-
-
-@dataclass
-class _LoopEngine:
-    """One event loop's async engine and hot path, released when the loop shuts down."""
-
-    engine: AsyncEngine
-    hotpath: async_hotpath.AsyncHotPath
-    parked: object = field(default=None)  # the generator that waits for the shutdown
-    released: bool = False
-
-    async def release(self) -> None:
-        """Close this engine's connections (on its own loop), once."""
-        if not self.released:
-            self.released = True
-            await self.hotpath.aclose()
-            await self.engine.dispose()
-
-    def abandon(self) -> None:
-        """End the connections of a loop that closed without shutting down first."""
-        if not self.released:
-            self.released = True
-            lifecycle.abandon_pool(self.engine, self.hotpath.forget())
-        lifecycle.finish_parked(self.parked)
 
 
 class MetastoreStateBackend(BaseStateBackend):
@@ -110,15 +80,11 @@ class MetastoreStateBackend(BaseStateBackend):
         self._family = dialect_family(self._sync_url)
         self._statements = build_statements(self._family)
         self._compiled: dict[int, CompiledStatement] = {}
-        self._hotpath: SyncHotPath | None = None
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
         self._own_engine = engine is None
-        self._engine = engine
         self._host_async_engine = async_engine
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopEngine] = {}
         self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"
         self._auto_register = auto_register_assets
-        self._lock = threading.Lock()
         self._schema_lock = threading.RLock()
         self._schema_ready = False
         self._rows = ItemRows()
@@ -126,6 +92,10 @@ class MetastoreStateBackend(BaseStateBackend):
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
         self._timeout = float(timeout)
+        self._connections = Connections(
+            self._sync_url, self._async_url, self._settings,
+            engine=engine, async_engine=async_engine,
+        )  # fmt: skip
         lifecycle.track_forks(self)
 
     @classmethod
@@ -167,103 +137,27 @@ class MetastoreStateBackend(BaseStateBackend):
     @property
     def engine(self) -> Engine:
         """The sync engine, created on first use."""
-        if self._engine is None:
-            with self._lock:
-                if self._engine is None:
-                    self._engine = create_sync_state_engine(self._sync_url, settings=self._settings)
-        return self._engine
+        return self._connections.engine
 
     @property
     def async_engine(self) -> AsyncEngine:
         """The async engine of the running event loop, created on first use there."""
         if self._host_async_engine is not None:
             return self._host_async_engine
-        return self._loop_engine().engine
-
-    def _loop_engine(self) -> _LoopEngine:
-        loop = asyncio.get_running_loop()
-        state = self._loops.get(loop)
-        if state is None:
-            self._abandon_closed_loops()
-            engine = create_async_state_engine(self._async_url, settings=self._settings)
-            hotpath = async_hotpath.AsyncHotPath(
-                engine, self._async_url, self._timeout, keep=self._settings.pool_size
-            )
-            state = self._loops[loop] = _LoopEngine(engine, hotpath)
-            # Only this state: after aclose() a loop may get a new one, which the old
-            # generator (finalized when the old state is dropped) must leave alone.
-            state.parked = lifecycle.on_loop_shutdown(state.release)
-        return state
-
-    async def _release_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close the connections of ``loop`` (the running one) now."""
-        state = self._loops.pop(loop, None)
-        if state is not None:
-            await state.release()
-            lifecycle.finish_parked(state.parked)
-
-    def _abandon_closed_loops(self) -> None:
-        """End the connections of loops that closed without shutting down first."""
-        for loop in [loop for loop in self._loops if lifecycle.loop_is_gone(loop)]:
-            self._loops.pop(loop).abandon()
-
-    def _forget_after_fork(self) -> list[object]:
-        """In a forked child: drop the parent's connections unclosed (see lifecycle)."""
-        left: list[object] = [self._hotpath, self._loops]
-        if self._hotpath is not None:
-            left.append(self._hotpath.forget())
-        for state in self._loops.values():
-            left.append(state.hotpath.forget())
-        if self._own_engine:
-            left.append(self._engine)
-            self._engine = None
-        self._hotpath = None
-        self._loops = {}
-        # A lock held by another thread of the parent would never be released here.
-        self._lock = threading.Lock()
-        self._schema_lock = threading.RLock()
-        return left
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        """A SQLAlchemy connection of the sync engine, for work beyond the hot path.
-
-        The hot path's idle connections go back to the pool first, so this reuses one
-        of them: a single-threaded program holds one connection, not one per kind of
-        work.
-        """
-        if self._hotpath is not None:
-            self._hotpath.return_idle()
-        engine = self.engine
-        with bounded_connect(self._timeout):  # opening one is bounded like a statement
-            conn = engine.connect()
-        with conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def _aconnect(self) -> AsyncIterator[AsyncConnection]:
-        """Async twin of :meth:`_connect`, on the running loop's engine."""
-        if self._host_async_engine is not None:
-            async with self._host_async_engine.connect() as conn:
-                yield conn
-            return
-        state = self._loop_engine()
-        await state.hotpath.return_idle()
-        with bounded_connect(self._timeout):
-            conn = await state.engine.connect()  # awaiting it starts it
-        try:
-            yield conn
-        finally:
-            await conn.close()
+        return self._connections.loop_engine().engine
 
     @property
     def maintenance_engine(self) -> Engine:
         """The sync engine for maintenance code that connects by itself (cleanup),
         with the hot path's idle connections handed back to its pool first, so that
         it reuses them instead of opening more."""
-        if self._hotpath is not None:
-            self._hotpath.return_idle()
-        return self.engine
+        return self._connections.maintenance_engine()
+
+    def _forget_after_fork(self) -> list[object]:
+        """In a forked child: drop the parent's connections unclosed (see lifecycle)."""
+        # A lock held by another thread of the parent would never be released here.
+        self._schema_lock = threading.RLock()
+        return self._connections.forget_after_fork()
 
     def _ensure_schema(self, connection: Connection) -> None:
         # Runs inside the first operation's connection; after that it is one flag test.
@@ -287,7 +181,7 @@ class MetastoreStateBackend(BaseStateBackend):
         # waits for one check instead of opening a connection each.
         with self._schema_lock:
             if not self._schema_ready:
-                with translate_errors(self._sync_url), self._connect() as conn:
+                with translate_errors(self._sync_url), self._connections.connect() as conn:
                     self._ensure_schema(conn)
 
     async def aensure_schema(self) -> None:
@@ -300,7 +194,7 @@ class MetastoreStateBackend(BaseStateBackend):
         async with async_hotpath.loop_lock():
             if not self._schema_ready:
                 with translate_errors(self._async_url):
-                    async with self._aconnect() as conn:
+                    async with self._connections.aconnect() as conn:
                         await conn.run_sync(self._ensure_schema)
 
     def upgrade(self) -> None:
@@ -312,7 +206,7 @@ class MetastoreStateBackend(BaseStateBackend):
     async def aupgrade(self) -> None:
         """Async twin of :meth:`upgrade`, on the async driver."""
         with translate_errors(self._async_url):
-            async with self._aconnect() as conn:
+            async with self._connections.aconnect() as conn:
                 if self._family != "sqlite":  # SQLite migrates under BEGIN IMMEDIATE
                     await conn.execution_options(isolation_level="READ COMMITTED")
                 await conn.run_sync(run_upgrade, "head", self._timeout)
@@ -331,7 +225,7 @@ class MetastoreStateBackend(BaseStateBackend):
             result = self._run_fast(plan)
             if plan.kind in _SLOW and not result:
                 plans.raise_unread(plan)  # update()'s lost race: no slow path, no connection
-                with translate_errors(self._sync_url), self._connect() as conn:
+                with translate_errors(self._sync_url), self._connections.connect() as conn:
                     result = self._asset_write_slow(conn, plan, host=False)
             return self._finish(plan, result)
         # A host's engine: its own transaction settings, so go through SQLAlchemy, in a
@@ -352,7 +246,7 @@ class MetastoreStateBackend(BaseStateBackend):
         compiled = compiled_plan(self._compiled, plan.statement, plan.params, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
         fetch = plans.FETCH.get(plan.kind, "rowcount")
-        result = self._sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
+        result = self._connections.sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
         return self._rows.item(result, self.engine.dialect) if fetch == "row" else result
 
     def _finish(self, plan: plans.Plan, result: Any, session: Session | None = None) -> Any:
@@ -363,18 +257,6 @@ class MetastoreStateBackend(BaseStateBackend):
             plans.check_writable(plan.scope, None)
         plans.raise_unread(plan)  # inside update(), which reads after its pause anyway
         raise plans.lost(plan, self.get_item(plan.scope, plan.key or "", session=session))
-
-    def _sync_hotpath(self) -> SyncHotPath:
-        hotpath = self._hotpath
-        if hotpath is None:
-            engine = self.engine  # outside the lock: creating it takes the same lock
-            with self._lock:
-                if self._hotpath is None:
-                    self._hotpath = SyncHotPath(
-                        engine, self._sync_url, self._timeout, keep=self._settings.pool_size
-                    )
-                hotpath = self._hotpath
-        return hotpath
 
     def _savepoints(self, host: bool) -> bool:
         """Whether a failed insert must be contained: a host's transaction (engine or
@@ -481,12 +363,14 @@ class MetastoreStateBackend(BaseStateBackend):
                 result = await self._arun_in_transaction(await session.connection(), plan)
             return await self._afinish(plan, result, session)
         if self._host_async_engine is None:
-            state = self._loop_engine()
+            state = self._connections.loop_engine()
             result = await self._arun_fast(state, plan)
             if plan.kind in _SLOW and not result:
                 plans.raise_unread(plan)  # update()'s lost race: no slow path, no connection
                 with translate_errors(self._async_url):
-                    async with self._aconnect() as conn:  # reuses the hot path's connection
+                    async with (
+                        self._connections.aconnect() as conn
+                    ):  # reuses the hot path's connection
                         result = await self._aasset_write_slow(conn, plan, host=False)
             return await self._afinish(plan, result)
         with translate_errors(self._async_url):
@@ -502,7 +386,7 @@ class MetastoreStateBackend(BaseStateBackend):
             result = await self._aasset_write_slow(conn, plan, host=True)
         return result
 
-    async def _arun_fast(self, state: _LoopEngine, plan: plans.Plan) -> Any:
+    async def _arun_fast(self, state: LoopEngine, plan: plans.Plan) -> Any:
         dialect = state.engine.dialect
         compiled = compiled_plan(self._acompiled, plan.statement, plan.params, dialect)
         parameters = compiled.parameters(plan.params)
@@ -595,44 +479,35 @@ class MetastoreStateBackend(BaseStateBackend):
     def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Registered assets by name, with their number of state keys."""
         self.ensure_schema()
-        with translate_errors(self._sync_url), self._connect() as conn:
+        with translate_errors(self._sync_url), self._connections.connect() as conn:
             return maintenance.list_assets(conn, active)
 
     async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Async twin of :meth:`list_assets`."""
         await self.aensure_schema()
         with translate_errors(self._async_url):
-            async with self._aconnect() as conn:
+            async with self._connections.aconnect() as conn:
                 return await conn.run_sync(maintenance.list_assets, active)
 
     def set_assets_active(self, assets: list[AssetScope], active: bool) -> int:
         """(De)activate registered assets; returns how many changed state."""
         self.ensure_schema()
-        with translate_errors(self._sync_url), self._connect() as conn:
+        with translate_errors(self._sync_url), self._connections.connect() as conn:
             return maintenance.set_assets_active(conn, assets, active, utcnow())
 
     async def aset_assets_active(self, assets: list[AssetScope], active: bool) -> int:
         """Async twin of :meth:`set_assets_active`."""
         await self.aensure_schema()
         with translate_errors(self._async_url):
-            async with self._aconnect() as conn:
+            async with self._connections.aconnect() as conn:
                 return await conn.run_sync(maintenance.set_assets_active, assets, active, utcnow())
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
         """Dispose the engines this backend created (a host's own engines are left alone)."""
-        if self._hotpath is not None:
-            self._hotpath.close()
-            self._hotpath = None
-        if self._own_engine and self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-        # A live loop's connections can only be closed on that loop: its shutdown does
-        # it (lifecycle.on_loop_shutdown). Those of closed loops are ended here.
-        self._abandon_closed_loops()
+        self._connections.close()
 
     async def aclose(self) -> None:
         """Dispose the async engine of this loop, then everything :meth:`close` does."""
-        await self._release_loop(asyncio.get_running_loop())
-        self.close()
+        await self._connections.aclose()
