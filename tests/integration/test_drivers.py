@@ -11,7 +11,8 @@ test's schema (``ALTER ROLE ... SET``): asyncpg takes no ``options`` startup arg
 so the ``?options=-csearch_path=`` URL of the shared fixture would not reach it.
 
 A missing driver skips its tests, except with ``STATESTORE_TEST_REQUIRE_SERVERS=1``
-(CI), where ``.[test]`` installs every one of them and a missing one fails.
+(CI), where ``.[dev]`` installs every one of them (mysqlclient, which needs a C
+toolchain, only there) and a missing one fails.
 """
 
 from __future__ import annotations
