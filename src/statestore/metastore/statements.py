@@ -162,8 +162,13 @@ class Statements:
     asset_list: dict[tuple[AssetLookup, bool], Select[Any]]
 
 
-def _asset_ids(lookup: AssetLookup) -> Select[Any]:
-    return select(asset.c.id).where(_asset_match(lookup))
+def _asset_id_is(lookup: AssetLookup) -> ColumnElement[bool]:
+    """``asset_id = (SELECT id …)``: the registry's lookups are unique, so at most one
+    id. Not ``IN (SELECT …)``, which MariaDB runs as a dependent subquery over a scan
+    of the whole table, locking every row it scans (``EXPLAIN``: type ALL)."""
+    return (
+        asset_state.c.asset_id == select(asset.c.id).where(_asset_match(lookup)).scalar_subquery()
+    )
 
 
 def build_statements(dialect: str) -> Statements:
@@ -246,14 +251,11 @@ def build_statements(dialect: str) -> Statements:
         asset_create={lookup: asset_set_for(lookup, only_if_expired=True) for lookup in _LOOKUPS},
         asset_replace={lookup: asset_replace_for(lookup) for lookup in _LOOKUPS},
         asset_delete={
-            lookup: delete(asset_state).where(
-                key_match, asset_state.c.asset_id.in_(_asset_ids(lookup))
-            )
+            lookup: delete(asset_state).where(key_match, _asset_id_is(lookup))
             for lookup in _LOOKUPS
         },
         asset_clear={
-            lookup: delete(asset_state).where(asset_state.c.asset_id.in_(_asset_ids(lookup)))
-            for lookup in _LOOKUPS
+            lookup: delete(asset_state).where(_asset_id_is(lookup)) for lookup in _LOOKUPS
         },
         asset_find={
             lookup: select(asset.c.id, asset.c.active).where(_asset_match(lookup))
@@ -275,9 +277,7 @@ def build_statements(dialect: str) -> Statements:
             for values in (True, False)
         },
         asset_list={
-            (lookup, values): _listing(asset_state, values).where(
-                asset_state.c.asset_id.in_(_asset_ids(lookup))
-            )
+            (lookup, values): _listing(asset_state, values).where(_asset_id_is(lookup))
             for lookup in _LOOKUPS
             for values in (True, False)
         },
