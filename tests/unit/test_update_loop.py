@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from statestore import VersionConflictError
+from statestore import VersionConflictError, items
 from statestore.access_core import to_item
 from statestore.items import (
     StateItem,
@@ -64,13 +64,17 @@ class Rival:
 
 @pytest.fixture(autouse=True)
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The update loop's pauses, recorded and not slept. Only the loop's own pause is
+    replaced: patching time.sleep or asyncio.sleep would also catch every other thread
+    or task that sleeps meanwhile (the statement watchdog does)."""
     pauses: list[float] = []
-    monkeypatch.setattr("statestore.items.time.sleep", pauses.append)
+    chosen = items.update_pause
 
-    async def asleep(seconds: float) -> None:
-        pauses.append(seconds)
+    def recorded(attempt: int) -> float:
+        pauses.append(chosen(attempt))
+        return 0.0
 
-    monkeypatch.setattr("statestore.items.asyncio.sleep", asleep)
+    monkeypatch.setattr(items, "update_pause", recorded)
     return pauses
 
 
