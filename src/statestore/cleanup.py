@@ -20,7 +20,7 @@ from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.maintenance import ExpiredTaskState
 from statestore.retention import utcnow
-from statestore.scopes import TaskScope
+from statestore.scopes import MAX_INTEGER_ID, TaskScope
 
 if TYPE_CHECKING:
     from statestore.store import StateStore
@@ -102,8 +102,10 @@ def _check_batch_size(batch_size: int | None, store: StateStore) -> int:
         return store.config.state_store.state_cleanup_batch_size
     if not isinstance(batch_size, int) or isinstance(batch_size, bool):
         raise InvalidTypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
-    if batch_size < 0:
-        raise InvalidValueError(f"batch_size must be >= 0, not {batch_size}")
+    if not 0 <= batch_size <= MAX_INTEGER_ID:  # a LIMIT past it fails in the driver
+        raise InvalidValueError(
+            f"batch_size must be between 0 and {MAX_INTEGER_ID}, not {batch_size}"
+        )
     return batch_size
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_UPDATE_RETRIES",
+    "MAX_VERSION",
     "StateItem",
     "StoredItem",
     "arun_update",
@@ -37,6 +38,10 @@ __all__ = [
     "update_pause",
     "version_of",
 ]
+
+MAX_VERSION = 2**63 - 1
+"""The largest version a key can have: the version column is a signed 64-bit integer
+on every dialect, and a larger ``if_version`` would fail in the driver, untyped."""
 
 DEFAULT_UPDATE_RETRIES = 20
 """How many times ``update`` re-applies its function after losing a race. 10 gave up
@@ -131,6 +136,8 @@ def check_version_arg(if_version: object) -> int | None:
         raise InvalidTypeError(f"if_version must be an int, not {type(if_version).__name__}")
     if if_version < 0:
         raise InvalidValueError(f"if_version must be >= 0 (0: the key is absent), not {if_version}")
+    if if_version > MAX_VERSION:
+        raise InvalidValueError(f"if_version must be at most {MAX_VERSION}, not {if_version}")
     return if_version
 
 

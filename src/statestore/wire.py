@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -54,7 +54,7 @@ from statestore.exceptions import (
     InvalidValueError,
     StateStoreError,
 )
-from statestore.items import StoredItem
+from statestore.items import StoredItem, check_version_arg
 from statestore.scopes import AssetScope, StateScope, TaskScope
 
 __all__ = [
@@ -118,10 +118,6 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_PREFIX = "urn:statestore:problem:"
 KEY_ABSENT = PROBLEM_PREFIX + "KeyAbsent"  # not an exception: get() returns None
 TOKEN_AUDIENCE = "statestore"  # noqa: S105 - the JWT audience, not a secret
-
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no", ""})
-
 
 # -- scopes and keys as query parameters ------------------------------------------------
 
@@ -211,13 +207,14 @@ def scope_from_params(params: Mapping[str, str], *, task: bool) -> StateScope:
 
 
 def flag(params: Mapping[str, str], name: str) -> bool:
-    """A boolean query parameter (``true``/``false``; absent is false)."""
-    text = params.get(name, "").lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
+    """A boolean query parameter: ``true`` or ``false``, as the document says; absent
+    is false. Nothing else, not even empty: ``?dry_run`` must not run a real cleanup."""
+    text = params.get(name)
+    if text is None or text == "false":
         return False
-    raise InvalidValueError(f"{name} must be true or false, not {params[name]!r}")
+    if text == "true":
+        return True
+    raise InvalidValueError(f"{name} must be true or false, not {text!r}")
 
 
 # -- versions as ETags ---------------------------------------------------------------------
@@ -231,9 +228,18 @@ def etag_for(version: int) -> str:
 def version_from_etag(text: str) -> int:
     """The version an ``If-Match`` header names (strong ETags only)."""
     inner = text.strip()
-    if len(inner) < 3 or inner[0] != '"' or inner[-1] != '"' or not inner[1:-1].isdigit():
+    digits = inner[1:-1]
+    # isascii: str.isdigit() also takes other scripts' digits and superscripts
+    if (
+        len(inner) < 3
+        or inner[0] != '"'
+        or inner[-1] != '"'
+        or not (digits.isascii() and digits.isdigit())
+    ):
         raise InvalidValueError(f'If-Match must be one version ETag like "3", not {text!r}')
-    return int(inner[1:-1])
+    version = check_version_arg(int(digits))  # bounded: past 2**63-1 the driver fails
+    assert version is not None
+    return version
 
 
 def if_version_headers(if_version: int | None) -> dict[str, str]:
@@ -301,13 +307,21 @@ def expires_at_from_params(params: Mapping[str, str]) -> datetime | None:
     text = params.get("expires_at")
     if text is None:
         return None
+    # RFC 3339 allows a "Z" (or "z") offset and a lower-case "t"; Python 3.10's
+    # fromisoformat takes neither.
+    normal = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    if normal[10:11] == "t":
+        normal = normal[:10] + "T" + normal[11:]
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(normal)
     except ValueError:
         raise InvalidValueError(f"expires_at must be an ISO 8601 time, not {text!r}") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidValueError("expires_at must carry a UTC offset")
-    return moment
+    try:  # stored in UTC: 0001-01-01T00:00+01:00 is before the first representable time
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidValueError(f"expires_at {text!r} is outside the years 1-9999 in UTC") from None
 
 
 # -- listing pages -------------------------------------------------------------------------

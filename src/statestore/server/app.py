@@ -20,11 +20,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from statestore import __version__, wire
 from statestore.config import StateStoreConfig
@@ -63,11 +64,33 @@ async def _on_statestore_error(request: Request, exc: Exception) -> JSONResponse
     return _problem(exc)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the path serves. Each method is its own route, and the router's 405
+    names only the first route whose path matched; RFC 9110 (15.5.6) wants them all."""
+    by_path: dict[str, frozenset[str]] = request.app.state.statestore_methods
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):  # behind a proxy's prefix, or mounted
+        path = path[len(root) :]
+    return ", ".join(sorted(by_path.get(path, frozenset())))
+
+
+def _methods_by_path(routers: list[APIRouter], openapi_url: str) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {openapi_url: {"GET", "HEAD"}}
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, Route) and route.methods:
+                found.setdefault(route.path, set()).update(route.methods)
+    return {path: frozenset(methods) for path, methods in found.items()}
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     body = {"type": "about:blank", "title": exc.detail, "status": exc.status_code,
             "detail": f"{request.method} {request.url.path}: {exc.detail}"}  # fmt: skip
-    return JSONResponse(body, exc.status_code, exc.headers,
+    return JSONResponse(body, exc.status_code, headers,
                         media_type=wire.PROBLEM_CONTENT_TYPE)  # fmt: skip
 
 
@@ -176,8 +199,10 @@ def create_app(
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    for module in (task_state, asset_state, admin, health):
-        app.include_router(module.router)
+    routers = [module.router for module in (task_state, asset_state, admin, health)]
+    for router in routers:
+        app.include_router(router)
+    app.state.statestore_methods = _methods_by_path(routers, f"{wire.API_PREFIX}/openapi.json")
     _add_components(app)
     return app
 

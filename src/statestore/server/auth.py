@@ -38,7 +38,7 @@ from statestore.exceptions import (
     InvalidTypeError,
     InvalidValueError,
 )
-from statestore.scopes import AssetScope, StateScope, TaskScope
+from statestore.scopes import AssetScope, StateScope, TaskScope, writer_name
 
 __all__ = [
     "DEFAULT_TTL",
@@ -296,8 +296,11 @@ class Access:
         """Who a write is recorded as: a task token's subject, whatever the request
         says (provenance a task could forge would be worthless); an admin may name the
         writer (the CLI names its user), else its own subject."""
-        if self.grant.admin and requested:
-            return requested
+        # The library's own rules (no NUL, at most 250 characters) whoever asks, as the
+        # document says: past them the column fails later, untyped, on some dialects.
+        name = writer_name(requested) if requested else None
+        if self.grant.admin and name:
+            return name
         return self.grant.subject
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from statestore import wire
+from statestore.scopes import MAX_ASSET_REF_LENGTH, MAX_ID_LENGTH, MAX_INTEGER_ID, MAX_KEY_LENGTH
 
 __all__ = [
+    "NO_NUL",
     "document_text",
     "key_operation",
     "listing",
@@ -26,26 +28,44 @@ __all__ = [
 ]
 
 _STR: dict[str, Any] = {"type": "string"}
+NO_NUL = "^[^\\x00]*$"  # ids and keys are any text but NUL (scopes.check_key)
+
+
+def _text(min_length: int, max_length: int) -> dict[str, Any]:
+    """A string schema with the library's own limits, so the document admits exactly
+    what the server accepts (the fuzz test holds it to that)."""
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length, "pattern": NO_NUL}
+    if min_length:
+        schema["minLength"] = min_length
+    return schema
+
+
+_ID = _text(1, MAX_ID_LENGTH)
+_ASSET_REF = _text(1, MAX_ASSET_REF_LENGTH)
 _Spec = tuple[str, dict[str, Any], bool, str]
 _TASK: list[_Spec] = [
-    ("dag_id", _STR, True, "The DAG (workflow) id."),
-    ("run_id", _STR, True, "The run id."),
-    ("task_id", _STR, True, "The task id."),
-    ("map_index", {"type": "integer", "minimum": -1, "default": -1}, False,
-     "The map index (-1: not mapped); or give map_key."),
-    ("map_key", _STR, False, "A stable key of a mapped task instance, instead of map_index."),
+    ("dag_id", _ID, True, "The DAG (workflow) id."),
+    ("run_id", _ID, True, "The run id."),
+    ("task_id", _ID, True, "The task id."),
+    ("map_index", {"type": "integer", "minimum": -1, "maximum": MAX_INTEGER_ID, "default": -1},
+     False, "The map index (-1: not mapped); or give map_key (not both)."),
+    ("map_key", _ID, False,
+     "A stable key of a mapped task instance, instead of map_index (not both)."),
 ]  # fmt: skip
 _ASSET: list[_Spec] = [
-    ("name", _STR, False, "The asset's name (what task tokens grant)."),
-    ("uri", _STR, False, "The asset's URI."),
-    ("asset_id", {"type": "integer"}, False, "The asset's registry id."),
-]
-_KEY: list[_Spec] = [
-    ("key", {"type": "string", "minLength": 1, "maxLength": 512}, True, "The key.")
-]
+    ("name", _ASSET_REF, False,
+     "The asset's name (what task tokens grant). Give at least one of name, uri, asset_id."),
+    ("uri", _ASSET_REF, False,
+     "The asset's URI. With a name, it must be that asset's registered URI (or none "
+     "registered yet): a URI that belongs to another asset is a 422."),
+    ("asset_id", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_ID}, False,
+     "The asset's registry id."),
+]  # fmt: skip
+_KEY: list[_Spec] = [("key", _text(1, MAX_KEY_LENGTH), True, "The key.")]
 _LIST: list[_Spec] = [
-    ("prefix", _STR, False, "Only keys starting with this."),
-    ("after", _STR, False, "Only keys sorting after this one (the previous page's last)."),
+    ("prefix", _text(0, MAX_KEY_LENGTH), False, "Only keys starting with this."),
+    ("after", _text(0, MAX_KEY_LENGTH), False,
+     "Only keys sorting after this one (the previous page's last)."),
     ("limit", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}, False,
      "At most this many keys."),
     ("values", {"type": "boolean", "default": True}, False, "false: keys only (values null)."),
@@ -102,7 +122,7 @@ _ITEM_HEADERS = {
     wire.UPDATED_BY: {"description": "Who wrote it (percent-encoded).", "schema": _STR},
     wire.EXPIRES_AT: {"description": "When it stops reading (absent: never).", "schema": _STR},
 }
-_ANY_JSON: dict[str, Any] = {"description": "Any JSON value but null."}
+_ANY_JSON: dict[str, Any] = {"description": "Any JSON value but null.", "not": {"type": "null"}}
 
 
 def key_operation(method: str, *, task: bool) -> dict[str, Any]:
@@ -118,8 +138,9 @@ def key_operation(method: str, *, task: bool) -> dict[str, Any]:
         }  # fmt: skip
     if method == "PUT":
         extra: dict[str, tuple[dict[str, Any], str]] = {
-            "updated_by": (_STR, "Who writes (admin tokens only; a task token's subject "
-                                 "is recorded instead)."),
+            "updated_by": (_text(0, MAX_ID_LENGTH),
+                           "Who writes (admin tokens only; a task token's subject "
+                           "is recorded instead)."),
         }  # fmt: skip
         if task:
             extra["expires_at"] = (
@@ -129,11 +150,13 @@ def key_operation(method: str, *, task: bool) -> dict[str, Any]:
         return {
             "parameters": [
                 *parameters(task=task, key=True, extra=extra),
-                {"name": "If-Match", "in": "header", "required": False, "schema": _STR,
-                 "description": 'Write only if the key is at this version ("7").'},
+                {"name": "If-Match", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": '^"[0-9]{1,18}"$'},
+                 "description": 'Write only if the key is at this version ("7"); '
+                                "not with If-None-Match."},
                 {"name": "If-None-Match", "in": "header", "required": False,
                  "schema": {"type": "string", "enum": ["*"]},
-                 "description": "*: write only if the key is absent."},
+                 "description": "*: write only if the key is absent; not with If-Match."},
             ],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ANY_JSON}}},

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from statestore import wire
 from statestore.cleanup import cleanup_task_states, iter_expired_task_states, sweep_asset_states
 from statestore.exceptions import InvalidTypeError, InvalidValueError, StateStoreError
+from statestore.scopes import MAX_ASSET_REF_LENGTH, MAX_INTEGER_ID
 from statestore.server import openapi
 from statestore.server.auth import Access, Need, authorize
 from statestore.server.body import read_json
@@ -52,9 +53,12 @@ def _batch_size(request: Request) -> int | None:
     if text is None:
         return None
     try:
-        return int(text, 10)
+        size = int(text, 10)
     except ValueError:
         raise InvalidValueError(f"batch_size must be a whole number, not {text!r}") from None
+    if not 0 <= size <= MAX_INTEGER_ID:  # checked here too: a dry run does not batch
+        raise InvalidValueError(f"batch_size must be between 0 and {MAX_INTEGER_ID}, not {size}")
+    return size
 
 
 def _line(payload: dict[str, Any]) -> bytes:
@@ -87,10 +91,20 @@ def _dry_run_lines(store: StateStore) -> Iterator[bytes]:
                 "name": "batch_size",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "integer", "minimum": 0},
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_ID},
                 "description": "Rows per committed batch (0: one statement).",
             },
-        ]
+        ],
+        "responses": {
+            "200": {
+                "description": "The cleanup report; a dry run streams one JSON object per "
+                'line (a key it would delete), then {"report": ...}.',
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
+        },
     },
 )
 async def cleanup(request: Request, access: Admin) -> Response:
@@ -164,7 +178,9 @@ async def _names(request: Request) -> list[str]:
 
 _NAMES_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["names"],
-    "properties": {"names": {"type": "array", "items": {"type": "string"}}},
+    "properties": {"names": {"type": "array", "maxItems": MAX_NAMES, "items": {
+        "type": "string", "minLength": 1, "maxLength": MAX_ASSET_REF_LENGTH,
+        "pattern": openapi.NO_NUL}}},
 }}}}}  # fmt: skip
 
 
