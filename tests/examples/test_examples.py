@@ -93,6 +93,28 @@ def check_fork_pool(out: str) -> None:
     assert "parent: watermark = 2026-12-30\n" in out
 
 
+def check_state_server_worker(out: str) -> None:
+    assert "operator: key pair made (the server gets only the public key)\n" in out
+    assert "operator: statestore serve is ready\n" in out
+    job = "task spark_dag/run-2026-11-24/submit_job"
+    assert f"operator: minted a 15-minute token for {job} writing 'orders'\n" in out
+    for attempt, watermark in ((1, "1970-01-01"), (2, "2026-11-24")):
+        worker = f"worker (attempt {attempt}):"
+        # The worker's store is the HTTP backend: it has no database URL at all.
+        assert re.search(
+            rf"^{re.escape(worker)} StateStore\(HttpStateBackend\('http://127\.0\.0\.1:\d+'\)\)$",
+            out,
+            re.M,
+        ), out
+        assert f"{worker} job_id = job-42, watermark was {watermark}\n" in out
+        assert f"{worker} another task's state: refused (AccessDeniedError)\n" in out
+        assert f"{worker} an asset not granted: refused (AccessDeniedError)\n" in out
+    assert (
+        "database: job_id = 'job-42' (version 1), written by "
+        "'task:spark_dag/run-2026-11-24/submit_job'; orders.watermark = '2026-11-24'\n"
+    ) in out
+
+
 # script -> (takes a database URL, the check of its output)
 CHECKS: dict[str, tuple[bool, Callable[[str], None]]] = {
     "external_job_id.py": (True, check_external_job_id),
@@ -101,6 +123,7 @@ CHECKS: dict[str, tuple[bool, Callable[[str], None]]] = {
     "custom_backend.py": (False, check_custom_backend),
     "async_worker.py": (True, check_async_worker),
     "fork_pool.py": (True, check_fork_pool),
+    "state_server_worker.py": (True, check_state_server_worker),
 }
 
 
