@@ -1,8 +1,8 @@
-"""``statestore db``: create, migrate and inspect the metastore schema."""
+"""``statestore db``: create, migrate and inspect the metastore _schema()."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,12 +16,31 @@ from statestore.cli.common import (
     state_of,
 )
 from statestore.exceptions import SchemaOutOfDateError
-from statestore.metastore import schema
-from statestore.metastore.engine import derive_urls
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from sqlalchemy.engine import URL
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Create, migrate and check the database schema.", no_args_is_help=True)
+
+def _schema() -> ModuleType:
+    """The metastore's schema module, imported when a db command runs (it loads
+    SQLAlchemy and Alembic: ``statestore --help`` must not wait for them)."""
+    from statestore.metastore import schema  # noqa: PLC0415 - on use (see above)
+
+    return schema
+
+
+def derive_urls(url: str) -> tuple[URL, URL]:
+    """``statestore.metastore.engine.derive_urls``, imported on use (see ``_schema``)."""
+    from statestore.metastore.engine import derive_urls as derive  # noqa: PLC0415
+
+    return derive(url)
+
+
+app = typer.Typer(help="Create, migrate and check the database _schema().", no_args_is_help=True)
 
 
 def _target(ctx: typer.Context, *, read_only: bool = False) -> tuple[str, float]:
@@ -47,9 +66,9 @@ def upgrade(
 ) -> None:
     """Create the statestore tables or migrate them to this release."""
     url, timeout = _target(ctx)
-    before = schema.current_revision(url, timeout=timeout)
-    schema.upgrade(url, revision, timeout=timeout)
-    after = schema.current_revision(url, timeout=timeout)
+    before = _schema().current_revision(url, timeout=timeout)
+    _schema().upgrade(url, revision, timeout=timeout)
+    after = _schema().current_revision(url, timeout=timeout)
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "from": before, "to": after})
     else:
@@ -70,15 +89,15 @@ def downgrade(
     without a terminal must pass --yes.
     """
     url, timeout = _target(ctx)
-    before = schema.current_revision(url, timeout=timeout)
+    before = _schema().current_revision(url, timeout=timeout)
     confirm(
         f"Downgrade {_shown(url)} from {before or '(none)'} to {revision}? "
         "State in dropped tables is lost.",
         yes=yes,
         what="db downgrade",
     )
-    schema.downgrade(url, revision, timeout=timeout)
-    after = schema.current_revision(url, timeout=timeout)
+    _schema().downgrade(url, revision, timeout=timeout)
+    after = _schema().current_revision(url, timeout=timeout)
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "from": before, "to": after})
     else:
@@ -89,8 +108,8 @@ def downgrade(
 def current(ctx: typer.Context) -> None:
     """Show the schema revision of the database and the one this release needs."""
     url, timeout = _target(ctx, read_only=True)
-    revision = schema.current_revision(url, timeout=timeout)
-    head = schema.head_revision()
+    revision = _schema().current_revision(url, timeout=timeout)
+    head = _schema().head_revision()
     if state_of(ctx).json:
         echo_json({"database": _shown(url), "current": revision, "head": head})
     else:
@@ -101,8 +120,8 @@ def current(ctx: typer.Context) -> None:
 def check(ctx: typer.Context) -> None:
     """Exit 0 if the schema is up to date, else print what to run and exit 1."""
     url, timeout = _target(ctx, read_only=True)
-    revision = schema.current_revision(url, timeout=timeout)
-    head = schema.head_revision()
+    revision = _schema().current_revision(url, timeout=timeout)
+    head = _schema().head_revision()
     if state_of(ctx).json:
         echo_json(
             {

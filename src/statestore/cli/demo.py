@@ -15,7 +15,6 @@ from typing import Annotated
 
 import typer
 
-from statestore.cleanup import cleanup
 from statestore.cli.common import console, echo_json, plural, state_of
 from statestore.config import StateStoreConfig
 from statestore.retention import NEVER_EXPIRE, utcnow
@@ -114,6 +113,8 @@ def _retention(store: StateStore, say: Say) -> dict[str, object]:
     state.set("progress", {"rows": 1200, "status": "done"}, retention=timedelta(hours=6))
     state.set("job_id", "spark-job-1", retention=NEVER_EXPIRE)
     later = utcnow() + timedelta(hours=7)
+    from statestore.cleanup import cleanup  # noqa: PLC0415 - SQLAlchemy on use
+
     report = cleanup(store, now=later)
     say(f"  7 hours later, cleanup deleted {plural(report.deleted, 'expired key')}")
     _check(state.get("job_id") == "spark-job-1", "NEVER_EXPIRE key must survive cleanup")

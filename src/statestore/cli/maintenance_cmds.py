@@ -5,24 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from statestore.cleanup import (
-    CleanupReport,
-    ExpiredTaskState,
-    cleanup_task_states,
-    iter_expired_task_states,
-    sweep_asset_states,
-)
 from statestore.cli.common import console, echo_json, open_store, plural, short_time, state_of
 from statestore.cli.tables import instance_label
-from statestore.metastore import MetastoreStateBackend
-from statestore.metastore.maintenance import AssetInfo
 from statestore.retention import utcnow
+
+if TYPE_CHECKING:
+    from statestore.cleanup import CleanupReport, ExpiredTaskState
+    from statestore.metastore.maintenance import AssetInfo
 from statestore.store import StateStore
 
 __all__ = ["register"]
@@ -68,6 +63,8 @@ def _print_rows(rows: Iterator[ExpiredTaskState]) -> int:
 
 def _sweepable(store: StateStore) -> list[AssetInfo]:
     """Inactive assets that still hold state: what the sweep would empty."""
+    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415 - on use
+
     if not isinstance(store.backend, MetastoreStateBackend):
         return []  # no registry: the report says the backend is not cleaned up
     return [a for a in store.list_assets(active=False) if a.keys]
@@ -106,6 +103,8 @@ def _stream_json_rows(
 
 
 def _run_cleanup(store: StateStore, *, json_out: bool, batch_size: int | None) -> CleanupReport:
+    from statestore.cleanup import cleanup_task_states  # noqa: PLC0415 - SQLAlchemy on use
+
     if json_out or not console.is_terminal:  # a bar in a log file is noise (and a blank line)
         return cleanup_task_states(store, batch_size=batch_size)
     expected = cleanup_task_states(store, dry_run=True).would_delete
@@ -139,6 +138,8 @@ def cleanup_task_states_cmd(
 
     Never NEVER_EXPIRE keys, never asset state.
     """
+    from statestore.cleanup import cleanup_task_states, iter_expired_task_states  # noqa: PLC0415 - SQLAlchemy on use
+
     store = open_store(ctx, read_only=dry_run)
     json_out = state_of(ctx).json
     if dry_run:
@@ -159,6 +160,8 @@ def cleanup_task_states_cmd(
 
 def sweep_asset_states_cmd(ctx: typer.Context, dry_run: DryRun = False) -> None:
     """Delete the state of deactivated assets (the orphan sweep)."""
+    from statestore.cleanup import sweep_asset_states  # noqa: PLC0415 - SQLAlchemy on use
+
     store = open_store(ctx, read_only=dry_run)
     if dry_run and not state_of(ctx).json:
         _print_assets(_sweepable(store))
@@ -182,6 +185,8 @@ def cleanup_cmd(
     With --dry-run: every expired key, grouped by task instance, and the inactive
     assets the sweep would empty; nothing is deleted.
     """
+    from statestore.cleanup import sweep_asset_states  # noqa: PLC0415 - SQLAlchemy on use
+
     store = open_store(ctx, read_only=dry_run)
     json_out = state_of(ctx).json
     if dry_run:
@@ -207,6 +212,8 @@ def cleanup_cmd(
 def _cleanup_dry_run(
     store: StateStore, *, json_out: bool, batch_size: int | None, sweep: bool
 ) -> None:
+    from statestore.cleanup import cleanup_task_states, iter_expired_task_states, sweep_asset_states  # noqa: PLC0415 - SQLAlchemy on use
+
     tasks = cleanup_task_states(store, dry_run=True, batch_size=batch_size)
     if tasks.skipped_reason is not None:
         if json_out:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from statestore.cleanup import gc_objects
 from statestore.cli.common import console, echo_json, open_store, state_of
 
 __all__ = ["app"]
@@ -28,6 +27,8 @@ def gc(
     ] = 1.0,
 ) -> None:
     """Delete objects whose reference no row holds, older than the grace period."""
+    from statestore.cleanup import gc_objects  # noqa: PLC0415 - SQLAlchemy on use
+
     report = gc_objects(open_store(ctx), dry_run=dry_run, grace=timedelta(hours=grace_hours))
     if state_of(ctx).json:
         echo_json(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -30,17 +30,13 @@ from statestore.cli.common import (
 )
 from statestore.cli.tables import show_keys
 from statestore.exceptions import UnsupportedOperationError
-from statestore.metastore import MetastoreStateBackend
-from statestore.metastore.errors import translate_errors
-from statestore.metastore.maintenance import (
-    StoredKey,
-    list_asset_state,
-    list_task_state,
-    list_task_state_under,
-)
 from statestore.retention import NEVER_EXPIRE, utcnow
 from statestore.scopes import AssetScope, TaskScope
 from statestore.store import StateStore
+
+if TYPE_CHECKING:
+    from statestore.metastore import MetastoreStateBackend
+    from statestore.metastore.maintenance import StoredKey
 
 __all__ = ["asset_app", "task_app"]
 
@@ -116,6 +112,8 @@ def _parse_json(text: str, remove_command: str) -> Any:
 
 
 def _metastore(store: StateStore) -> MetastoreStateBackend:
+    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415 - SQLAlchemy on use
+
     backend = store.backend
     if not isinstance(backend, MetastoreStateBackend):
         raise UnsupportedOperationError(
@@ -169,6 +167,9 @@ def task_list(
     ] = None,
 ) -> None:
     """List task-state keys of a task, a whole run, or a whole dag."""
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415 - SQLAlchemy on use
+    from statestore.metastore.maintenance import list_task_state, list_task_state_under  # noqa: PLC0415 - SQLAlchemy on use
+
     if task is not None and run is None:
         raise CliUsageError("--task needs --run (task ids repeat in every run)")
     if task is None and (map_index is not None or map_key is not None):
@@ -289,6 +290,10 @@ def task_clear(
     yes: Yes = False,
 ) -> None:
     """Delete every key of the task instance (or, asking first, of every map index)."""
+    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415 - SQLAlchemy on use
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415 - SQLAlchemy on use
+    from statestore.metastore.maintenance import list_task_state  # noqa: PLC0415 - SQLAlchemy on use
+
     scope = _task_scope(dag, run, task, map_index, map_key)
     store = open_store(ctx)
     if all_map_indices:
@@ -315,6 +320,9 @@ def task_clear(
 @asset_app.command("list", options_metavar=ASSET_USAGE)
 def asset_list(ctx: typer.Context, asset: Asset = None) -> None:
     """List the keys of an asset."""
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415 - SQLAlchemy on use
+    from statestore.metastore.maintenance import list_asset_state  # noqa: PLC0415 - SQLAlchemy on use
+
     scope = _asset_scope(asset)
     backend = _metastore(open_store(ctx, read_only=True))
     now = utcnow()

@@ -12,13 +12,15 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from statestore.cli.common import console, echo_json, short_time
-from statestore.metastore.maintenance import StoredKey
+
+if TYPE_CHECKING:  # annotations only: the metastore loads SQLAlchemy
+    from statestore.metastore.maintenance import StoredKey
 
 __all__ = ["NOT_MAPPED", "instance_label", "key_rows_json", "show_keys"]
 
