@@ -10,10 +10,12 @@ that has finished (``asyncio.run`` per call). Waits for a connection end within
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -218,3 +220,37 @@ def test_too_many_clients_is_a_typed_error_naming_the_limit(pg_url: URL) -> None
 
 def _schema(url: URL) -> str:
     return str(url.query["options"]).split("=", 1)[1]
+
+
+def test_a_bare_closed_loop_leaves_no_sqlite_thread_behind(tmp_path: Path) -> None:
+    """A loop closed without shutting down (Starlette's TestClient, anyio's portals)
+    leaves aiosqlite connections the store must close itself: left to garbage
+    collection, aiosqlite's __del__ binds its close to the closed current loop and its
+    worker thread dies with "Event loop is closed" in whatever test runs next."""
+    failures: list[str] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(f"{args.thread.name}: {args.exc_value!r}")
+    before = {t.ident for t in threading.enumerate()}
+    store = StateStore(f"sqlite:///{tmp_path / 'bare.db'}")
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(store.task_state(SCOPE).aset("k", "v"))
+        loop.close()  # no shutdown_asyncgens()
+        store.close()
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and [
+            t for t in threading.enumerate()
+            if t.ident not in before and "_connection_worker_thread" in t.name
+        ]:  # fmt: skip
+            time.sleep(0.05)
+        left = [
+            t.name for t in threading.enumerate()
+            if t.ident not in before and "_connection_worker_thread" in t.name
+        ]  # fmt: skip
+    finally:
+        asyncio.set_event_loop(None)
+        threading.excepthook = previous
+    assert left == []  # the worker thread closed the file and stopped
+    assert failures == []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,11 +52,37 @@ __all__ = [
 ]
 
 
+def _stop_aiosqlite(driver_connection: Any) -> bool:
+    """Close an aiosqlite connection on its own worker thread, with no future to
+    resolve; ``False`` if it is not one.
+
+    Left to garbage collection, aiosqlite's ``__del__`` calls ``stop()``, which binds
+    its future to ``asyncio.get_event_loop()`` -- in a thread whose loop has closed, the
+    worker thread then dies with "Event loop is closed" after closing the file.
+    """
+    queue = getattr(driver_connection, "_tx", None)
+    raw = getattr(driver_connection, "_connection", None)
+    if queue is None or raw is None or type(driver_connection).__module__ != "aiosqlite.core":
+        return False
+    stop = getattr(sys.modules.get("aiosqlite.core"), "_STOP_RUNNING_SENTINEL", None)
+    driver_connection._connection = None  # its __del__ now does nothing
+    driver_connection._running = False
+
+    def close_and_stop() -> object:
+        raw.close()  # on the worker thread, which owns the sqlite3 connection
+        return stop
+
+    queue.put_nowait((None, close_and_stop))
+    return True
+
+
 def _end_session(driver_connection: Any) -> None:
     """End a driver connection's server session without its (gone) event loop."""
     pgconn = getattr(driver_connection, "pgconn", None)
     if pgconn is not None:  # psycopg: libpq closes synchronously, and marks it closed
         pgconn.finish()
+        return
+    if _stop_aiosqlite(driver_connection):
         return
     writer = getattr(driver_connection, "_writer", None)  # asyncmy / aiomysql
     sock = getattr(getattr(writer, "transport", None), "get_extra_info", lambda _: None)("socket")
