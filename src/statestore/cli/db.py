@@ -1,4 +1,4 @@
-"""``statestore db``: create, migrate and inspect the metastore _schema()."""
+"""``statestore db``: create, migrate and inspect the metastore schema."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def derive_urls(url: str) -> tuple[URL, URL]:
     return derive(url)
 
 
-app = typer.Typer(help="Create, migrate and check the database _schema().", no_args_is_help=True)
+app = typer.Typer(help="Create, migrate and check the database schema.", no_args_is_help=True)
 
 
 def _target(ctx: typer.Context, *, read_only: bool = False) -> tuple[str, float]:
