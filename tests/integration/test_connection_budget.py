@@ -229,7 +229,7 @@ def test_a_bare_closed_loop_leaves_no_sqlite_thread_behind(tmp_path: Path) -> No
     worker thread dies with "Event loop is closed" in whatever test runs next."""
     failures: list[str] = []
     previous = threading.excepthook
-    threading.excepthook = lambda args: failures.append(f"{args.thread.name}: {args.exc_value!r}")
+    threading.excepthook = lambda args: failures.append(f"{args.thread}: {args.exc_value!r}")
     before = {t.ident for t in threading.enumerate()}
     store = StateStore(f"sqlite:///{tmp_path / 'bare.db'}")
     loop = asyncio.new_event_loop()
