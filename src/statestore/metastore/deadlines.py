@@ -30,6 +30,7 @@ __all__ = [
     "Watchdog",
     "attach_connecting_socket",
     "bounded_connect",
+    "shutdown_socket",
     "watch",
     "watchdog",
     "watched",
@@ -51,7 +52,8 @@ class StatementTimeout(Exception):  # noqa: N818 - a signal between two modules,
         self.seconds = seconds
 
 
-def _shutdown(fileno: int) -> None:
+def shutdown_socket(fileno: int) -> None:
+    """End the connection on socket ``fileno`` without owning or closing it."""
     # shutdown() acts on the socket itself, so a duplicate descriptor reaches the
     # driver's one without taking it over; the driver still owns and closes its own.
     with contextlib.suppress(OSError):
@@ -72,21 +74,15 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._tick = 1.0
 
-    def arm(self, fileno: int, seconds: float) -> int:
-        """Watch a statement about to run on socket ``fileno``; returns its token."""
+    def arm(self, fileno: int | None, seconds: float) -> int:
+        """Watch a statement about to run on socket ``fileno``; returns its token.
+
+        ``None``: a deadline whose socket is not known yet (a connection being opened),
+        which :meth:`attach` names once the driver has one.
+        """
         token = next(self._tokens)
         with self._lock:
             self._inflight[token] = (time.monotonic() + seconds, fileno)
-            if self._thread is None or seconds / 4 < self._tick:
-                self._start(seconds)
-        return token
-
-    def arm_pending(self, seconds: float) -> int:
-        """Start a deadline whose socket is not known yet (a connection being opened):
-        :meth:`attach` names it once the driver has one."""
-        token = next(self._tokens)
-        with self._lock:
-            self._inflight[token] = (time.monotonic() + seconds, None)
             if self._thread is None or seconds / 4 < self._tick:
                 self._start(seconds)
         return token
@@ -124,7 +120,7 @@ class Watchdog:
                 for token, (deadline, fileno) in list(self._inflight.items()):
                     if deadline <= now and fileno is not None:
                         del self._inflight[token]
-                        _shutdown(fileno)
+                        shutdown_socket(fileno)
 
 
 _WATCHDOG = Watchdog()
@@ -153,7 +149,7 @@ def bounded_connect(seconds: float) -> Iterator[None]:
     new connection (a pooler in session mode may hold those for minutes) -- by
     ``seconds``: :class:`StatementTimeout` past it. Taking a pooled connection that is
     already open costs a dict insert and pop."""
-    token = _WATCHDOG.arm_pending(seconds)
+    token = _WATCHDOG.arm(None, seconds)
     reset = _CONNECTING.set(token)
     try:
         yield

@@ -22,8 +22,6 @@ runs. A loop closed without that step has its connections ended synchronously
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import sys
 from typing import Any
 
@@ -40,6 +38,7 @@ from statestore.lifecycle import (
     on_loop_shutdown,
     track_forks,
 )
+from statestore.metastore.deadlines import shutdown_socket
 
 __all__ = [
     "ForkAware",
@@ -90,12 +89,7 @@ def _end_session(driver_connection: Any) -> None:
     if fileno >= 0:
         # shutdown() reaches the socket without the transport's loop; the server then
         # ends the session, and the descriptor closes when the objects are collected.
-        with contextlib.suppress(OSError):
-            duplicate = socket.socket(fileno=os.dup(fileno))
-            try:
-                duplicate.shutdown(socket.SHUT_RDWR)
-            finally:
-                duplicate.close()
+        shutdown_socket(fileno)
 
 
 def abandon_pool(engine: AsyncEngine, idle: list[Any]) -> None:
