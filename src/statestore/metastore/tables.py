@@ -76,6 +76,12 @@ task_state = Table(
     Index(None, "task_digest", "map_index", "key"),
     # Cleanup reads only the expired rows; NULL (never expires) sorts out of the range.
     Index(None, "expires_at"),
+    # The web UI (migration 0003): dags -> runs -> task instances in order (keyset
+    # pages), and search by run name, task name and key prefix across scopes.
+    Index(None, "dag_id", "run_id", "task_id", "map_index"),
+    Index(None, "run_id"),
+    Index(None, "task_id"),
+    Index(None, "key"),
     **_MYSQL_OPTIONS,
 )
 
@@ -113,5 +119,7 @@ asset_state = Table(
     Column("updated_by", ExactString(MAX_ID_LENGTH), nullable=True),
     PrimaryKeyConstraint("asset_id", "key_digest"),
     Index(None, "asset_id", "key"),  # listing an asset's keys in order
+    Index(None, "key"),  # the web UI's key-prefix search across assets (0003)
+    Index(None, "expires_at"),  # the overview's expiry histogram (0003)
     **_MYSQL_OPTIONS,
 )
