@@ -31,7 +31,6 @@ _URL = "STATESTORE_SERVE_URL"
 _PUBLIC_KEY = "STATESTORE_SERVE_PUBLIC_KEY_FILE"
 _SECRET = "STATESTORE_SERVE_SHARED_SECRET_FILE"  # noqa: S105 - a variable name
 _ISSUER = "STATESTORE_SERVE_ISSUER"
-_ROOT_PATH = "STATESTORE_SERVE_ROOT_PATH"
 
 
 class LogFormat(str, Enum):
@@ -67,7 +66,6 @@ def app_from_environment() -> Any:
         public_key=os.environ.get(_PUBLIC_KEY) or None,
         shared_secret=SharedSecret.from_file(secret_file) if secret_file else None,
         issuer=os.environ.get(_ISSUER) or None,
-        root_path=os.environ.get(_ROOT_PATH, ""),
     )
 
 
@@ -131,13 +129,15 @@ def serve(
             raise CliUsageError(f"no such file: {path}")
     url = state_of(ctx).url
     env = {_URL: url or "", _PUBLIC_KEY: str(public_key or ""),
-           _SECRET: str(shared_secret_file or ""), _ISSUER: issuer or "",
-           _ROOT_PATH: root_path}  # fmt: skip
+           _SECRET: str(shared_secret_file or ""), _ISSUER: issuer or ""}  # fmt: skip
     os.environ.update(env)  # read by app_from_environment in every worker
     app_from_environment()  # fail here, in one line, rather than in each worker
     log_config = _log_config(log_format)
     uvicorn.run(
         f"{__name__}:app_from_environment", factory=True, host=host, port=port,
+        # The prefix is the ASGI server's to set (FastAPI deprecated its own root_path):
+        # uvicorn puts it in every request's scope, where routing and the OpenAPI
+        # document's servers entry read it.
         workers=workers, http="httptools", loop="uvloop", root_path=root_path,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,

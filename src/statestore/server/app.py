@@ -144,7 +144,6 @@ def create_app(
     shared_secret: SharedSecret | bytes | None = None,
     issuer: str | None = None,
     max_body_bytes: int | None = None,
-    root_path: str = "",
     close_store: bool = True,
 ) -> FastAPI:
     """The state server's ASGI app over ``store`` (default: ``StateStore(config=config)``).
@@ -154,6 +153,10 @@ def create_app(
     tokens must carry it as ``iss``. ``max_body_bytes``: the request body cap (default
     ``[state_store] max_value_bytes``, or 16 MiB when that is 0). ``close_store``: the
     lifespan closes the store at shutdown.
+
+    Behind a reverse proxy that strips a path prefix, the ASGI server sets the prefix
+    (uvicorn's ``--root-path``, as ``statestore serve --root-path`` does), and a host's
+    ``Mount`` sets it for a mounted app: the app reads it from each request's scope.
     """
     verifier = _verifier(public_key, shared_secret, issuer)
     if store is None:
@@ -190,7 +193,6 @@ def create_app(
         openapi_url=f"{wire.API_PREFIX}/openapi.json",
         docs_url=None,  # the bundled docs page loads scripts from a CDN
         redoc_url=None,
-        root_path=root_path,
         lifespan=lifespan,
     )
     app.state.statestore = state
