@@ -37,7 +37,10 @@ def _indexes(url: URL) -> dict[str, dict[str, list[str]]]:
     try:
         found = inspect(engine)
         return {
-            table: {str(ix["name"]): list(ix["column_names"]) for ix in found.get_indexes(table)}
+            table: {
+                str(ix["name"]): [str(c) for c in ix["column_names"]]
+                for ix in found.get_indexes(table)
+            }
             for table in NEW_INDEXES
         }
     finally:
