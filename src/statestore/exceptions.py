@@ -24,6 +24,7 @@ statestore::
     ├── BackendUnavailableError    (ConnectionError)  database down / unreachable
     ├── AuthenticationError        (PermissionError)  state server: no valid token (401)
     └── AccessDeniedError          (PermissionError)  state server: outside the grant (403)
+        └── ReadOnlyServerError    (PermissionError)  state server started read-only (403)
 
 Type errors on *types* (a key that is not a ``str``, a retention that is not a
 ``timedelta``) are raised as :class:`InvalidTypeError`, a ``TypeError``.
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidTypeError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "ReadOnlyServerError",
     "SchemaOutOfDateError",
     "StateStoreError",
     "StoreClosedError",
@@ -192,3 +194,9 @@ class AccessDeniedError(StateStoreError, PermissionError):
     """The token is valid but does not grant this scope: another task instance, an asset
     that is not among its inlets (reads) or outlets (writes), or an admin route
     (HTTP 403). Nothing was read or written."""
+
+
+class ReadOnlyServerError(AccessDeniedError):
+    """The state server was started read-only (``statestore serve --read-only``): it
+    refuses every write, delete, clear, cleanup and asset change (HTTP 403), whatever
+    the token grants. Reads and dry runs still work. Nothing was written."""

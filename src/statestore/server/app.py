@@ -24,7 +24,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from statestore import __version__, wire
@@ -36,11 +36,12 @@ from statestore.exceptions import (
     InvalidValueError,
     StateStoreError,
 )
-from statestore.server import openapi
+from statestore.server import openapi, ui
 from statestore.server.auth import SharedSecret, TokenVerifier, load_public_key
 from statestore.server.body import DEFAULT_UNLIMITED_BODY_BYTES
 from statestore.server.routes import admin, asset_state, health, task_state
 from statestore.server.state import ServerState
+from statestore.server.ui.render import error_page
 from statestore.store import StateStore
 
 __all__ = ["create_app", "openapi_document"]
@@ -56,11 +57,21 @@ def _problem(exc: StateStoreError) -> JSONResponse:
     return JSONResponse(body, status, headers, media_type=wire.PROBLEM_CONTENT_TYPE)
 
 
-async def _on_statestore_error(request: Request, exc: Exception) -> JSONResponse:
+def _is_ui(request: Request) -> bool:
+    path: str = request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    return path == ui.UI_PREFIX or path.startswith(ui.UI_PREFIX + "/")
+
+
+async def _on_statestore_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StateStoreError)
     if isinstance(exc, AuthenticationError):
         # Which check failed, never the token (it stays in the Authorization header).
         log.info("refused %s %s: %s", request.method, request.url.path, exc)
+    if _is_ui(request):  # a person with a browser: a page, not a problem document
+        return error_page(request, exc, wire.problem_for(exc)[0])
     return _problem(exc)
 
 
@@ -145,6 +156,7 @@ def create_app(
     issuer: str | None = None,
     max_body_bytes: int | None = None,
     close_store: bool = True,
+    read_only: bool = False,
 ) -> FastAPI:
     """The state server's ASGI app over ``store`` (default: ``StateStore(config=config)``).
 
@@ -152,7 +164,11 @@ def create_app(
     text or a PEM file's path); or ``shared_secret`` for HS256. ``issuer``: if given,
     tokens must carry it as ``iss``. ``max_body_bytes``: the request body cap (default
     ``[state_store] max_value_bytes``, or 16 MiB when that is 0). ``close_store``: the
-    lifespan closes the store at shutdown.
+    lifespan closes the store at shutdown. ``read_only``: refuse every write, delete,
+    clear, cleanup and asset change, through the API and the web UI alike
+    (``ReadOnlyServerError``, 403); reads and dry runs still work.
+
+    The web UI is served at ``/ui`` (:mod:`statestore.server.ui`).
 
     Behind a reverse proxy that strips a path prefix, the ASGI server sets the prefix
     (uvicorn's ``--root-path``, as ``statestore serve --root-path`` does), and a host's
@@ -169,6 +185,7 @@ def create_app(
         max_value_bytes=store.config.state_store.max_value_bytes,
         body_limit=_body_limit(store.config, max_body_bytes),
         close_store=close_store,
+        read_only=bool(read_only),
     )
 
     @asynccontextmanager
@@ -205,6 +222,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.state.statestore_methods = _methods_by_path(routers, f"{wire.API_PREFIX}/openapi.json")
+    app.include_router(ui.build_router())  # after: the UI's pages are not API paths
     _add_components(app)
     return app
 

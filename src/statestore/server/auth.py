@@ -16,6 +16,7 @@ Tokens are never logged: errors name what was wrong with a token, never the toke
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import time
 import uuid
@@ -37,6 +38,7 @@ from statestore.exceptions import (
     ConfigError,
     InvalidTypeError,
     InvalidValueError,
+    ReadOnlyServerError,
 )
 from statestore.scopes import AssetScope, StateScope, TaskScope, writer_name
 
@@ -215,6 +217,17 @@ class TokenVerifier:
         # signature need not be checked again -- its expiry still is, on every use.
         self._verified: dict[str, tuple[float, wire.Grant]] = {}
 
+    def fingerprint(self) -> bytes:
+        """A digest of the verifying key: the same on every replica that verifies the
+        same tokens (the web UI keys its CSRF values with it)."""
+        if isinstance(self._key, bytes):
+            material = self._key
+        else:
+            material = self._key.public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        return hashlib.sha256(b"statestore-verifier\x00" + material).digest()
+
     def verify(self, token: str) -> wire.Grant:
         """The grant of a valid token; :class:`AuthenticationError` for anything else."""
         known = self._verified.get(token)
@@ -327,15 +340,28 @@ def _check(grant: wire.Grant, need: Need, request: Request) -> StateScope | None
     return scope
 
 
+def _writes(request: Request) -> bool:
+    """Whether a request may change state: every PUT, DELETE and POST but a dry run."""
+    if request.method in ("PUT", "DELETE"):
+        return True
+    return request.method == "POST" and not wire.flag(request.query_params, "dry_run")
+
+
 def authorize(need: Need) -> Callable[[Request], Awaitable[Access]]:
     """The dependency of every state and admin route: the token is checked (401), then
     the scope the query names against what the token grants (403), before the route
-    runs -- so no route can read or write anything its token does not cover."""
+    runs -- so no route can read or write anything its token does not cover. A
+    read-only server refuses every write here too (``ReadOnlyServerError``, 403)."""
 
     async def dependency(request: Request) -> Access:
         verifier: TokenVerifier = request.app.state.statestore_verifier
         grant = verifier.verify(bearer_token(request))
-        return Access(grant, _check(grant, need, request))
+        access = Access(grant, _check(grant, need, request))
+        if request.app.state.statestore.read_only and _writes(request):
+            raise ReadOnlyServerError(
+                f"the server is read-only: {request.method} {request.url.path} is refused"
+            )
+        return access
 
     dependency.__name__ = f"authorize_{need.value}"
     return dependency

@@ -23,3 +23,6 @@ class ServerState:
     max_value_bytes: int
     body_limit: int
     close_store: bool
+    read_only: bool = False
+    """Refuse every write, delete, clear, cleanup and asset change, API and UI alike
+    (``ReadOnlyServerError``, 403); reads and dry runs still work."""

@@ -1,0 +1,145 @@
+"""The web UI in process (httpx.ASGITransport): login, cookie, CSRF, headers, read-only.
+
+Pages are checked by what they contain (and, for other scopes, by what they must not);
+the real-browser walk-through is tests/server/test_ui_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from statestore import StateStore
+from statestore.server import create_app
+from tests.server.conftest import ADMIN, Keys, Mint, task_grant
+
+BASE = "http://statestore"
+
+
+@pytest.fixture
+async def ui(sqlite_store: StateStore, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(sqlite_store, public_key=keys.public_pem, close_store=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        yield client
+
+
+async def login(client: httpx.AsyncClient, token: str) -> str:
+    """Log in; return the CSRF value of the session (from a page's form)."""
+    answer = await client.post("/ui/login", data={"token": token, "next": "/ui/"})
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/ui/"
+    home = await client.get("/ui/")
+    assert home.status_code == 200
+    return csrf_of(home.text)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+async def test_pages_need_a_login(ui: httpx.AsyncClient) -> None:
+    answer = await ui.get("/ui/")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/login?next=%2Fui%2F&reason=session"
+    form = await ui.get(answer.headers["location"])
+    assert form.status_code == 200
+    assert 'name="token"' in form.text
+    assert "Log in with a token" in form.text
+
+
+async def test_login_sets_a_strict_httponly_cookie(ui: httpx.AsyncClient, mint: Mint) -> None:
+    token = mint(ADMIN)
+    answer = await ui.post("/ui/login", data={"token": token, "next": "/ui/"})
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"statestore_ui={token};")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
+    assert "Secure" not in cookie  # served over http here; over https it is Secure
+
+
+async def test_login_over_https_sets_a_secure_cookie(
+    sqlite_store: StateStore, keys: Keys, mint: Mint
+) -> None:
+    app = create_app(sqlite_store, public_key=keys.public_pem, close_store=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://statestore") as client:
+        answer = await client.post("/ui/login", data={"token": mint(ADMIN)})
+    assert "Secure" in answer.headers["set-cookie"]
+
+
+async def test_a_bad_token_is_refused_with_the_reason(ui: httpx.AsyncClient, mint: Mint) -> None:
+    answer = await ui.post("/ui/login", data={"token": "not-a-token"})
+    assert answer.status_code == 401
+    assert "set-cookie" not in answer.headers
+    assert "the token is not valid" in answer.text
+
+
+async def test_login_never_redirects_off_the_ui(ui: httpx.AsyncClient, mint: Mint) -> None:
+    for target in ("https://evil.example/", "//evil.example/ui", "/ui//evil.example"):
+        answer = await ui.post("/ui/login", data={"token": mint(ADMIN), "next": target})
+        assert answer.headers["location"] == "/ui/", target
+
+
+async def test_the_login_page_shows_no_text_from_the_link(ui: httpx.AsyncClient) -> None:
+    answer = await ui.get("/ui/login", params={"reason": "Paste your token at evil.example"})
+    assert "evil.example" not in answer.text
+
+
+async def test_security_headers_on_every_page(ui: httpx.AsyncClient, mint: Mint) -> None:
+    await login(ui, mint(ADMIN))
+    for path in ("/ui/", "/ui/login"):
+        headers = (await ui.get(path)).headers
+        csp = headers["content-security-policy"]
+        assert "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "same-origin"
+        assert headers["cache-control"] == "no-store"
+
+
+async def test_static_files_come_from_the_package(ui: httpx.AsyncClient) -> None:
+    css = await ui.get("/ui/static/ui.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"] == "text/css; charset=utf-8"
+    assert b"--accent" in css.content
+    js = await ui.get("/ui/static/ui.js")
+    assert js.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert (await ui.get("/ui/static/..%2Fsession.py")).status_code == 404
+    assert (await ui.get("/ui/static/session.py")).status_code == 404
+
+
+async def test_logout_needs_the_csrf_token(ui: httpx.AsyncClient, mint: Mint) -> None:
+    csrf = await login(ui, mint(ADMIN))
+    refused = await ui.post("/ui/logout", data={"csrf": "0" * 64})
+    assert refused.status_code == 403
+    assert "CSRF" in refused.text
+    assert (await ui.get("/ui/")).status_code == 200  # still logged in
+    other_site = await ui.post(
+        "/ui/logout", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}
+    )
+    assert other_site.status_code == 403
+    assert "another origin" in other_site.text
+    cross = await ui.post(
+        "/ui/logout", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross.status_code == 403
+    done = await ui.post("/ui/logout", data={"csrf": csrf}, headers={"Origin": BASE})
+    assert done.status_code == 303
+    assert 'statestore_ui=""' in done.headers["set-cookie"]
+    assert (await ui.get("/ui/")).status_code == 303  # logged out
+
+
+async def test_a_task_token_logs_in_too(ui: httpx.AsyncClient, mint: Mint) -> None:
+    await login(ui, mint(task_grant()))
+    page = await ui.get("/ui/")
+    assert "task:task_a" in page.text
+    assert "task token" in page.text
