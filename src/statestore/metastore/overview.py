@@ -1,0 +1,362 @@
+"""The web UI's overview: how much state there is, where, how big, and when it goes.
+
+A handful of aggregate statements over the two state tables, parameterised by an
+:class:`OverviewScope` (everything for an admin; one task instance and some assets for a
+task token), run on one connection (``read_overview``; async: ``aread_overview``).
+
+Cost, measured at 10^6 keys (docs/performance.md, "Web UI overview"): the expiry histogram
+is a few range counts on the ``expires_at`` indexes. Bytes per dag/asset, writes over
+time and the largest values need every row's value length, which no index holds on
+MariaDB or PostgreSQL without a new column (and this revision adds indexes only), so an
+admin overview reads the state tables whole -- one grouped pass and one top-N pass per
+table. That is why the server caches an overview for a short while and shows its age
+(:mod:`statestore.server.ui.overview`), rather than computing it per request. A task
+token's overview touches only its own index ranges and is cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Date,
+    LargeBinary,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.sql.expression import Select
+
+from statestore.metastore.digests import ref_digest, task_digest
+from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.scopes import TaskScope
+
+if TYPE_CHECKING:
+    from statestore.metastore.backend import MetastoreStateBackend
+
+__all__ = [
+    "DayCount",
+    "ExpiryHistogram",
+    "LargeValue",
+    "Overview",
+    "OverviewScope",
+    "SizeGroup",
+    "aread_overview",
+    "read_overview",
+    "read_overview_of",
+]
+
+_ts = task_state.c
+_as = asset_state.c
+
+
+@dataclass(frozen=True)
+class OverviewScope:
+    """What an overview covers: ``everything`` (an admin), or one task instance (every
+    map index of it when ``all_map_indices``) and the assets named in ``assets``."""
+
+    everything: bool = False
+    task: TaskScope | None = None
+    all_map_indices: bool = False
+    assets: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class SizeGroup:
+    """Keys and bytes (of the values' JSON text) of one dag or one asset."""
+
+    name: str
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    """How many keys fall on one UTC day."""
+
+    day: date
+    keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryHistogram:
+    """Keys by when they expire: already, on each of the coming days, later, never."""
+
+    expired: int
+    days: tuple[DayCount, ...]
+    later: int
+    never: int
+
+
+@dataclass(frozen=True, slots=True)
+class LargeValue:
+    """One of the largest values: its scope (``dag_id/run_id/task_id[map_index]`` or the
+    asset's name), its key and its size in bytes."""
+
+    kind: str  # "task" or "asset"
+    scope: str
+    key: str
+    bytes: int
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    asset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Everything the overview page shows, as of ``computed_at``."""
+
+    computed_at: datetime
+    task_keys: int
+    task_bytes: int
+    asset_keys: int
+    asset_bytes: int
+    dags: tuple[SizeGroup, ...]
+    assets: tuple[SizeGroup, ...]
+    expiry: ExpiryHistogram
+    largest: tuple[LargeValue, ...]
+    writes: tuple[DayCount, ...]
+    """Keys last written on each of the past days (today last), by ``updated_at``."""
+    older_writes: int
+    """Keys last written before the first of those days."""
+
+    @property
+    def keys(self) -> int:
+        return self.task_keys + self.asset_keys
+
+    @property
+    def bytes(self) -> int:
+        return self.task_bytes + self.asset_bytes
+
+
+def _octets(column: Any, dialect: str) -> ColumnElement[int]:
+    """The value's size in bytes: ``length`` counts characters on SQLite and PostgreSQL."""
+    if dialect == "sqlite":
+        return func.length(cast(column, LargeBinary))  # CAST(value AS BLOB): bytes
+    if dialect == "postgresql":
+        return func.octet_length(column)
+    return func.length(column)  # MySQL/MariaDB: LENGTH is bytes
+
+
+def _day(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The UTC day of a timestamp column (a date or an ISO text, normalised by ``_as_date``)."""
+    if dialect == "sqlite":
+        return func.substr(column, 1, 10)  # stored as ISO text, UTC
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)  # MySQL DATETIME holds UTC
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def _task_where(scope: OverviewScope) -> ColumnElement[bool] | None:
+    if scope.everything:
+        return None
+    task = scope.task
+    if task is None:
+        return false()
+    mine = _ts.task_digest == task_digest(task)
+    if scope.all_map_indices:
+        return mine
+    if task.map_key is not None:
+        return and_(mine, _ts.map_key == task.map_key)
+    return and_(mine, _ts.map_index == task.map_index, _ts.map_key.is_(None))
+
+
+def _asset_ids(conn: Connection, scope: OverviewScope) -> dict[int, str] | None:
+    """The granted assets' ids and names (``None``: every asset)."""
+    if scope.everything:
+        return None
+    if not scope.assets:
+        return {}
+    digests = [ref_digest(name) for name in scope.assets]
+    rows = conn.execute(
+        select(asset.c.id, asset.c.name).where(
+            or_(asset.c.name_digest.in_(digests), asset.c.uri_digest.in_(digests))
+        )
+    )
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
+def _where(query: Select[Any], condition: ColumnElement[bool] | None) -> Select[Any]:
+    return query if condition is None else query.where(condition)
+
+
+def _sizes_and_writes(
+    conn: Connection, group: Any, table_c: Any, where: ColumnElement[bool] | None, since: datetime
+) -> tuple[dict[Any, list[int]], dict[date, int], int]:
+    """One pass over the rows: keys and bytes per ``group``, and writes per recent day.
+
+    Grouping by (group, day of updated_at if recent) gives both in a single read of the
+    table: at most groups x (days + 1) result rows.
+    """
+    dialect = conn.dialect.name
+    recent = case((table_c.updated_at >= since, _day(table_c.updated_at, dialect)), else_=None)
+    query = _where(
+        select(group, recent, func.count(), func.sum(_octets(table_c.value, dialect))),
+        where,
+    ).group_by(group, recent)
+    sizes: dict[Any, list[int]] = {}
+    writes: dict[date, int] = {}
+    older = 0
+    for name, day, keys, octets in conn.execute(query):
+        entry = sizes.setdefault(name, [0, 0])
+        entry[0] += int(keys)
+        entry[1] += int(octets or 0)
+        if day is None:
+            older += int(keys)
+        else:
+            writes[_as_date(day)] = writes.get(_as_date(day), 0) + int(keys)
+    return sizes, writes, older
+
+
+def _expiry_counts(
+    conn: Connection, table_c: Any, where: ColumnElement[bool] | None, edges: list[datetime]
+) -> list[int]:
+    """[never, expired before edges[0], one count per [edges[i], edges[i+1]), later].
+
+    Each is a range count the ``expires_at`` index answers (one round trip for all).
+    """
+    expires = table_c.expires_at
+
+    def count(condition: ColumnElement[bool]) -> Any:
+        inner = select(func.count()).select_from(table_c.expires_at.table).where(condition)
+        return _where(inner, where).scalar_subquery()
+
+    parts = [count(expires.is_(None)), count(expires < edges[0])]
+    parts += [count(and_(expires >= lo, expires < hi)) for lo, hi in pairwise(edges)]
+    parts.append(count(expires >= edges[-1]))
+    row = conn.execute(select(*parts)).one()
+    return [int(value) for value in row]
+
+
+def _largest_tasks(
+    conn: Connection, where: ColumnElement[bool] | None, limit: int
+) -> list[LargeValue]:
+    size = _octets(_ts.value, conn.dialect.name).label("size")
+    query = _where(select(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, size), where)
+    rows = conn.execute(query.order_by(size.desc()).limit(limit))
+    return [
+        LargeValue("task", f"{d}/{r}/{t}[{m}]", k, int(n), d, r, t, int(m))
+        for d, r, t, m, k, n in rows
+    ]
+
+
+def _largest_assets(
+    conn: Connection, where: ColumnElement[bool] | None, limit: int
+) -> list[tuple[int, str, int]]:
+    size = _octets(_as.value, conn.dialect.name).label("size")
+    query = _where(select(_as.asset_id, _as.key, size), where)
+    return [
+        (int(a), str(k), int(n))
+        for a, k, n in conn.execute(query.order_by(size.desc()).limit(limit))
+    ]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+def _top(groups: dict[str, list[int]], limit: int) -> tuple[SizeGroup, ...]:
+    ordered = sorted(groups.items(), key=lambda item: (-item[1][1], -item[1][0], item[0]))
+    return tuple(SizeGroup(name, keys, octets) for name, (keys, octets) in ordered[:limit])
+
+
+def read_overview(
+    conn: Connection,
+    scope: OverviewScope,
+    now: datetime,
+    *,
+    days: int = 14,
+    largest: int = 10,
+    groups: int = 20,
+) -> Overview:
+    """The overview of ``scope`` as of ``now`` (aware UTC).
+
+    ``days``: the expiry histogram's coming days and the writes' past days (UTC days;
+    today counts as the first of the coming and the last of the past). ``largest``: how
+    many of the largest values. ``groups``: how many dags and assets, largest first.
+    """
+    today = now.astimezone(timezone.utc).date()
+    since = _midnight(today - timedelta(days=days - 1))
+    task_where = _task_where(scope)
+    dags, task_writes, task_older = _sizes_and_writes(conn, _ts.dag_id, _ts, task_where, since)
+    ids = _asset_ids(conn, scope)
+    asset_where = None if ids is None else _as.asset_id.in_(sorted(ids)) if ids else false()
+    by_id, asset_writes, asset_older = _sizes_and_writes(
+        conn, _as.asset_id, _as, asset_where, since
+    )
+    if ids is None and by_id:
+        names = conn.execute(select(asset.c.id, asset.c.name).where(asset.c.id.in_(list(by_id))))
+        ids = {int(row[0]): str(row[1]) for row in names}
+    ids = ids or {}
+    assets = {ids.get(asset_id, f"#{asset_id}"): size for asset_id, size in by_id.items()}
+    # Expiry: "now", then each following UTC midnight: the first bucket is the rest of today.
+    edges = [now] + [_midnight(today + timedelta(days=i)) for i in range(1, days + 1)]
+    task_exp = _expiry_counts(conn, _ts, task_where, edges)
+    asset_exp = _expiry_counts(conn, _as, asset_where, edges)
+    both = [a + b for a, b in zip(task_exp, asset_exp, strict=True)]
+    expiry = ExpiryHistogram(
+        expired=both[1],
+        days=tuple(DayCount(today + timedelta(days=i), n) for i, n in enumerate(both[2:-1])),
+        later=both[-1],
+        never=both[0],
+    )
+    top = _largest_tasks(conn, task_where, largest)
+    for asset_id, key, size in _largest_assets(conn, asset_where, largest):
+        name = ids.get(asset_id, f"#{asset_id}")
+        top.append(LargeValue("asset", name, key, size, asset=name))
+    top.sort(key=lambda value: (-value.bytes, value.scope, value.key))
+    writes = tuple(
+        DayCount(day, task_writes.get(day, 0) + asset_writes.get(day, 0))
+        for day in (since.date() + timedelta(days=i) for i in range(days))
+    )
+    return Overview(
+        computed_at=now,
+        task_keys=sum(keys for keys, _ in dags.values()),
+        task_bytes=sum(octets for _, octets in dags.values()),
+        asset_keys=sum(keys for keys, _ in assets.values()),
+        asset_bytes=sum(octets for _, octets in assets.values()),
+        dags=_top(dags, groups),
+        assets=_top(assets, groups),
+        expiry=expiry,
+        largest=tuple(top[:largest]),
+        writes=writes,
+        older_writes=task_older + asset_older,
+    )
+
+
+def read_overview_of(
+    backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: int
+) -> Overview:
+    """:func:`read_overview` on a connection of ``backend``'s engine."""
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415
+
+    backend.ensure_schema()
+    with translate_errors(backend.url), backend.engine.connect() as conn:
+        return read_overview(conn, scope, now, **options)
+
+
+async def aread_overview(
+    backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: int
+) -> Overview:
+    """Async twin of :func:`read_overview_of`, on the running loop's engine."""
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415
+
+    await backend.aensure_schema()
+    with translate_errors(backend.url):
+        async with backend.async_engine.connect() as conn:
+            return await conn.run_sync(read_overview, scope, now, **options)
