@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -136,14 +138,31 @@ def _record(results: Results, workload: str, target: str, ops: float, lat: list[
     entry["lat"].extend(lat)
 
 
+def _with_server(url: str, http: bool, stack: contextlib.ExitStack) -> list[SyncTarget]:
+    """The HTTP target (``statestore serve`` over the same database), if asked for."""
+    if not http:
+        return []
+    from benchmarks.http_server import HttpTarget, serve
+
+    return [HttpTarget(stack.enter_context(serve(url)))]
+
+
 def run_dialect(
-    dialect: str, ops: int, rounds: int, cleanup: tuple[int, int | None], workdir: Path
+    dialect: str,
+    ops: int,
+    rounds: int,
+    cleanup: tuple[int, int | None],
+    workdir: Path,
+    *,
+    http: bool = False,
 ) -> Results:
-    """Every workload on every target for one database; ``cleanup``: (expired, live) rows."""
+    """Every workload on every target for one database; ``cleanup``: (expired, live) rows.
+    ``http``: the HTTP backend through a real server process is a target too."""
     url, drop = _fresh_database(dialect, workdir)
     results: Results = {}
+    stack = contextlib.ExitStack()
     try:
-        targets = build_sync_targets(dialect, url)
+        targets = build_sync_targets(dialect, url) + _with_server(url, http, stack)
         raw_factory = {"sqlite": raw_sqlite, "postgresql": raw_psycopg, "mysql": raw_pymysql}[
             dialect
         ]
@@ -176,6 +195,7 @@ def run_dialect(
             for name, figures in cleanup_bench.run(url, cleanup[0], rounds, cleanup[1]).items():
                 results.setdefault("cleanup (rows/s)", {})[name] = figures
     finally:
+        stack.close()
         drop()
     return results
 
@@ -209,6 +229,7 @@ def _summary(results: Results, dialect: str) -> list[dict[str, Any]]:
                 "ratio_to_raw": round(ops / raw_ops, 3) if raw_ops else None,
                 "ratio_to_fastest_raw": round(ops / fastest_raw, 3) if fastest_raw else None,
                 "ratio_same_mode": _same_mode_ratio(by_target, name, ops),
+                "ratio_to_direct": _direct_ratio(by_target, name, ops),
                 "raw": raw_name if "async" not in workload else "raw async driver",
             }
             row.update({k: v for k, v in entry.items() if k not in ("ops", "lat")})
@@ -220,6 +241,14 @@ def _same_mode_ratio(by_target: dict[str, Any], name: str, ops: float) -> float 
     """The ratio to the raw target in the same prepared-statement mode (PostgreSQL)."""
     pair = by_target.get(SAME_MODE.get(name, ""))
     return round(ops / statistics.median(pair["ops"]), 3) if pair else None
+
+
+def _direct_ratio(by_target: dict[str, Any], name: str, ops: float) -> float | None:
+    """Through the state server: the ratio to the direct metastore path (``statestore``)."""
+    direct = by_target.get("statestore")
+    if not name.startswith("statestore_http") or direct is None:
+        return None
+    return round(ops / float(statistics.median(direct["ops"])), 3)
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
@@ -238,6 +267,8 @@ def _print(rows: list[dict[str, Any]]) -> None:
         p50 = f"{r['p50_us']:.0f}" if r["p50_us"] is not None else ""
         p99 = f"{r['p99_us']:.0f}" if r["p99_us"] is not None else ""
         extra = f"  peak RSS {r['peak_rss_mib']} MiB" if "peak_rss_mib" in r else ""
+        if r.get("ratio_to_direct") is not None:
+            extra += f"  x direct {r['ratio_to_direct']:.3f}"
         print(f"{r['database']:<10} {r['workload']:<22} {r['target']:<18} "
               f"{r['ops_per_s']:>10.0f} {p50:>8} {p99:>8} {ratio:>6}{extra}")  # fmt: skip
 
@@ -248,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import hotkey
 
         return hotkey.main(argv[1:])
+    if argv[:1] == ["http"]:  # the state server: breakdown, concurrency sweep, tokens
+        from benchmarks import http_bench
+
+        return http_bench.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
     parser.add_argument("--ops", type=int, default=2000, help="operations per workload and round")
@@ -257,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cleanup-live-rows", type=int, default=None,
                         help="live rows beside the expired ones (default: as many)")  # fmt: skip
     parser.add_argument("--json", default="benchmark-results.json", help="where to write JSON")
+    parser.add_argument("--http", action=argparse.BooleanOptionalAction,
+                        default=importlib.util.find_spec("fastapi") is not None,
+                        help="also through a statestore serve process (server extra)")  # fmt: skip
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp:
@@ -268,12 +306,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.rounds,
                 (args.cleanup_rows, args.cleanup_live_rows),
                 Path(tmp),
+                http=args.http,
             )
             rows.extend(_summary(results, dialect))
     _print(rows)
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "ops": args.ops, "rounds": args.rounds, "cleanup_rows": args.cleanup_rows,
-            "cleanup_live_rows": args.cleanup_live_rows}  # fmt: skip
+            "cleanup_live_rows": args.cleanup_live_rows, "http": args.http,
+            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3])}  # fmt: skip
     Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"\nwrote {args.json}", file=sys.stderr)
     return 0
