@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from statestore.cli.common import console, echo_json, open_store, plural, short_time, state_of
+from statestore.cli.common import (
+    console,
+    echo_json,
+    escape,
+    open_store,
+    plural,
+    short_time,
+    state_of,
+)
 from statestore.exceptions import UnknownAssetError
 from statestore.retention import utcnow
 from statestore.store import StateStore
@@ -43,6 +49,8 @@ def list_cmd(
         )
         return
     now = utcnow()
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a command prints
+
     table = Table()
     for name in ("name", "uri"):
         table.add_column(name, overflow="fold")

@@ -9,14 +9,19 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.console import Console
 
-from statestore.config import StateStoreConfig
 from statestore.exceptions import BackendUnavailableError, StateStoreError
 from statestore.store import StateStore
+
+if TYPE_CHECKING:
+    # rich and the settings model (pydantic, ~50-100 ms with its plugin entry-point
+    # scan) load when a command prints or opens a store, never for --help or --version.
+    from rich.console import Console
+
+    from statestore.config import StateStoreConfig
 
 __all__ = [
     "CliState",
@@ -26,6 +31,7 @@ __all__ = [
     "echo_error",
     "echo_json",
     "ensure_database_exists",
+    "escape",
     "load_config",
     "open_store",
     "plural",
@@ -33,7 +39,32 @@ __all__ = [
     "state_of",
 ]
 
-console = Console(highlight=False, soft_wrap=True)
+
+class _LazyConsole:
+    """rich's :class:`~rich.console.Console`, built on the first call that prints.
+
+    ``--help`` and ``--version`` print nothing through it; importing rich for them would
+    cost ~50 ms of a start-up that must stay under 0.5 s.
+    """
+
+    _console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console  # noqa: PLC0415 - see the class docstring
+
+            self._console = Console(highlight=False, soft_wrap=True)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _LazyConsole())
+
+
+def escape(text: str) -> str:
+    """rich's markup escape, imported when a command prints (not for ``--help``)."""
+    from rich.markup import escape as rich_escape  # noqa: PLC0415 - see _LazyConsole
+
+    return rich_escape(text)
 
 
 class CliUsageError(StateStoreError, ValueError):
@@ -67,7 +98,7 @@ def load_config(state: CliState) -> StateStoreConfig:
     An ``http(s)://`` URL names a state server (``[client] url``), with ``--token`` or
     ``--token-file`` (else ``[client] token`` / ``token_file``); any other, a database.
     """
-    from statestore.config import is_server_url  # noqa: PLC0415 - beside StateStoreConfig
+    from statestore.config import StateStoreConfig, is_server_url  # noqa: PLC0415 - see top
 
     config = StateStoreConfig()
     if state.url and is_server_url(state.url):

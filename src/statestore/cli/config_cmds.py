@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from statestore.cli.common import console, echo_json, load_config, state_of
+from statestore.cli.common import console, echo_json, escape, load_config, state_of
 
 __all__ = ["app"]
 
@@ -30,6 +28,8 @@ def show(ctx: typer.Context) -> None:
             }
         )
         return
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a command prints
+
     table = Table("setting", "value", "source")
     for section, keys in values.items():
         for key, value in keys.items():

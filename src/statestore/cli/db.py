@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from statestore.cli.common import (
     confirm,
     console,
     echo_json,
     ensure_database_exists,
+    escape,
     load_config,
     state_of,
 )

@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 
 from statestore.cli.common import console, echo_json, plural, state_of
-from statestore.config import StateStoreConfig
 from statestore.retention import NEVER_EXPIRE, utcnow
 from statestore.scopes import TaskScope
 from statestore.store import StateStore
@@ -176,6 +175,8 @@ def demo(
         path = (where / "demo.db").absolute()  # the hints must work from any folder
         again = path.exists()
         url = f"sqlite:///{path}"
+        from statestore.config import StateStoreConfig  # noqa: PLC0415 - pydantic: not for --help
+
         config = StateStoreConfig(database={"url": url})
         results: dict[str, object] = {"database": url, "fresh_start": again}
         with StateStore(config=config) as store:

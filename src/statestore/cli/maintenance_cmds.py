@@ -8,10 +8,16 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from statestore.cli.common import console, echo_json, open_store, plural, short_time, state_of
+from statestore.cli.common import (
+    console,
+    echo_json,
+    escape,
+    open_store,
+    plural,
+    short_time,
+    state_of,
+)
 from statestore.cli.tables import instance_label
 from statestore.retention import utcnow
 
@@ -107,6 +113,13 @@ def _run_cleanup(store: StateStore, *, json_out: bool, batch_size: int | None) -
 
     if json_out or not console.is_terminal:  # a bar in a log file is noise (and a blank line)
         return cleanup_task_states(store, batch_size=batch_size)
+    from rich.progress import (  # noqa: PLC0415 - rich loads when a command prints
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+    )
+
     expected = cleanup_task_states(store, dry_run=True).would_delete
     with Progress(
         TextColumn("deleting expired task state"),

@@ -6,9 +6,8 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from statestore.cli.common import console, echo_json, open_store, state_of
+from statestore.cli.common import console, echo_json, escape, open_store, state_of
 
 __all__ = ["app"]
 

@@ -16,13 +16,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from statestore.cli.common import (
     CliUsageError,
     confirm,
     console,
     echo_json,
+    escape,
     open_store,
     plural,
     short_time,

@@ -14,12 +14,11 @@ from datetime import datetime
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-from rich.table import Table
+from statestore.cli.common import console, echo_json, escape, short_time
 
-from statestore.cli.common import console, echo_json, short_time
+if TYPE_CHECKING:  # annotations only: the metastore loads SQLAlchemy, rich its own time
+    from rich.table import Table
 
-if TYPE_CHECKING:  # annotations only: the metastore loads SQLAlchemy
     from statestore.metastore.maintenance import StoredKey
 
 __all__ = ["NOT_MAPPED", "instance_label", "key_rows_json", "show_keys"]
@@ -83,6 +82,8 @@ def _table(rows: list[StoredKey], title: str, now: datetime, *, task_level: bool
     mapped = task_level and any(
         r.map_index not in (None, NOT_MAPPED) or r.map_key is not None for r in rows
     )
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a command prints
+
     table = Table(title=escape(title), title_justify="left")
     if mapped:
         table.add_column("map", overflow="fold")
