@@ -237,3 +237,4 @@ async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path, keys: Key
     assert ready.status_code == 503
     assert ready.json()["type"] == wire.PROBLEM_PREFIX + "SchemaOutOfDateError"
     assert "db upgrade" in ready.json()["detail"]
+    assert str(tmp_path) not in ready.text  # where the database is stays in the server's log

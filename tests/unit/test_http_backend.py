@@ -162,6 +162,16 @@ def test_a_proxy_error_page_names_the_server() -> None:
         messages.read_done(httpx.Response(502, text="<html>Bad Gateway</html>"), URL)
 
 
+def test_a_503_from_the_server_names_the_server() -> None:
+    """The server's own 503 says only that its database is unavailable: the client adds
+    which server said so."""
+    unavailable = BackendUnavailableError("the state server's database is unavailable")
+    status, body = wire.problem_for(unavailable)
+    with pytest.raises(BackendUnavailableError) as raised:
+        messages.read_value(httpx.Response(status, json=body), URL)
+    assert str(raised.value) == f"the state server at {URL}: {unavailable}"
+
+
 def test_item_metadata_comes_from_headers() -> None:
     updated = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
     item = StoredItem(

@@ -177,12 +177,14 @@ def error_of(response: httpx.Response, server: str) -> StateStoreError:
     """The typed exception a failed answer stands for, with the server's message."""
     body = _problem_body(response)
     exc = wire.error_from_problem(response.status_code, body)
-    if isinstance(exc, BackendUnavailableError) and body is None:
-        # Not statestore speaking (a proxy's 502 page): say who did not answer.
-        return BackendUnavailableError(
-            f"the state server at {server} answered HTTP {response.status_code} "
-            f"without a problem report ({response.reason_phrase or 'no reason given'})"
-        )
+    if isinstance(exc, BackendUnavailableError):
+        if body is None:  # not statestore speaking (a proxy's 502 page)
+            return BackendUnavailableError(
+                f"the state server at {server} answered HTTP {response.status_code} "
+                f"without a problem report ({response.reason_phrase or 'no reason given'})"
+            )
+        # Say who answered: "its database is unavailable" alone names no one.
+        return type(exc)(f"the state server at {server}: {exc}")
     return exc
 
 

@@ -31,9 +31,11 @@ from statestore import __version__, wire
 from statestore.config import StateStoreConfig
 from statestore.exceptions import (
     AuthenticationError,
+    BackendUnavailableError,
     ConfigError,
     InvalidTypeError,
     InvalidValueError,
+    SchemaOutOfDateError,
     StateStoreError,
 )
 from statestore.server import openapi, ui
@@ -51,8 +53,30 @@ log = logging.getLogger("statestore.server")
 PublicKey = Ed25519PublicKey | SharedSecret | str | bytes | os.PathLike[str]
 
 
+def _for_clients(exc: StateStoreError) -> StateStoreError:
+    """What a client may learn of ``exc``: not where the database is.
+
+    A driver's message, or a schema hint, names the database's host, port and name
+    (never its password): the server's log keeps it; workers and unauthenticated
+    ``/readyz`` probes learn only that the server's database is unavailable or not
+    migrated, and the client names the server.
+    """
+    if isinstance(exc, BackendUnavailableError):
+        log.warning("the database is unavailable: %s", exc)
+        return BackendUnavailableError(
+            "the state server's database is unavailable (its log has the details); try again later"
+        )
+    if isinstance(exc, SchemaOutOfDateError):
+        log.warning("the database is not ready: %s", exc)
+        return SchemaOutOfDateError(
+            "the state server's database is not at this release's schema: run `statestore "
+            "db upgrade` against it (the server's log names the database)"
+        )
+    return exc
+
+
 def _problem(exc: StateStoreError) -> JSONResponse:
-    status, body = wire.problem_for(exc)
+    status, body = wire.problem_for(_for_clients(exc))
     headers = {"WWW-Authenticate": 'Bearer realm="statestore"'} if status == 401 else None
     return JSONResponse(body, status, headers, media_type=wire.PROBLEM_CONTENT_TYPE)
 
