@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from statestore.access_core import KeyedState, to_item
 from statestore.backends.worker import escape_value
+from statestore.batches import AssetBatches, BatchShorthands, TaskBatches
 from statestore.codec import encode_value
 from statestore.exceptions import (
     AmbiguousAssetError,
@@ -60,7 +61,7 @@ def _value_limit(store: StateStore) -> int:
     return store.config.state_store.max_value_bytes
 
 
-class TaskStateAccessor(KeyedState):
+class TaskStateAccessor(TaskBatches, KeyedState):
     """Task state of one task instance: survives crashes and retries of that instance."""
 
     __slots__ = ("_max_bytes", "_retention_days", "_scope", "_store", "_updated_by")
@@ -176,7 +177,7 @@ class TaskStateAccessor(KeyedState):
         await self._backend.aclear(self._scope, all_map_indices=bool(all_map_indices))
 
 
-class AssetStateAccessor(KeyedState):
+class AssetStateAccessor(AssetBatches, KeyedState):
     """State of one asset: persists across runs until deleted, cleared or swept."""
 
     __slots__ = ("_max_bytes", "_scope", "_store", "_updated_by")
@@ -263,7 +264,7 @@ class AssetStateAccessor(KeyedState):
         await self._backend.aclear(self._scope)
 
 
-class AssetStateAccessors:
+class AssetStateAccessors(BatchShorthands):
     """The asset state a task may use: one accessor per declared inlet or outlet.
 
     Subscript with any asset reference (an ``AssetScope``, a name, or an object with

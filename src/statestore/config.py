@@ -184,10 +184,26 @@ class StateStoreSettings(_Section):
     auto_register_assets: bool = Field(
         default=True, description="Register unknown assets on first write (off: UnknownAssetError)."
     )
+    # At most 5000: a batch is one statement, and PostgreSQL and MySQL take at most
+    # 65535 parameters in one (a batched write binds up to 3 per key plus a few shared).
+    max_batch_keys: int = Field(
+        default=1000,
+        ge=1,
+        le=5000,
+        description="Most distinct keys in one get_many/get_items/set_many/delete_many "
+        "call; more raise BatchTooLargeError before any I/O.",
+    )
+    max_batch_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Most UTF-8 bytes of keys plus serialized values in one set_many; "
+        "0 = unlimited. More raise BatchTooLargeError before any I/O.",
+    )
 
     _ints = field_validator(
-        "default_retention_days", "state_cleanup_batch_size", "max_value_bytes", mode="before"
-    )(_whole_number)
+        "default_retention_days", "state_cleanup_batch_size", "max_value_bytes",
+        "max_batch_keys", "max_batch_bytes", mode="before",
+    )(_whole_number)  # fmt: skip
 
     @field_validator("backend")
     @classmethod

@@ -7,7 +7,8 @@ statestore::
     StateStoreError
     ├── InvalidKeyError            (ValueError)   key is not 1..512 chars or contains NUL
     ├── InvalidValueError          (ValueError)   None, NaN/±inf, or otherwise unusable
-    │   └── ValueTooLargeError     (ValueError)   serialized value over max_value_bytes
+    │   ├── ValueTooLargeError     (ValueError)   serialized value over max_value_bytes
+    │   └── BatchTooLargeError     (ValueError)   batch over max_batch_keys/_bytes
     ├── UnserializableValueError   (TypeError)    not JSON: bytes, set, datetime, ...
     ├── InvalidScopeError          (ValueError)   bad dag/run/task id, map index or asset
     ├── InvalidRetentionError      (ValueError)   timedelta <= 0
@@ -44,6 +45,7 @@ __all__ = [
     "AmbiguousAssetError",
     "AuthenticationError",
     "BackendUnavailableError",
+    "BatchTooLargeError",
     "ConfigError",
     "InactiveAssetError",
     "InvalidKeyError",
@@ -91,6 +93,24 @@ class ValueTooLargeError(InvalidValueError):
             f"value is {size} bytes as UTF-8 JSON, over the limit of {limit} bytes "
             "([state_store] max_value_bytes); store large values through a worker-side "
             "backend ([workers] state_backend) or raise the limit"
+        )
+
+
+class BatchTooLargeError(InvalidValueError):
+    """A batch has more keys than ``[state_store] max_batch_keys`` or more bytes (keys
+    and serialized values, UTF-8) than ``max_batch_bytes``; nothing was read or written.
+
+    ``unit`` is ``"keys"`` or ``"bytes"``; ``size`` and ``limit`` are counted in it.
+    """
+
+    def __init__(self, size: int, limit: int, unit: str = "keys") -> None:
+        self.size = size
+        self.limit = limit
+        self.unit = unit
+        setting = "max_batch_keys" if unit == "keys" else "max_batch_bytes"
+        super().__init__(
+            f"the batch has {size} {unit}, over the limit of {limit} ([state_store] "
+            f"{setting}); split it into smaller batches or raise the limit"
         )
 
 

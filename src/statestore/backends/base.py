@@ -12,12 +12,15 @@ per scope and key. The contract every backend keeps, checked by ``statestore.tes
 * Task state and asset state never collide, and neither do two different scopes.
 * Keys are compared exactly (case- and whitespace-sensitive).
 * The async twins behave exactly like the sync methods.
+* Batches (``get_many``, ``get_items``, ``set_many``, ``delete_many``) answer exactly
+  as the single-key methods would, key by key; the defaults here loop over them.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -168,6 +171,104 @@ class BaseStateBackend(ABC):
         if if_version is not None:
             raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
         await self.aset(scope, key, value, expires_at=expires_at, session=session)
+
+    # -- optional capability: batches ------------------------------------------------
+    #
+    # The accessor has validated, encoded and de-duplicated everything before these are
+    # called, and never calls them with no keys. The defaults loop over the single-key
+    # methods: correct on any backend, but one round trip per key, and ``set_many`` is
+    # then all-or-nothing only up to validation -- a backend failure part-way through
+    # (the database going away at key 40 of 100) leaves the keys before it written,
+    # each of them whole. A backend that can do better overrides all eight.
+
+    def get_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, str]:
+        """The JSON text of each live key of ``keys`` (absent and expired left out)."""
+        found: dict[str, str] = {}
+        for key in keys:
+            value = self.get(scope, key, session=session)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def get_items(
+        self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, StoredItem]:
+        """:meth:`get_many` with versions and provenance, as :meth:`get_item`."""
+        found: dict[str, StoredItem] = {}
+        for key in keys:
+            item = self.get_item(scope, key, session=session)
+            if item is not None:
+                found[key] = item
+        return found
+
+    def set_many(
+        self,
+        scope: StateScope,
+        entries: Sequence[tuple[str, str]],
+        *,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        """Write every ``(key, JSON text)`` of ``entries`` (distinct keys) with one
+        ``expires_at``; all or nothing where the backend can (see above)."""
+        for key, value in entries:
+            self.set_item(
+                scope, key, value, expires_at=expires_at, updated_by=updated_by, session=session
+            )
+
+    def delete_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
+    ) -> None:
+        """Remove each of ``keys``; absent ones are a no-op."""
+        for key in keys:
+            self.delete(scope, key, session=session)
+
+    async def aget_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
+    ) -> dict[str, str]:
+        """Async twin of :meth:`get_many`."""
+        found: dict[str, str] = {}
+        for key in keys:
+            value = await self.aget(scope, key, session=session)
+            if value is not None:
+                found[key] = value
+        return found
+
+    async def aget_items(
+        self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
+    ) -> dict[str, StoredItem]:
+        """Async twin of :meth:`get_items`."""
+        found: dict[str, StoredItem] = {}
+        for key in keys:
+            item = await self.aget_item(scope, key, session=session)
+            if item is not None:
+                found[key] = item
+        return found
+
+    async def aset_many(
+        self,
+        scope: StateScope,
+        entries: Sequence[tuple[str, str]],
+        *,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """Async twin of :meth:`set_many`."""
+        for key, value in entries:
+            await self.aset_item(
+                scope, key, value, expires_at=expires_at, updated_by=updated_by, session=session
+            )
+
+    async def adelete_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
+    ) -> None:
+        """Async twin of :meth:`delete_many`."""
+        for key in keys:
+            await self.adelete(scope, key, session=session)
 
     # -- optional capability: listing -------------------------------------------------
 

@@ -9,6 +9,7 @@ and never await while holding it, so they are safe from threads and tasks alike.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -155,6 +156,40 @@ class InMemoryStateBackend(BaseStateBackend):
                     deleted += len(expired)
         return deleted
 
+    def _get_items(self, scope: StateScope, keys: Sequence[str]) -> dict[str, StoredItem]:
+        now = utcnow()
+        with self._lock:
+            entries = self._entries(scope, create=False) or {}
+            found = {key: entries[key] for key in keys if key in entries}
+        return {k: item for k, item in found.items() if not is_expired(item.expires_at, now)}
+
+    def _get_many(self, scope: StateScope, keys: Sequence[str]) -> dict[str, str]:
+        return {key: item.value for key, item in self._get_items(scope, keys).items()}
+
+    def _set_many(
+        self,
+        scope: StateScope,
+        entries: Sequence[tuple[str, str]],
+        expires_at: datetime | None,
+        updated_by: str | None,
+    ) -> None:
+        # Under one lock: no reader sees half a batch, and it cannot fail half-way.
+        now = utcnow()
+        with self._lock:
+            stored = self._entries(scope, create=True)
+            assert stored is not None
+            for key, value in entries:
+                old = stored.get(key)
+                version = 1 if old is None else old.version + 1
+                stored[key] = StoredItem(value, version, now, updated_by, expires_at)
+
+    def _delete_many(self, scope: StateScope, keys: Sequence[str]) -> None:
+        with self._lock:
+            entries = self._entries(scope, create=False)
+            if entries is not None:
+                for key in keys:
+                    entries.pop(key, None)
+
     # -- the contract ---------------------------------------------------------------------
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
@@ -281,6 +316,58 @@ class InMemoryStateBackend(BaseStateBackend):
         session: AsyncSession | None = None,
     ) -> None:
         self._clear(scope, all_map_indices)
+
+    def get_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, str]:
+        return self._get_many(scope, keys)
+
+    def get_items(
+        self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, StoredItem]:
+        return self._get_items(scope, keys)
+
+    def set_many(
+        self,
+        scope: StateScope,
+        entries: Sequence[tuple[str, str]],
+        *,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self._set_many(scope, entries, expires_at, updated_by)
+
+    def delete_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
+    ) -> None:
+        self._delete_many(scope, keys)
+
+    async def aget_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
+    ) -> dict[str, str]:
+        return self._get_many(scope, keys)
+
+    async def aget_items(
+        self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
+    ) -> dict[str, StoredItem]:
+        return self._get_items(scope, keys)
+
+    async def aset_many(
+        self,
+        scope: StateScope,
+        entries: Sequence[tuple[str, str]],
+        *,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> None:
+        self._set_many(scope, entries, expires_at, updated_by)
+
+    async def adelete_many(
+        self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
+    ) -> None:
+        self._delete_many(scope, keys)
 
     def cleanup(self, *, now: datetime | None = None) -> int:
         """Drop expired task state (asset state never expires) and return the count."""

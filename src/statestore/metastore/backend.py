@@ -20,6 +20,7 @@ from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
+from statestore.metastore.batches import MetastoreBatches
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
 from statestore.metastore.connections import Connections, LoopEngine
 from statestore.metastore.deadlines import watched
@@ -50,7 +51,7 @@ _SLOW = frozenset({"asset_write", "asset_cas"})
 registers it (if allowed) and writes again."""
 
 
-class MetastoreStateBackend(BaseStateBackend):
+class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
     Give a URL (sync or async driver; the twin is derived) or your own engines. The

@@ -13,13 +13,14 @@ import pytest
 
 from statestore.backends.base import BaseStateBackend
 from statestore.scopes import StateScope
+from statestore.testing.batch_conformance import AsyncBatchConformance
 from statestore.testing.capabilities import AsyncCapabilityConformance
 from statestore.testing.cases import distinct, utc_now
 
 __all__ = ["AsyncBackendConformance"]
 
 
-class AsyncBackendConformance(AsyncCapabilityConformance):
+class AsyncBackendConformance(AsyncCapabilityConformance, AsyncBatchConformance):
     """Every behaviour ``BaseStateBackend`` promises, through its async methods.
 
     Subclass it as ``class TestMyBackendAsync(AsyncBackendConformance)`` and provide a

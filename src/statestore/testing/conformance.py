@@ -11,6 +11,7 @@ import threading
 
 from statestore.backends.base import BaseStateBackend
 from statestore.scopes import StateScope
+from statestore.testing.batch_conformance import BatchConformance
 from statestore.testing.capabilities import CapabilityConformance
 from statestore.testing.cases import distinct, utc_now
 from statestore.testing.mapping import MappingConformance
@@ -18,9 +19,10 @@ from statestore.testing.mapping import MappingConformance
 __all__ = ["BackendConformance"]
 
 
-class BackendConformance(CapabilityConformance, MappingConformance):
+class BackendConformance(CapabilityConformance, MappingConformance, BatchConformance):
     """Every behaviour ``BaseStateBackend`` promises, through its sync methods, and the
-    mapping protocol of accessors over it (:mod:`statestore.testing.mapping`).
+    mapping protocol of accessors over it (:mod:`statestore.testing.mapping`) and
+    batches (:mod:`statestore.testing.batch_conformance`).
 
     Subclass it as ``class TestMyBackend(BackendConformance)`` and provide a ``backend``
     fixture returning (or yielding) a fresh, empty backend; your fixture owns teardown.

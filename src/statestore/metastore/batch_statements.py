@@ -1,0 +1,172 @@
+"""The statements of a batch: one statement for ``n`` keys, built once per dialect and size.
+
+A batch is one statement, so one round trip on PostgreSQL and MySQL and one implicit
+transaction on SQLite: a multi-row upsert (``INSERT … VALUES (…), (…) ON CONFLICT`` /
+``ON DUPLICATE KEY UPDATE``), a read or a delete with ``IN (…)``. Every key has bind
+parameters of its own (``row_id_7``, ``value_7``), everything the keys share (scope,
+``updated_at``, ``updated_by``, ``expires_at``) is bound once, so a write of ``n`` keys
+binds ``3n`` values plus a few -- under the 65535 parameters of PostgreSQL and MySQL for
+``max_batch_keys`` up to 5000.
+
+An asset write folds the registry check in, as a single write does: the rows are
+``SELECT asset.id, v.* FROM asset JOIN (the n keys) AS v WHERE <asset> AND active``, so
+an unknown or inactive asset inserts no row (rowcount 0) and the caller's slow path
+registers it (once, for the whole batch) or says why not. The ``n`` keys are a
+``UNION ALL`` of one-row selects; SQLite allows at most 500 terms in one compound
+select, so there they are nested in groups.
+
+Statements are cached per ``(dialect, kind, lookup, n)`` in a bounded cache: a program
+that uses many different batch sizes compiles each size once, and at most
+:data:`CACHED_SIZES` stay alive.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Executable,
+    FromClause,
+    Select,
+    bindparam,
+    cast,
+    delete,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
+
+from statestore.metastore.statements import (
+    _WRITTEN,
+    _asset_id_is,
+    _asset_match,
+    _insert_for,
+    _item_columns,
+    _not_expired,
+    _upsert,
+)
+from statestore.metastore.tables import asset, asset_state, task_state
+
+__all__ = ["CACHED_SIZES", "BatchKind", "batch_statement"]
+
+BatchKind = Literal["get", "get_items", "set", "delete"]
+
+CACHED_SIZES = 64
+"""Batch statements kept alive at once (over every dialect, kind and size)."""
+
+_SQLITE_COMPOUND = 400
+"""Terms per compound select on SQLite (its limit is 500)."""
+
+TASK_SHARED = ("task_digest", "dag_id", "run_id", "task_id", "map_index", "map_key")
+"""The scope columns a task write binds once for every key."""
+
+_STAMPS = ("updated_at", "updated_by", "expires_at")
+
+
+def _bind(table: Any, column: str, name: str | None = None) -> Any:
+    return bindparam(name or column, type_=table.c[column].type)
+
+
+def _task_set(dialect: str, n: int) -> Executable:
+    ts = task_state
+    shared = {c: _bind(ts, c) for c in (*TASK_SHARED, *_STAMPS)}
+    rows = [
+        {
+            "row_id": _bind(ts, "row_id", f"row_id_{i}"),
+            "key": _bind(ts, "key", f"key_{i}"),
+            "value": _bind(ts, "value", f"value_{i}"),
+            "version": literal_column("1"),
+            **shared,
+        }
+        for i in range(n)
+    ]
+    return _upsert(dialect, _insert_for(dialect)(ts).values(rows), ts)
+
+
+def _asset_rows(dialect: str, n: int) -> FromClause:
+    """The ``n`` keys of an asset write as a derived table ``v``."""
+    ast = asset_state
+
+    def one(i: int) -> Select[Any]:
+        # A cast: MySQL would otherwise type the derived column as text in the
+        # connection's charset and mangle the digest's bytes.
+        digest = cast(_bind(ast, "key_digest", f"key_digest_{i}"), ast.c.key_digest.type)
+        return select(
+            digest.label("key_digest"),
+            _bind(ast, "key", f"key_{i}").label("key"),
+            _bind(ast, "value", f"value_{i}").label("value"),
+        )
+
+    selects = [one(i) for i in range(n)]
+    if n == 1:
+        return selects[0].subquery("v")
+    if dialect != "sqlite" or n <= _SQLITE_COMPOUND:
+        return union_all(*selects).subquery("v")
+    groups = [
+        union_all(*selects[start : start + _SQLITE_COMPOUND]).subquery(f"g{start}")
+        for start in range(0, n, _SQLITE_COMPOUND)
+    ]
+    return union_all(*(select(*group.c) for group in groups)).subquery("v")
+
+
+def _asset_set(dialect: str, lookup: str, n: int) -> Executable:
+    ast = asset_state
+    v = _asset_rows(dialect, n)
+    source = (
+        select(
+            asset.c.id,
+            v.c.key_digest,
+            v.c.key,
+            literal_column("1"),
+            v.c.value,
+            *(_bind(ast, c) for c in _STAMPS),
+        )
+        .select_from(asset.join(v, true()))
+        .where(_asset_match(lookup), asset.c.active == true())
+    )
+    columns = ["asset_id", "key_digest", "key", "version", "value", *_STAMPS]
+    assert set(columns[4:]) == set(_WRITTEN)
+    stmt = _insert_for(dialect)(ast).from_select(columns, source)
+    # rowcount 0 is how the caller learns the asset is unknown or inactive.
+    return _upsert(dialect, stmt, ast).execution_options(preserve_rowcount=True)
+
+
+def _task_read(kind: BatchKind, n: int) -> Executable:
+    ts = task_state
+    columns = [ts.c.key, *(_item_columns(ts) if kind == "get_items" else [ts.c.value])]
+    ids = ts.c.row_id.in_([_bind(ts, "row_id", f"row_id_{i}") for i in range(n)])
+    return select(*columns).where(ids, _not_expired(ts.c.expires_at))
+
+
+def _asset_read(kind: BatchKind, lookup: str, n: int) -> Executable:
+    ast = asset_state
+    columns = [ast.c.key, *(_item_columns(ast) if kind == "get_items" else [ast.c.value])]
+    digests = ast.c.key_digest.in_([_bind(ast, "key_digest", f"key_digest_{i}") for i in range(n)])
+    return (
+        select(*columns)
+        .select_from(ast.join(asset, asset.c.id == ast.c.asset_id))
+        .where(_asset_match(lookup), digests, _not_expired(ast.c.expires_at))
+    )
+
+
+@functools.lru_cache(maxsize=CACHED_SIZES)
+def batch_statement(dialect: str, kind: BatchKind, lookup: str | None, n: int) -> Executable:
+    """The statement of a batch of ``n`` keys (``lookup``: how an asset scope is found,
+    ``None`` for task state)."""
+    if lookup is None:
+        if kind == "set":
+            return _task_set(dialect, n)
+        if kind == "delete":
+            ts = task_state
+            ids = [_bind(ts, "row_id", f"row_id_{i}") for i in range(n)]
+            return delete(ts).where(ts.c.row_id.in_(ids))
+        return _task_read(kind, n)
+    if kind == "set":
+        return _asset_set(dialect, lookup, n)
+    if kind == "delete":
+        ast = asset_state
+        digests = [_bind(ast, "key_digest", f"key_digest_{i}") for i in range(n)]
+        return delete(ast).where(ast.c.key_digest.in_(digests), _asset_id_is(lookup))
+    return _asset_read(kind, lookup, n)
