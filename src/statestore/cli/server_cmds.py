@@ -7,6 +7,7 @@ app factory, so ``--workers N`` builds the same app in every worker (each its ow
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -115,10 +116,24 @@ def serve(
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     root_path: Annotated[str, typer.Option(help="Path prefix behind a reverse proxy.")] = "",
     log_format: Annotated[LogFormat, typer.Option(help="text or json.")] = LogFormat.text,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds a request may take to arrive (headers and body) before a 408 "
+            "and a closed connection: slow clients; 0 = no deadline.",
+        ),
+    ] = 30.0,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(min=1, help="Seconds an idle kept-alive connection stays open (clients: 4)."),
+    ] = 5,
 ) -> None:
     """Run the state server (HTTP API under /api/v1) with uvicorn."""
     _need_server_extra()
     import uvicorn  # noqa: PLC0415
+
+    from statestore.server.protocol import DeadlineHttpToolsProtocol  # noqa: PLC0415
 
     if (public_key is None) == (shared_secret_file is None):
         raise CliUsageError("serve needs --public-key FILE or --shared-secret-file FILE")
@@ -133,12 +148,16 @@ def serve(
     os.environ.update(env)  # read by app_from_environment in every worker
     app_from_environment()  # fail here, in one line, rather than in each worker
     log_config = _log_config(log_format)
+    # uvicorn's httptools protocol with a request deadline (statestore.server.protocol);
+    # a partial of a module-level class, so --workers N can pickle it to each worker.
+    http = functools.partial(DeadlineHttpToolsProtocol, request_timeout=request_timeout)
     uvicorn.run(
         f"{__name__}:app_from_environment", factory=True, host=host, port=port,
         # The prefix is the ASGI server's to set (FastAPI deprecated its own root_path):
         # uvicorn puts it in every request's scope, where routing and the OpenAPI
         # document's servers entry read it.
-        workers=workers, http="httptools", loop="uvloop", root_path=root_path,
+        workers=workers, http=http, loop="uvloop", root_path=root_path,  # type: ignore[arg-type]
+        timeout_keep_alive=keep_alive_timeout,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         proxy_headers=bool(root_path), server_header=False,

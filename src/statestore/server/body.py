@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from statestore.codec import decode_value, encode_value
 from statestore.exceptions import InvalidValueError, ValueTooLargeError
@@ -41,11 +41,16 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ValueTooLargeError(size, limit)  # refused unread
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise ValueTooLargeError(received, limit)  # the rest is never read
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise ValueTooLargeError(received, limit)  # the rest is never read
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone before the body arrived (or cut off by the request deadline): nothing is
+        # written, and no answer can be sent -- a typed error, not a 500 and a traceback.
+        raise InvalidValueError("the client left before its request body arrived") from None
     return b"".join(chunks)
 
 
