@@ -9,6 +9,8 @@ Two independent pieces:
   instead of Airflow's metadata database.
 * :func:`task_scope`, :func:`task_state` and :func:`asset_states` -- for task code that
   uses statestore's own accessors (versions, listing, async, ...) inside an Airflow task.
+* :func:`server_store` -- a store on a state server with a token for this task instance
+  only: its task state, its inlets to read, its outlets to write (:func:`task_grant`).
 
 This module imports Airflow when it is imported; ``import statestore`` never does.
 """
@@ -35,7 +37,7 @@ from statestore.exceptions import (
     InvalidTypeError,
     ValueTooLargeError,
 )
-from statestore.integrations import _shared_stores
+from statestore.integrations import _server_tokens, _shared_stores
 from statestore.integrations._airflow_assets import (
     AirflowAsset,
     NameHeld,
@@ -50,14 +52,21 @@ from statestore.scopes import AssetScope, StateScope, TaskScope
 from statestore.store import StateStore, default_store
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
+
+    from statestore.wire import Grant
 
 __all__ = [
     "URL_OPTION",
     "StatestoreBackend",
     "asset_states",
+    "mint_task_token",
+    "server_store",
     "store_from_airflow_config",
+    "task_grant",
     "task_scope",
     "task_state",
 ]
@@ -69,6 +78,7 @@ URL_OPTION = ("statestore", "url")
 overrides statestore's own ``[database] url`` for the backend."""
 
 _DEFAULT_MAX_BYTES = 65535
+_TTL = _server_tokens.DEFAULT_TOKEN_TTL
 
 
 def _airflow_conf() -> Any:
@@ -457,3 +467,32 @@ def asset_states(
         store=_helper_store(store),
         updated_by=task_scope(context),
     )
+
+
+def task_grant(context: Mapping[str, Any], *, all_map_indices: bool = False) -> Grant:
+    """What a token for the running task instance allows: its own task state (every map
+    index with ``all_map_indices``), its ``inlets`` to read, its ``outlets`` to write."""
+    return _server_tokens.task_grant(task_scope(context), inlets=context.get("inlets"),
+        outlets=context.get("outlets"), all_map_indices=all_map_indices)  # fmt: skip
+
+
+def mint_task_token(
+    context: Mapping[str, Any], *, private_key: object = None, ttl: timedelta = _TTL,
+    issuer: str | None = None, all_map_indices: bool = False,
+) -> str:  # fmt: skip
+    """A signed token for :func:`task_grant`, with ``private_key`` or the key the file
+    ``$STATESTORE_TOKEN_PRIVATE_KEY_FILE`` holds (never logged)."""
+    grant = task_grant(context, all_map_indices=all_map_indices)
+    return _server_tokens.mint_task_token(grant, private_key=private_key, ttl=ttl, issuer=issuer)
+
+
+def server_store(
+    context: Mapping[str, Any], *, url: str | None = None, private_key: object = None,
+    ttl: timedelta = _TTL, issuer: str | None = None, all_map_indices: bool = False,
+) -> StateStore:  # fmt: skip
+    """A new store on the state server at ``url`` (default ``[client] url``) with the
+    token of :func:`mint_task_token`; pass it to :func:`task_state` / :func:`asset_states`
+    as ``store=``, and close it. Anything outside the grant is refused (403)."""
+    grant = task_grant(context, all_map_indices=all_map_indices)
+    return _server_tokens.server_store(grant, url=url, private_key=private_key, ttl=ttl,
+                                       issuer=issuer)  # fmt: skip

@@ -32,26 +32,38 @@ form Dagster itself shows (``AssetKey(["raw", "orders"])`` -> ``"raw/orders"``).
 Each write records who made it (``updated_by``): the actual Dagster run id and step
 key, so the history shows which attempt of a re-execution chain wrote a value.
 
+With a state server (``statestore serve``), :func:`server_store` gives a step a store
+that holds no database credentials, only a token for this step: its own task state,
+the assets it materializes to write and their upstream dependencies to read.
+
 Import this module explicitly; ``import statestore`` never imports Dagster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from dagster import AssetExecutionContext, AssetKey, ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from statestore.accessors import AssetStateAccessor, TaskStateAccessor
 from statestore.exceptions import InvalidTypeError, InvalidValueError
+from statestore.integrations import _server_tokens
 from statestore.scopes import MAX_ID_LENGTH, TaskScope, map_key_for
 from statestore.store import StateStore, default_store
+
+if TYPE_CHECKING:
+    from statestore.wire import Grant
 
 __all__ = [
     "StateStoreResource",
     "asset_name_for",
+    "mint_task_token",
     "run_id_for_context",
+    "server_store",
+    "task_grant",
     "task_scope_for",
     "writer_for",
 ]
@@ -223,3 +235,71 @@ class StateStoreResource(ConfigurableResource):
                 )
             asset = keys[0]
         return self.store.asset_state(asset_name_for(asset), updated_by=writer_for(context))
+
+
+def _upstream_keys(context: Any, materialized: Sequence[Any]) -> list[Any]:
+    """The asset keys the materialized assets depend on (their inputs and ``deps``)."""
+    op_context = _op_context(context)
+    if not materialized or not getattr(op_context, "has_assets_def", False):
+        return []
+    asset_deps = op_context.assets_def.asset_deps
+    return [dep for key in materialized for dep in asset_deps.get(key, ())]
+
+
+def task_grant(
+    context: Any,
+    *,
+    reads: Iterable[Any] = (),
+    writes: Iterable[Any] = (),
+    resume_across_reexecutions: bool = True,
+) -> Grant:
+    """What a token for this step allows: the task state :func:`task_scope_for` names,
+    the assets the step materializes to write, their upstream assets to read, and
+    ``reads`` / ``writes`` (any :func:`asset_name_for` reference) besides."""
+    materialized = list(getattr(context, "selected_asset_keys", None) or ())
+    return _server_tokens.task_grant(
+        task_scope_for(context, resume_across_reexecutions=resume_across_reexecutions),
+        inlets=[*_upstream_keys(context, materialized), *reads],
+        outlets=[*materialized, *writes],
+        name_of=asset_name_for,
+    )
+
+
+def mint_task_token(
+    context: Any,
+    *,
+    private_key: object = None,
+    ttl: timedelta = _server_tokens.DEFAULT_TOKEN_TTL,
+    issuer: str | None = None,
+    **grant: Any,
+) -> str:
+    """A signed token for :func:`task_grant` (``grant``: its keyword arguments), with
+    ``private_key`` or the key the file ``$STATESTORE_TOKEN_PRIVATE_KEY_FILE`` holds
+    (never logged)."""
+    return _server_tokens.mint_task_token(
+        task_grant(context, **grant), private_key=private_key, ttl=ttl, issuer=issuer
+    )
+
+
+def server_store(
+    context: Any,
+    *,
+    url: str | None = None,
+    private_key: object = None,
+    ttl: timedelta = _server_tokens.DEFAULT_TOKEN_TTL,
+    issuer: str | None = None,
+    **grant: Any,
+) -> StateStore:
+    """A new store on the state server at ``url`` (default ``[client] url``) with the
+    token of :func:`mint_task_token`; the caller closes it. Its accessors are the
+    resource's: ``store.task_state(task_scope_for(context))``,
+    ``store.asset_state(asset_name_for(key))``. Anything outside the grant is 403.
+    """
+    return _server_tokens.server_store(
+        task_grant(context, **grant),
+        url=url,
+        private_key=private_key,
+        ttl=ttl,
+        issuer=issuer,
+        updated_by=writer_for(context),
+    )

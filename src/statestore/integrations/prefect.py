@@ -24,25 +24,42 @@ told apart by their input: ``task_state(map_over="partition")`` sets ``map_key``
 :func:`~statestore.map_key_for` of that parameter's value, which a re-expansion in any
 order finds again. ``map_key=`` takes a key of your own instead.
 
+With a state server (``statestore serve``), :func:`server_store` gives the task run a
+store with a token for itself only: its task state, the assets it materializes
+(``@materialize``) to write, its ``asset_deps`` and upstream assets to read.
+
 Importing this module imports Prefect; ``import statestore`` never does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from prefect.runtime import flow_run, task_run
 
 from statestore.exceptions import InvalidScopeError, InvalidTypeError
+from statestore.integrations import _server_tokens
 from statestore.scopes import MAX_ID_LENGTH, AssetScope, TaskScope, map_key_for, to_asset_scope
 from statestore.store import default_store
 
 if TYPE_CHECKING:
     from statestore.accessors import AssetStateAccessor, TaskStateAccessor
     from statestore.store import StateStore
+    from statestore.wire import Grant
 
-__all__ = ["asset_scope", "asset_state", "task_scope", "task_state", "writer"]
+__all__ = [
+    "asset_scope",
+    "asset_state",
+    "mint_task_token",
+    "server_store",
+    "task_assets",
+    "task_grant",
+    "task_scope",
+    "task_state",
+    "writer",
+]
 
 
 def _required(value: object, what: str) -> str:
@@ -156,3 +173,77 @@ def asset_state(asset: object, *, store: StateStore | None = None) -> AssetState
     Usable in a task or in the flow function itself.
     """
     return (store or default_store()).asset_state(asset_scope(asset), updated_by=writer())
+
+
+def task_assets() -> tuple[list[Any], list[Any]]:
+    """``(inlets, outlets)`` of the running task: its ``asset_deps`` and the assets its
+    upstream tasks materialized, and the assets it materializes (``@materialize``)."""
+    from prefect.context import AssetContext, TaskRunContext  # noqa: PLC0415 - in a task run
+
+    context = TaskRunContext.get()
+    if context is None:
+        return [], []
+    inlets = list(getattr(context.task, "asset_deps", None) or ())
+    outlets = list(getattr(context.task, "assets", None) or ())
+    assets = AssetContext.get()
+    if assets is not None:
+        inlets.extend(assets.upstream_assets)
+    return inlets, outlets
+
+
+def task_grant(
+    *,
+    reads: Iterable[object] = (),
+    writes: Iterable[object] = (),
+    map_over: str | Sequence[str] | None = None,
+    map_key: str | None = None,
+    task_id: str | None = None,
+) -> Grant:
+    """What a token for the running task run allows: the task state :func:`task_scope`
+    names (same arguments), the assets :func:`task_assets` finds, and ``reads`` /
+    ``writes`` (names or ``Asset`` objects) besides."""
+    scope = task_scope(map_over=map_over, map_key=map_key, task_id=task_id)
+    inlets, outlets = task_assets()
+    return _server_tokens.task_grant(
+        scope,
+        inlets=[*inlets, *reads],
+        outlets=[*outlets, *writes],
+        name_of=lambda asset: str(asset_scope(asset).name),
+    )
+
+
+def mint_task_token(
+    *,
+    private_key: object = None,
+    ttl: timedelta = _server_tokens.DEFAULT_TOKEN_TTL,
+    issuer: str | None = None,
+    **grant: Any,
+) -> str:
+    """A signed token for :func:`task_grant` (``grant``: its keyword arguments), with
+    ``private_key`` or the key the file ``$STATESTORE_TOKEN_PRIVATE_KEY_FILE`` holds
+    (never logged)."""
+    return _server_tokens.mint_task_token(
+        task_grant(**grant), private_key=private_key, ttl=ttl, issuer=issuer
+    )
+
+
+def server_store(
+    *,
+    url: str | None = None,
+    private_key: object = None,
+    ttl: timedelta = _server_tokens.DEFAULT_TOKEN_TTL,
+    issuer: str | None = None,
+    **grant: Any,
+) -> StateStore:
+    """A new store on the state server at ``url`` (default ``[client] url``) with the
+    token of :func:`mint_task_token`; pass it as ``store=`` to :func:`task_state` (the
+    same ``map_over``/``map_key``) and :func:`asset_state`, and close it. Anything
+    outside the grant is refused (403)."""
+    return _server_tokens.server_store(
+        task_grant(**grant),
+        url=url,
+        private_key=private_key,
+        ttl=ttl,
+        issuer=issuer,
+        updated_by=writer(),
+    )

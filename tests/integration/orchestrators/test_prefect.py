@@ -227,3 +227,68 @@ def test_misuse_is_explained(store: StateStore) -> None:
 def test_prefect_asset_is_named_by_its_key() -> None:
     assert integration.asset_scope(Asset(key="s3://bucket/orders")).name == "s3://bucket/orders"
     assert integration.asset_scope("orders").name == "orders"
+
+
+# -- a task run's store on a state server, with a token minted from its context ----------
+
+RAW = Asset(key="s3://bucket/raw")
+REPORT = Asset(key="s3://bucket/report")
+
+
+@pytest.fixture(scope="module")
+def state_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from statestore.metastore import upgrade
+    from tests.integration.http_server import start_server
+
+    workdir = tmp_path_factory.mktemp("prefect-server")
+    url = f"sqlite:///{workdir / 'state.db'}"
+    upgrade(url)
+    server = start_server(url, workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_materializing_task_gets_a_store_limited_to_its_assets(
+    prefect_api: None, state_server: Any
+) -> None:
+    from prefect.assets import materialize
+
+    from statestore import AccessDeniedError
+
+    with StateStore(state_server.url, token=state_server.admin_token()) as admin:
+        admin.asset_state(RAW.key).set("cursor", 7)
+
+    @materialize(REPORT, asset_deps=[RAW])
+    def build_report() -> dict[str, Any]:
+        with integration.server_store(
+            url=state_server.url, private_key=state_server.private_key
+        ) as store:
+            state = integration.task_state(store=store)
+            state.set("attempt", task_run.run_count)
+            cursor = integration.asset_state(RAW, store=store).get("cursor")
+            integration.asset_state(REPORT, store=store).set("rows", cursor * 2)
+            refused = []
+            for attempt in (
+                lambda: integration.asset_state(RAW, store=store).set("cursor", 0),
+                lambda: integration.asset_state("elsewhere", store=store).get("k"),
+            ):
+                try:
+                    attempt()
+                except AccessDeniedError:
+                    refused.append(True)
+            return {"scope": state.scope, "refused": refused}
+
+    @flow(name="report")
+    def report_flow() -> dict[str, Any]:
+        return build_report()
+
+    result = report_flow()
+    assert result["refused"] == [True, True]
+    assert result["scope"].dag_id == "report"
+    assert result["scope"].task_id == "build_report"
+    with StateStore(state_server.url, token=state_server.admin_token()) as admin:
+        assert admin.asset_state(REPORT.key).get("rows") == 14
+        assert admin.asset_state(RAW.key).get("cursor") == 7  # the refused write wrote nothing
+        assert admin.task_state(result["scope"]).get("attempt") == 1
