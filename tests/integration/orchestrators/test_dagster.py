@@ -301,3 +301,59 @@ def test_scope_and_asset_name_helpers(dialect: str) -> None:
 
     result = scoped.execute_in_process()
     assert seen == [TaskScope("scoped", result.run_id, "record")]
+
+
+# -- a step's store on a state server, with a token minted from its context -------------
+
+
+@pytest.fixture(scope="module")
+def state_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from statestore.metastore import upgrade
+    from tests.integration.http_server import start_server
+
+    workdir = tmp_path_factory.mktemp("dagster-server")
+    database = f"sqlite:///{workdir / 'state.db'}"
+    upgrade(database)
+    server = start_server(database, workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the server's database: one is enough
+def test_asset_step_gets_a_store_limited_to_its_assets(dialect: str, state_server: Any) -> None:
+    from dagster import asset
+
+    from statestore import AccessDeniedError
+    from statestore.integrations.dagster import server_store, task_grant
+
+    with StateStore(state_server.url, token=state_server.admin_token()) as admin:
+        admin.asset_state("raw/orders").set("cursor", 5)
+    seen: dict[str, Any] = {}
+
+    @asset(key=["raw", "orders"])
+    def raw_orders() -> int:
+        return 1
+
+    @asset(key=["mart", "orders"], deps=[raw_orders])
+    def mart_orders(context: AssetExecutionContext) -> int:
+        seen["grant"] = task_grant(context)
+        with server_store(context, url=state_server.url, private_key=state_server.private_key) as s:
+            s.task_state(task_scope_for(context)).set("done", True)
+            cursor = s.asset_state("raw/orders").get("cursor")
+            s.asset_state("mart/orders").set("rows", cursor * 3)
+            with pytest.raises(AccessDeniedError):
+                s.asset_state("raw/orders").set("cursor", 0)  # upstream: read-only
+            with pytest.raises(AccessDeniedError):
+                s.asset_state("elsewhere").get("k")
+        return 2
+
+    result = materialize([raw_orders, mart_orders], selection=[mart_orders])
+    assert result.success
+    grant = seen["grant"]
+    assert (grant.read_assets, grant.write_assets) == ({"raw/orders"}, {"mart/orders"})
+    with StateStore(state_server.url, token=state_server.admin_token()) as admin:
+        assert admin.asset_state("mart/orders").get("rows") == 15
+        assert admin.asset_state("raw/orders").get("cursor") == 5
+        assert admin.task_state(grant.task).get("done") is True
