@@ -167,8 +167,10 @@ def error_page(request: Request, exc: StateStoreError, status: int) -> Response:
         # A fixed reason code, not the message: the login page must not show text that
         # anyone could put in a link.
         return redirect(request, "/ui/login", next=target, reason="session")
+    from statestore.server.ui.session import peek_session  # noqa: PLC0415 - it imports us
+
     context = {"status": status, "kind": type(exc).__name__, "message": str(exc)}
-    return render(request, None, "error.html", context, status)
+    return render(request, peek_session(request), "error.html", context, status)
 
 
 _STATIC: dict[str, tuple[bytes, str]] = {}

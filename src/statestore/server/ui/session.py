@@ -46,6 +46,7 @@ __all__ = [
     "UiSession",
     "admin_session",
     "check_form",
+    "peek_session",
     "read_form",
     "refuse_if_read_only",
     "router",
@@ -96,6 +97,19 @@ async def ui_session(request: Request) -> UiSession:
     return UiSession(grant, token, csrf_for(verifier, token))
 
 
+def peek_session(request: Request) -> UiSession | None:
+    """The session, if the request has a valid one (an error page's header and nav)."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    verifier = _verifier(request)
+    try:
+        grant = verifier.verify(token)
+    except AuthenticationError:
+        return None
+    return UiSession(grant, token, csrf_for(verifier, token))
+
+
 async def admin_session(request: Request) -> UiSession:
     """:func:`ui_session` for pages only an admin token may see."""
     ui = await ui_session(request)
@@ -128,10 +142,12 @@ def _check_origin(request: Request) -> None:
 
 async def read_form(request: Request) -> dict[str, str]:
     """The fields of a urlencoded form POST (capped; no multipart, no files)."""
+    body = await read_body(request, FORM_BYTES)
+    if not body:
+        return {}  # no fields at all (and so no CSRF value: refused by check_form)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
         raise InvalidValueError("the UI takes application/x-www-form-urlencoded forms only")
-    body = await read_body(request, FORM_BYTES)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
