@@ -131,3 +131,15 @@ def test_async_overview_is_the_same(store: StateStore) -> None:
             await backend.aclose()
 
     assert asyncio.run(run()) == sync
+
+
+def test_index_only_overview_has_counts_and_expiry_but_no_sizes(store: StateStore) -> None:
+    full = read_overview_of(_backend(store), EVERYTHING, NOW)
+    quick = read_overview_of(_backend(store), EVERYTHING, NOW, complete=False)
+    assert full.complete
+    assert not quick.complete
+    assert (quick.task_keys, quick.asset_keys) == (full.task_keys, full.asset_keys)
+    assert sorted((g.name, g.keys) for g in quick.dags) == [("dag_a", 3), ("dag_b", 2)]
+    assert sorted((g.name, g.keys) for g in quick.assets) == [("events", 1), ("orders", 2)]
+    assert quick.expiry == full.expiry
+    assert (quick.bytes, quick.largest, quick.writes, quick.older_writes) == (0, (), (), 0)

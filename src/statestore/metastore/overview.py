@@ -4,14 +4,16 @@ A handful of aggregate statements over the two state tables, parameterised by an
 :class:`OverviewScope` (everything for an admin; one task instance and some assets for a
 task token), run on one connection (``read_overview``; async: ``aread_overview``).
 
-Cost, measured at 10^6 keys (docs/performance.md, "Web UI overview"): the expiry histogram
-is a few range counts on the ``expires_at`` indexes. Bytes per dag/asset, writes over
-time and the largest values need every row's value length, which no index holds on
-MariaDB or PostgreSQL without a new column (and this revision adds indexes only), so an
-admin overview reads the state tables whole -- one grouped pass and one top-N pass per
-table. That is why the server caches an overview for a short while and shows its age
-(:mod:`statestore.server.ui.overview`), rather than computing it per request. A task
-token's overview touches only its own index ranges and is cheap.
+Cost, measured at 10^6 keys (docs/performance.md, "Web UI overview"): keys per dag and
+per asset are index-only scans (the 0003 dag index, the asset-state primary key) and the
+expiry histogram a few range counts on the ``expires_at`` indexes. Bytes per dag/asset,
+writes over time and the largest values need every value's length, which no index holds
+(not without a new column, and revision 0003 adds indexes only): for an admin that is a
+pass over the whole state tables, seconds at 10^6 keys. So ``complete=False`` gives the
+index-answered part alone, and the server never runs the complete one on a request's
+time: it computes it in the background and serves it from a short-lived cache with its
+age on the page (:mod:`statestore.server.ui.overview`). A task token's overview reads
+only its own index ranges and is cheap either way.
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ class Overview:
     """Keys last written on each of the past days (today last), by ``updated_at``."""
     older_writes: int
     """Keys last written before the first of those days."""
+    complete: bool = True
+    """``False``: only what the indexes answer -- keys per dag and asset and the expiry
+    histogram; bytes are 0, and writes and the largest values empty."""
 
     @property
     def keys(self) -> int:
@@ -223,6 +228,15 @@ def _sizes_and_writes(
     return sizes, writes, older
 
 
+def _counts(
+    conn: Connection, group: Any, where: ColumnElement[bool] | None
+) -> dict[Any, list[int]]:
+    """Keys per ``group`` alone: an index-only scan (the 0003 dag index, the asset-state
+    primary key), no value read."""
+    query = _where(select(group, func.count()), where).group_by(group)
+    return {name: [int(keys), 0] for name, keys in conn.execute(query)}
+
+
 def _expiry_counts(
     conn: Connection, table_c: Any, where: ColumnElement[bool] | None, edges: list[datetime]
 ) -> list[int]:
@@ -283,22 +297,34 @@ def read_overview(
     days: int = 14,
     largest: int = 10,
     groups: int = 20,
+    complete: bool = True,
 ) -> Overview:
     """The overview of ``scope`` as of ``now`` (aware UTC).
 
     ``days``: the expiry histogram's coming days and the writes' past days (UTC days;
     today counts as the first of the coming and the last of the past). ``largest``: how
     many of the largest values. ``groups``: how many dags and assets, largest first.
+    ``complete=False``: only what the indexes answer (see :attr:`Overview.complete`),
+    for a first answer while the complete one is computed.
     """
     today = now.astimezone(timezone.utc).date()
     since = _midnight(today - timedelta(days=days - 1))
     task_where = _task_where(scope)
-    dags, task_writes, task_older = _sizes_and_writes(conn, _ts.dag_id, _ts, task_where, since)
     ids = _asset_ids(conn, scope)
     asset_where = None if ids is None else _as.asset_id.in_(sorted(ids)) if ids else false()
-    by_id, asset_writes, asset_older = _sizes_and_writes(
-        conn, _as.asset_id, _as, asset_where, since
-    )
+    task_writes: dict[date, int] = {}
+    asset_writes: dict[date, int] = {}
+    task_older = asset_older = 0
+    if complete:
+        dags, task_writes, task_older = _sizes_and_writes(conn, _ts.dag_id, _ts, task_where, since)
+        by_id, asset_writes, asset_older = _sizes_and_writes(
+            conn, _as.asset_id, _as, asset_where, since
+        )
+    else:
+        dags, by_id = (
+            _counts(conn, _ts.dag_id, task_where),
+            _counts(conn, _as.asset_id, asset_where),
+        )
     if ids is None and by_id:
         names = conn.execute(select(asset.c.id, asset.c.name).where(asset.c.id.in_(list(by_id))))
         ids = {int(row[0]): str(row[1]) for row in names}
@@ -315,14 +341,15 @@ def read_overview(
         later=both[-1],
         never=both[0],
     )
-    top = _largest_tasks(conn, task_where, largest)
-    for asset_id, key, size in _largest_assets(conn, asset_where, largest):
+    top = _largest_tasks(conn, task_where, largest) if complete else []
+    for asset_id, key, size in _largest_assets(conn, asset_where, largest) if complete else []:
         name = ids.get(asset_id, f"#{asset_id}")
         top.append(LargeValue("asset", name, key, size, asset=name))
     top.sort(key=lambda value: (-value.bytes, value.scope, value.key))
     writes = tuple(
         DayCount(day, task_writes.get(day, 0) + asset_writes.get(day, 0))
         for day in (since.date() + timedelta(days=i) for i in range(days))
+        if complete
     )
     return Overview(
         computed_at=now,
@@ -336,11 +363,12 @@ def read_overview(
         largest=tuple(top[:largest]),
         writes=writes,
         older_writes=task_older + asset_older,
+        complete=complete,
     )
 
 
 def read_overview_of(
-    backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: int
+    backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: Any
 ) -> Overview:
     """:func:`read_overview` on a connection of ``backend``'s engine."""
     from statestore.metastore.errors import translate_errors  # noqa: PLC0415
@@ -351,7 +379,7 @@ def read_overview_of(
 
 
 async def aread_overview(
-    backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: int
+    backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: Any
 ) -> Overview:
     """Async twin of :func:`read_overview_of`, on the running loop's engine."""
     from statestore.metastore.errors import translate_errors  # noqa: PLC0415

@@ -1,0 +1,227 @@
+"""The overview page (``/ui/overview``): how much state, where, how big, when it goes.
+
+What it shows is :func:`statestore.metastore.overview.aread_overview` of the caller's
+grant: everything for an admin token, the task instance and granted assets for a task
+token (nothing of anyone else's, not even as a total).
+
+**An admin's overview is never computed on a request's time.** Bytes per dag/asset,
+writes per day and the largest values need every value's length, and no index holds it:
+at 10^6 keys that pass takes seconds (docs/performance.md, "Web UI overview"). So the
+complete overview is computed in the background, one computation per scope at a time,
+kept by :class:`OverviewCache`, and served from memory with its age on the page; a
+request that finds it older than :data:`CACHE_SECONDS` starts the next computation and
+still answers at once. Until the first one is done, the page shows what the indexes
+answer within the request (keys per dag and asset, the expiry histogram) and says the
+rest is being computed. "Refresh" starts a computation if the overview is older than
+:data:`MIN_REFRESH_SECONDS`. A task token's overview reads only its grant's index
+ranges, so it is computed on the request (and cached the same way). Each replica keeps
+its own cache: it holds numbers and key names, never values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from statestore import wire
+from statestore.exceptions import UnsupportedOperationError
+from statestore.metastore.overview import Overview, OverviewScope, aread_overview
+from statestore.server.state import ServerState
+from statestore.server.ui.charts import Bar, bar_chart, column_chart, format_count
+from statestore.server.ui.render import _size, render
+from statestore.server.ui.session import Session
+
+__all__ = ["CACHE_SECONDS", "MIN_REFRESH_SECONDS", "OverviewCache", "router", "scope_of"]
+
+CACHE_SECONDS = 120.0
+"""How old an overview may be before a request starts computing it again."""
+MIN_REFRESH_SECONDS = 5.0
+""""Refresh" recomputes only an overview older than this: a reload loop cannot make the
+server read the whole state table on every request."""
+DAYS = 14
+_MAX_ENTRIES = 256  # scopes remembered per replica (each a few KB of numbers)
+
+router = APIRouter()
+log = logging.getLogger("statestore.server.ui")
+
+
+def scope_of(grant: wire.Grant) -> OverviewScope:
+    """What a token's overview covers: everything, or exactly what it grants."""
+    if grant.admin:
+        return OverviewScope(everything=True)
+    return OverviewScope(
+        task=grant.task,
+        all_map_indices=grant.all_map_indices,
+        assets=grant.read_assets | grant.write_assets,
+    )
+
+
+class OverviewCache:
+    """Complete overviews by scope, refreshed in the background after ``ttl`` seconds.
+
+    ``get(..., background=False)`` (a task token's overview: cheap) computes a missing or
+    old one on the request, once per scope at a time. ``background=True`` (an admin's:
+    a pass over every row) never makes the request wait for that: it answers the cached
+    overview, however old (its age is shown), and starts a refresh once it is older than
+    ``ttl``; with none cached yet it answers the index-only overview (``complete=False``)
+    while the complete one is computed.
+    """
+
+    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[OverviewScope, tuple[float, Overview]] = {}
+        self._locks: dict[OverviewScope, asyncio.Lock] = {}
+        self._running: dict[OverviewScope, asyncio.Task[None]] = {}
+
+    def _stale(self, age: float, refresh: bool) -> bool:
+        return age >= (MIN_REFRESH_SECONDS if refresh else self.ttl)
+
+    def _store(self, scope: OverviewScope, overview: Overview) -> None:
+        if scope not in self._entries and len(self._entries) >= _MAX_ENTRIES:
+            oldest = min(self._entries, key=lambda s: self._entries[s][0])
+            del self._entries[oldest]
+            self._locks.pop(oldest, None)
+        self._entries[scope] = (self._clock(), overview)
+
+    async def get(
+        self,
+        scope: OverviewScope,
+        compute: Callable[[bool], Awaitable[Overview]],
+        *,
+        background: bool = False,
+        refresh: bool = False,
+    ) -> tuple[Overview, float | None]:
+        """The overview of ``scope`` and its age in seconds (``None``: computed for this
+        request). ``compute(complete)`` reads one from the database."""
+        found = self._entries.get(scope)
+        if background:
+            if found is None or self._stale(self._clock() - found[0], refresh):
+                self._start(scope, compute)
+            if found is not None:
+                return found[1], self._clock() - found[0]
+            return await compute(False), None
+        lock = self._locks.setdefault(scope, asyncio.Lock())
+        async with lock:  # a second request for the same scope waits for the first
+            found = self._entries.get(scope)
+            if found is not None and not self._stale(self._clock() - found[0], refresh):
+                return found[1], self._clock() - found[0]
+            overview = await compute(True)
+            self._store(scope, overview)
+            return overview, None
+
+    def computing(self, scope: OverviewScope) -> bool:
+        """Whether a complete overview of ``scope`` is being computed in the background."""
+        return scope in self._running
+
+    def _start(self, scope: OverviewScope, compute: Callable[[bool], Awaitable[Overview]]) -> None:
+        if scope in self._running:
+            return  # one computation per scope, however many requests ask
+
+        async def refresh() -> None:
+            try:
+                self._store(scope, await compute(True))
+            except Exception:  # logged; the next request tries again
+                log.exception("computing the overview failed")
+            finally:
+                self._running.pop(scope, None)
+
+        self._running[scope] = asyncio.get_running_loop().create_task(refresh())
+
+    async def wait(self) -> None:
+        """Until every background computation has finished (tests, shutdown)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+
+def _cache(request: Request) -> OverviewCache:
+    # One per app, made on first use: create_app need not know about the UI's pages.
+    cache: OverviewCache | None = getattr(request.app.state, "statestore_ui_overview", None)
+    if cache is None:
+        cache = OverviewCache()
+        request.app.state.statestore_ui_overview = cache
+    return cache
+
+
+def _day_label(day: Any, today: Any) -> str:
+    if day == today:
+        return "today"
+    if day == today + timedelta(days=1):
+        return "tomorrow"
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def _charts(o: Overview) -> dict[str, Any]:
+    today = o.computed_at.date()
+    dag_keys = [Bar(g.name, g.keys) for g in o.dags]
+    dag_bytes = [Bar(g.name, g.bytes, _size(g.bytes)) for g in o.dags]
+    asset_keys = [Bar(g.name, g.keys) for g in o.assets]
+    asset_bytes = [Bar(g.name, g.bytes, _size(g.bytes)) for g in o.assets]
+    expiry = [Bar("already expired", o.expiry.expired, kind="warn")]
+    expiry += [Bar(_day_label(d.day, today), d.keys) for d in o.expiry.days]
+    expiry += [Bar("later", o.expiry.later), Bar("never expire", o.expiry.never, kind="muted")]
+    writes = [Bar(f"{d.day.day} {d.day:%b}", d.keys) for d in o.writes]
+    n = len(o.dags)
+    return {
+        "dag_keys": bar_chart("dag-keys", "Keys per dag", f"Keys of the {n} largest dags.",
+                              dag_keys),
+        "dag_bytes": bar_chart("dag-bytes", "Bytes per dag",
+                               f"Size of the values of the {n} largest dags.", dag_bytes),
+        "asset_keys": bar_chart("asset-keys", "Keys per asset",
+                                f"Keys of the {len(o.assets)} largest assets.", asset_keys),
+        "asset_bytes": bar_chart("asset-bytes", "Bytes per asset",
+                                 "Size of the values of the largest assets.", asset_bytes),
+        "expiry": bar_chart(
+            "expiry", "When keys expire",
+            f"Keys already expired, expiring on each of the next {len(o.expiry.days)} days "
+            f"(UTC), later, and never. {format_count(o.expiry.expired)} already expired, "
+            f"{format_count(o.expiry.never)} never expire.", expiry,
+        ),
+        "writes": column_chart(
+            "writes", "Keys by day of their last write",
+            f"Keys last written on each of the past {len(o.writes)} days (UTC), today last; "
+            f"{format_count(o.older_writes)} earlier.", writes,
+        ),
+        "expiry_rows": list(zip(expiry, [None, *o.expiry.days, None, None], strict=True)),
+    }  # fmt: skip
+
+
+@router.get("/overview")
+async def overview_page(request: Request, ui: Session) -> Response:
+    """The overview of what the caller's token grants, with its age."""
+    from statestore.metastore.backend import MetastoreStateBackend  # noqa: PLC0415
+
+    state: ServerState = request.app.state.statestore
+    backend = state.backend
+    if not isinstance(backend, MetastoreStateBackend):
+        raise UnsupportedOperationError("the overview needs the database backend (the metastore)")
+    scope = scope_of(ui.grant)
+
+    async def compute(complete: bool) -> Overview:
+        now = datetime.now(timezone.utc)
+        return await aread_overview(backend, scope, now, days=DAYS, complete=complete)
+
+    refresh = request.query_params.get("refresh") == "1"
+    started = time.perf_counter()
+    cache = _cache(request)
+    # Only an admin's overview reads every row: a task token's stays within its grant.
+    overview, age = await cache.get(scope, compute, background=scope.everything,
+                                    refresh=refresh)  # fmt: skip
+    context = {
+        "o": overview,
+        "age": age,
+        "ttl": cache.ttl,
+        "computing": cache.computing(scope),
+        "server_ms": (time.perf_counter() - started) * 1000,
+        "scope": scope,
+        **_charts(overview),
+    }
+    return render(request, ui, "overview.html", context)
