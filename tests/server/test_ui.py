@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -143,3 +144,27 @@ async def test_a_task_token_logs_in_too(ui: httpx.AsyncClient, mint: Mint) -> No
     page = await ui.get("/ui/")
     assert "task:task_a" in page.text
     assert "task token" in page.text
+
+
+def test_serve_read_only_builds_a_read_only_app(
+    monkeypatch: pytest.MonkeyPatch, keys: Keys, tmp_path: Path
+) -> None:
+    from statestore.cli import server_cmds
+
+    monkeypatch.setenv("STATESTORE_SERVE_URL", f"sqlite:///{tmp_path / 'ro.db'}")
+    monkeypatch.setenv("STATESTORE_SERVE_PUBLIC_KEY_FILE", str(keys.public_file))
+    for value, expected in (("1", True), ("", False)):
+        monkeypatch.setenv("STATESTORE_SERVE_READ_ONLY", value)
+        app = server_cmds.app_from_environment()
+        assert app.state.statestore.read_only is expected
+        app.state.statestore.store.close()
+
+
+def test_serve_has_a_read_only_flag() -> None:
+    from typer.testing import CliRunner
+
+    from statestore.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    assert "--read-only" in result.output

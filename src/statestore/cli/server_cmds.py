@@ -32,6 +32,7 @@ _URL = "STATESTORE_SERVE_URL"
 _PUBLIC_KEY = "STATESTORE_SERVE_PUBLIC_KEY_FILE"
 _SECRET = "STATESTORE_SERVE_SHARED_SECRET_FILE"  # noqa: S105 - a variable name
 _ISSUER = "STATESTORE_SERVE_ISSUER"
+_READ_ONLY = "STATESTORE_SERVE_READ_ONLY"
 
 
 class LogFormat(str, Enum):
@@ -67,6 +68,7 @@ def app_from_environment() -> Any:
         public_key=os.environ.get(_PUBLIC_KEY) or None,
         shared_secret=SharedSecret.from_file(secret_file) if secret_file else None,
         issuer=os.environ.get(_ISSUER) or None,
+        read_only=os.environ.get(_READ_ONLY) == "1",
     )
 
 
@@ -116,6 +118,14 @@ def serve(
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     root_path: Annotated[str, typer.Option(help="Path prefix behind a reverse proxy.")] = "",
     log_format: Annotated[LogFormat, typer.Option(help="text or json.")] = LogFormat.text,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Refuse every write, delete, clear, cleanup and asset change (API and web "
+            "UI; 403 ReadOnlyServerError); reads and dry runs still work.",
+        ),
+    ] = False,
     request_timeout: Annotated[
         float,
         typer.Option(
@@ -129,7 +139,7 @@ def serve(
         typer.Option(min=1, help="Seconds an idle kept-alive connection stays open (clients: 4)."),
     ] = 5,
 ) -> None:
-    """Run the state server (HTTP API under /api/v1) with uvicorn."""
+    """Run the state server (HTTP API under /api/v1, web UI at /ui) with uvicorn."""
     _need_server_extra()
     import uvicorn  # noqa: PLC0415
 
@@ -144,7 +154,8 @@ def serve(
             raise CliUsageError(f"no such file: {path}")
     url = state_of(ctx).url
     env = {_URL: url or "", _PUBLIC_KEY: str(public_key or ""),
-           _SECRET: str(shared_secret_file or ""), _ISSUER: issuer or ""}  # fmt: skip
+           _SECRET: str(shared_secret_file or ""), _ISSUER: issuer or "",
+           _READ_ONLY: "1" if read_only else ""}  # fmt: skip
     os.environ.update(env)  # read by app_from_environment in every worker
     app_from_environment()  # fail here, in one line, rather than in each worker
     log_config = _log_config(log_format)
