@@ -279,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import hotkey
 
         return hotkey.main(argv[1:])
+    if argv[:1] == ["ui-overview"]:  # the web UI's overview and browse pages at 10^6 keys
+        from benchmarks import ui_overview
+
+        return ui_overview.main(argv[1:])
     if argv[:1] == ["http"]:  # the state server: breakdown, concurrency sweep, tokens
         from benchmarks import http_bench
 
