@@ -103,7 +103,7 @@ def bar_chart(ident: str, title: str, desc: str, bars: Sequence[Bar]) -> Markup:
         y = 4 + i * _ROW
         length = 0.0 if bar.value <= 0 else max(2.0, room * bar.value / top)
         text = bar.text if bar.text is not None else format_count(bar.value)
-        label = escape(_shorten(bar.label, 18))
+        label = escape(_shorten(bar.label, 16))  # ~7 units a character at 12 px
         parts.append(
             f"<g><title>{escape(bar.label)}: {escape(text)}</title>"
             f'<text x="{_LABEL_W - 6}" y="{y + 15}" text-anchor="end" fill="#1d2330">'
@@ -121,9 +121,10 @@ def column_chart(
     ident: str, title: str, desc: str, bars: Sequence[Bar], *, every: int = 0
 ) -> Markup:
     """Vertical columns over time (writes per day): a 0 and a maximum gridline with
-    their numbers, the label of every ``every``-th column below it (default: about six
-    labels whatever the count), and each column's number in its tooltip; the page's
-    table has each one as text."""
+    their numbers, the label of every ``every``-th column below it, counted from the
+    last (default: about four labels whatever the count, so they never overlap at
+    360 units), and each column's number in its tooltip; the page's table has each one
+    as text."""
     _check(ident)
     cols = list(bars)
     left, bottom, top_pad, height = 44, 34, 14, 170
@@ -132,7 +133,7 @@ def column_chart(
     peak = max((bar.value for bar in cols), default=0)
     scale = peak or 1
     step = width / max(1, len(cols))
-    every = every or max(1, round(len(cols) / 6))
+    every = every or max(1, -(-len(cols) // 4))  # about four labels: "19 Nov" is wide
     base = top_pad + plot_h
     parts = [_open(ident, title, desc, height)]
     parts.append(
