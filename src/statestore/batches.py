@@ -96,9 +96,10 @@ def batch_bytes(entries: list[tuple[str, str]]) -> int:
 
 
 def encode_entries(
-    mapping: object, max_value_bytes: int, max_keys: int, max_bytes: int
+    mapping: object, max_value_bytes: int, max_keys: int, max_bytes: int, *, escape: bool = True
 ) -> list[tuple[str, str]]:
-    """``(key, JSON text)`` for every entry, each validated as ``set`` validates it."""
+    """``(key, JSON text)`` for every entry, each validated as ``set`` validates it
+    (``escape=False``: values that were escaped already, as a state server gets them)."""
     if not isinstance(mapping, Mapping):
         raise InvalidTypeError(
             f"set_many takes a mapping of key to value, not {type(mapping).__name__}"
@@ -109,7 +110,8 @@ def encode_entries(
     for key, value in mapping.items():
         try:
             check_key(key)
-            entries.append((key, encode_value(escape_value(value), max_bytes=max_value_bytes)))
+            plain = escape_value(value) if escape else value
+            entries.append((key, encode_value(plain, max_bytes=max_value_bytes)))
         except StateStoreError as exc:
             raise _naming(exc, key) from None
     if max_bytes:

@@ -354,6 +354,7 @@ def _compact(value: Any) -> str:
 
 _STATUS: dict[type[StateStoreError], int] = {
     exceptions.ValueTooLargeError: 413,
+    exceptions.BatchTooLargeError: 413,
     exceptions.VersionConflictError: 412,
     exceptions.InactiveAssetError: 409,
     exceptions.UnknownAssetError: 404,
@@ -400,6 +401,8 @@ def _attributes(cls: type[StateStoreError]) -> tuple[str, ...]:
         return ("current_version",)
     if issubclass(cls, exceptions.ValueTooLargeError):
         return ("size", "limit")
+    if issubclass(cls, exceptions.BatchTooLargeError):
+        return ("size", "limit", "unit")
     return ()
 
 
@@ -417,7 +420,8 @@ def _rebuilt(cls: type[StateStoreError], detail: str, body: Mapping[str, Any]) -
     Exception.__init__(exc, detail)
     for name in _attributes(cls):
         value = body.get(name)
-        setattr(exc, name, value if type(value) is int else None)
+        wanted = str if name == "unit" else int
+        setattr(exc, name, value if type(value) is wanted else None)
     if isinstance(exc, exceptions.VersionConflictError):
         exc.current = None
     return exc

@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 
-from statestore import wire
+from statestore import wire, wire_batch
 from statestore.backends.memory import InMemoryStateBackend
+from statestore.batches import check_keys, encode_entries
 from statestore.exceptions import AuthenticationError, StateStoreError
-from statestore.scopes import TaskScope
+from statestore.scopes import StateScope, TaskScope
 
 __all__ = ["FakeServer"]
 
@@ -99,7 +100,33 @@ class FakeServer:
                 every = isinstance(scope, TaskScope) and wire.flag(params, "all_map_indices")
                 self.backend.clear(scope, all_map_indices=every)
                 return httpx.Response(204)
+        if request.method == "POST" and path in _BATCH_PATHS:
+            return self._batch(request, scope, path.rsplit("/", 1)[1], params)
         return httpx.Response(404, text="no such route")
+
+    def _batch(
+        self, request: httpx.Request, scope: StateScope, op: str, params: dict[str, str]
+    ) -> httpx.Response:
+        body = wire_batch.parse_body(request.content.decode())
+        if op == "set-many":
+            entries = encode_entries(wire_batch.entries_from_body(body), 0, 5000, 0, escape=False)
+            self.backend.set_many(
+                scope, entries, expires_at=wire.expires_at_from_params(params),
+                updated_by=params.get("updated_by"),
+            )  # fmt: skip
+            return httpx.Response(204)
+        keys = check_keys(wire_batch.keys_from_body(body), 5000)
+        if op == "delete-many":
+            self.backend.delete_many(scope, keys)
+            return httpx.Response(204)
+        found = self.backend.get_items(scope, keys)
+        return httpx.Response(200, content=wire_batch.items_json(found).encode())
+
+
+_BATCH_PATHS = {
+    wire_batch.TASK_GET_MANY, wire_batch.TASK_SET_MANY, wire_batch.TASK_DELETE_MANY,
+    wire_batch.ASSET_GET_MANY, wire_batch.ASSET_SET_MANY, wire_batch.ASSET_DELETE_MANY,
+}  # fmt: skip
 
 
 def _problem(status: int, body: dict[str, Any]) -> httpx.Response:

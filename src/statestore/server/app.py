@@ -42,7 +42,7 @@ from statestore.server import openapi, ui
 from statestore.server.auth import SharedSecret, TokenVerifier, load_public_key
 from statestore.server.body import DEFAULT_UNLIMITED_BODY_BYTES
 from statestore.server.hot import HotRoutes
-from statestore.server.routes import admin, asset_state, health, task_state
+from statestore.server.routes import admin, asset_state, batch, health, task_state
 from statestore.server.state import ServerState
 from statestore.server.ui.render import error_page
 from statestore.store import StateStore
@@ -245,7 +245,7 @@ def create_app(
     app.add_exception_handler(Exception, _on_unexpected)
     # get/put/delete of one key skip FastAPI's routing and dependency solving (see hot.py)
     app.add_middleware(HotRoutes, on_error=_on_statestore_error)
-    routers = [module.router for module in (task_state, asset_state, admin, health)]
+    routers = [module.router for module in (task_state, asset_state, batch, admin, health)]
     for router in routers:
         app.include_router(router)
     app.state.statestore_methods = _methods_by_path(routers, f"{wire.API_PREFIX}/openapi.json")
