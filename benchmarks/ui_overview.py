@@ -170,8 +170,9 @@ def _statements(conn: Connection) -> dict[str, Callable[[], object]]:
         "asset sizes+writes (1 pass)": lambda: ov._sizes_and_writes(
             conn, ov._as.asset_id, ov._as, None, since
         ),
-        "task expiry (range counts)": lambda: ov._expiry_counts(conn, ov._ts, where, edges),
-        "asset expiry (range counts)": lambda: ov._expiry_counts(conn, ov._as, None, edges),
+        "task expiry (range counts)": lambda: ov._expiry_counts(conn, ov._ts, where, edges, 0),
+        "asset expiry (range counts)": lambda: ov._expiry_counts(conn, ov._as, None, edges, 0),
+        "task keys per dag (index-only)": lambda: ov._counts(conn, ov._ts.dag_id, where),
         "task largest 10": lambda: ov._largest_tasks(conn, where, 10),
         "asset largest 10": lambda: ov._largest_assets(conn, None, 10),
         "read_overview (admin)": lambda: ov.read_overview(conn, everything, NOW),
