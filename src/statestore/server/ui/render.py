@@ -174,7 +174,11 @@ def error_page(request: Request, exc: StateStoreError, status: int) -> Response:
 
 
 _STATIC: dict[str, tuple[bytes, str]] = {}
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 def _static(name: str) -> tuple[bytes, str] | None:
