@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from statestore.wire import Grant
 
 __all__ = [
+    "SERVER_URL_OPTION",
     "URL_OPTION",
     "StatestoreBackend",
     "asset_states",
@@ -77,6 +78,7 @@ URL_OPTION = ("statestore", "url")
 """The Airflow option (``[statestore] url``, ``AIRFLOW__STATESTORE__URL``) that, when set,
 overrides statestore's own ``[database] url`` for the backend."""
 
+SERVER_URL_OPTION = ("statestore", "server_url")  # AIRFLOW__STATESTORE__SERVER_URL
 _DEFAULT_MAX_BYTES = 65535
 _TTL = _server_tokens.DEFAULT_TOKEN_TTL
 
@@ -470,8 +472,7 @@ def asset_states(
 
 
 def task_grant(context: Mapping[str, Any], *, all_map_indices: bool = False) -> Grant:
-    """What a token for the running task instance allows: its own task state (every map
-    index with ``all_map_indices``), its ``inlets`` to read, its ``outlets`` to write."""
+    """A token's grant for the running task instance: its task state, inlets, outlets."""
     return _server_tokens.task_grant(task_scope(context), inlets=context.get("inlets"),
         outlets=context.get("outlets"), all_map_indices=all_map_indices)  # fmt: skip
 
@@ -480,8 +481,7 @@ def mint_task_token(
     context: Mapping[str, Any], *, private_key: object = None, ttl: timedelta = _TTL,
     issuer: str | None = None, all_map_indices: bool = False,
 ) -> str:  # fmt: skip
-    """A signed token for :func:`task_grant`, with ``private_key`` or the key the file
-    ``$STATESTORE_TOKEN_PRIVATE_KEY_FILE`` holds (never logged)."""
+    """A token for :func:`task_grant`: ``private_key``, or $STATESTORE_TOKEN_PRIVATE_KEY_FILE."""
     grant = task_grant(context, all_map_indices=all_map_indices)
     return _server_tokens.mint_task_token(grant, private_key=private_key, ttl=ttl, issuer=issuer)
 
@@ -490,9 +490,10 @@ def server_store(
     context: Mapping[str, Any], *, url: str | None = None, private_key: object = None,
     ttl: timedelta = _TTL, issuer: str | None = None, all_map_indices: bool = False,
 ) -> StateStore:  # fmt: skip
-    """A new store on the state server at ``url`` (default ``[client] url``) with the
-    token of :func:`mint_task_token`; pass it to :func:`task_state` / :func:`asset_states`
-    as ``store=``, and close it. Anything outside the grant is refused (403)."""
+    """A new store on the state server at ``url`` (default: Airflow's ``[statestore]
+    server_url``, else ``[client] url``) with the token of :func:`mint_task_token`; pass it
+    to :func:`task_state` / :func:`asset_states` as ``store=``, and close it."""
     grant = task_grant(context, all_map_indices=all_map_indices)
+    url = url or _airflow_conf().get(*SERVER_URL_OPTION, fallback=None) or None
     return _server_tokens.server_store(grant, url=url, private_key=private_key, ttl=ttl,
                                        issuer=issuer)  # fmt: skip

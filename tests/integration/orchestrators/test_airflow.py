@@ -548,3 +548,39 @@ def test_backend_instances_share_one_store_per_process(
     # Nothing was left checked out for garbage collection at exit to complain about.
     for complaint in ("non-checked-in", "deleted while still open", "SAWarning"):
         assert complaint not in out["log"], complaint
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])  # the state server's database: one is enough
+def test_server_example_tasks_get_tokens_for_their_own_assets(
+    dialect: str, airflow_home: Path, migrated_url: URL, tmp_path: Path
+) -> None:
+    """examples/orchestrator_airflow_server.py: each task's store is on a state server,
+    with a token minted from its context (configured by the two settings only)."""
+    from statestore.metastore import upgrade
+    from tests.integration.http_server import start_server
+
+    database = f"sqlite:///{tmp_path / 'server.db'}"
+    upgrade(database)
+    server = start_server(database, tmp_path)
+    try:
+        key_file = tmp_path / "signing.pem"
+        key_file.write_bytes(server.private_key)
+        example = ROOT / "examples" / "orchestrator_airflow_server.py"
+        shutil.copy(example, airflow_home / "dags" / example.name)
+        out = _run(
+            airflow_home, migrated_url, RUNNER, ["orchestrator_airflow_server"],
+            AIRFLOW__STATESTORE__SERVER_URL=server.url,
+            STATESTORE_TOKEN_PRIVATE_KEY_FILE=str(key_file),
+        )  # fmt: skip
+        [(_, run_id, state)] = out["runs"]
+        assert state == "success", out["log"][-3000:]
+        with StateStore(server.url, token=server.admin_token()) as admin:
+            assert admin.asset_state("orders").get("until") == run_id
+            assert admin.asset_state("daily_report").get("rows") == len(run_id)
+            report = TaskScope("orchestrator_airflow_server", run_id, "build_report")
+            assert admin.task_state(report).get("rows") == len(run_id)
+        secret_line = server.private_key.decode().splitlines()[1]
+        assert secret_line not in out["log"]
+        assert secret_line not in server.log.read_text()
+    finally:
+        server.stop()

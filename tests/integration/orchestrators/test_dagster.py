@@ -357,3 +357,21 @@ def test_asset_step_gets_a_store_limited_to_its_assets(dialect: str, state_serve
         assert admin.asset_state("mart/orders").get("rows") == 15
         assert admin.asset_state("raw/orders").get("cursor") == 5
         assert admin.task_state(grant.task).get("done") is True
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])
+def test_server_example_runs_on_a_url_and_a_key(
+    dialect: str, state_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/orchestrator_dagster_server.py, configured by the two variables only."""
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(state_server.private_key)
+    monkeypatch.setenv("STATESTORE__CLIENT__URL", state_server.url)
+    monkeypatch.setenv("STATESTORE_TOKEN_PRIVATE_KEY_FILE", str(key_file))
+    example = _load_example("orchestrator_dagster_server")
+    result = materialize([example.raw_orders, example.daily_report])
+    assert result.success
+    assert result.output_for_node("mart__daily_report") == len("2026-12-01")
+    with StateStore(state_server.url, token=state_server.admin_token()) as admin:
+        assert admin.asset_state("raw/orders").get("until") == "2026-12-01"
+        assert admin.asset_state("mart/daily_report").get("rows") == len("2026-12-01")

@@ -281,7 +281,7 @@ def test_materializing_task_gets_a_store_limited_to_its_assets(
             return {"scope": state.scope, "refused": refused}
 
     @flow(name="report")
-    def report_flow() -> dict[str, Any]:
+    def report_flow() -> Any:
         return build_report()
 
     result = report_flow()
@@ -292,3 +292,24 @@ def test_materializing_task_gets_a_store_limited_to_its_assets(
         assert admin.asset_state(REPORT.key).get("rows") == 14
         assert admin.asset_state(RAW.key).get("cursor") == 7  # the refused write wrote nothing
         assert admin.task_state(result["scope"]).get("attempt") == 1
+
+
+def test_server_example_runs_on_a_url_and_a_key(
+    prefect_api: None, state_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/orchestrator_prefect_server.py, configured by the two variables only."""
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(state_server.private_key)
+    monkeypatch.setenv("STATESTORE__CLIENT__URL", state_server.url)
+    monkeypatch.setenv("STATESTORE_TOKEN_PRIVATE_KEY_FILE", str(key_file))
+    spec = importlib.util.spec_from_file_location(
+        "orchestrator_prefect_server", EXAMPLE.with_name("orchestrator_prefect_server.py")
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.daily_report("2026-12-01") == len("2026-12-01")
+    with StateStore(state_server.url, token=state_server.admin_token()) as admin:
+        assert admin.asset_state(example.ORDERS.key).get("until") == "2026-12-01"
+        assert admin.asset_state(example.REPORT.key).get("built_from") == "2026-12-01"
