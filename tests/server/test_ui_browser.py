@@ -20,12 +20,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
 import pytest
+import time_machine
 from sqlalchemy.engine import make_url
 
 from statestore import StateStore, TaskScope, wire
@@ -109,6 +110,12 @@ def server(
         a.set("progress", {"done": 120, "of": 400}, retention=timedelta(hours=6))
         a.set("checkpoints", [{"offset": n, "ok": True} for n in range(300)])
         store.task_state(TASK_B).set("secret_offset", "value-of-task-b")
+        with time_machine.travel(datetime.now(timezone.utc) - timedelta(days=2)):
+            # expired a day ago, not cleaned up yet: marked in lists, listed by the dry run
+            a.set("lock", "worker-3", retention=timedelta(days=1))
+            store.task_state(TaskScope("reports", "run 2026-11-22", "pdf")).set(
+                "render_job", "pdf-7", retention=timedelta(hours=6)
+            )
         store.asset_state("orders").set("watermark", "2026-11-24")
         store.asset_state("customers").set("cursor", {"page": 17})
         for dag, task in (("billing/monthly", "invoice"), ("ml/train", "fit"), ("reports", "pdf")):
@@ -207,7 +214,9 @@ def test_admin_walks_through_browse_edit_conflict_delete_clear_logout(
     page.get_by_role("link", name="submit_job").click()
     shots.take(page, "instances")
     page.get_by_role("link", name="not mapped (-1)").click()
-    assert page.locator("table").inner_text().count("worker") == 3
+    table = page.locator("table").inner_text()
+    assert table.count("worker") == 4  # each key's writer
+    assert "expired" in table
     shots.take(page, "keys")
     page.get_by_role("link", name="job_id").click()
     value = page.locator("pre.value").inner_text()
@@ -256,7 +265,8 @@ def test_admin_walks_through_browse_edit_conflict_delete_clear_logout(
     shots.take(page, "asset")
     page.get_by_role("link", name="Cleanup").click()
     page.get_by_role("button", name="Run a dry run").click()
-    assert "would be deleted" in page.get_by_role("status").inner_text()
+    assert "1 expired key would be deleted" in page.get_by_role("status").inner_text()
+    assert page.get_by_role("link", name="render_job").count() == 1
     shots.take(page, "cleanup")
 
     page.set_viewport_size({"width": 390, "height": 844})
