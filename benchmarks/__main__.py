@@ -283,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import ui_overview
 
         return ui_overview.main(argv[1:])
+    if argv[:1] == ["batches"]:  # batches of 100 keys against the raw driver's batch
+        from benchmarks import batches
+
+        return batches.main(argv[1:])
     if argv[:1] == ["http"]:  # the state server: breakdown, concurrency sweep, tokens
         from benchmarks import http_bench
 

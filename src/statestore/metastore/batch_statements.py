@@ -15,6 +15,10 @@ registers it (once, for the whole batch) or says why not. The ``n`` keys are a
 ``UNION ALL`` of one-row selects; SQLite allows at most 500 terms in one compound
 select, so there they are nested in groups.
 
+On PostgreSQL a batch is one statement whatever its size: the keys are bound as three
+arrays (``unnest(%(row_ids)s::BYTEA[])``, ``row_id = ANY(…)``), because psycopg parses a
+long query's placeholders again on every call and a prepared statement is per text.
+
 Statements are cached per ``(dialect, kind, lookup, n)`` in a bounded cache: a program
 that uses many different batch sizes compiles each size once, and at most
 :data:`CACHED_SIZES` stay alive.
@@ -28,15 +32,19 @@ from typing import Any, Literal
 from sqlalchemy import (
     Executable,
     FromClause,
+    LargeBinary,
     Select,
+    Text,
     bindparam,
     cast,
     delete,
+    func,
     literal_column,
     select,
     true,
     union_all,
 )
+from sqlalchemy.dialects import postgresql
 
 from statestore.metastore.statements import (
     _WRITTEN,
@@ -49,7 +57,11 @@ from statestore.metastore.statements import (
 )
 from statestore.metastore.tables import asset, asset_state, task_state
 
-__all__ = ["CACHED_SIZES", "BatchKind", "batch_statement"]
+__all__ = ["ARRAYS", "CACHED_SIZES", "BatchKind", "batch_statement"]
+
+ARRAYS = frozenset({"row_ids", "key_digests", "keys", "values"})
+"""The array parameters of PostgreSQL's batches: lists of bytes and str, which psycopg
+and asyncpg bind as they are (no per-element processing wanted)."""
 
 BatchKind = Literal["get", "get_items", "set", "delete"]
 
@@ -113,7 +125,7 @@ def _asset_rows(dialect: str, n: int) -> FromClause:
 
 def _asset_set(dialect: str, lookup: str, n: int) -> Executable:
     ast = asset_state
-    v = _asset_rows(dialect, n)
+    v = _pg_rows() if dialect == "postgresql" else _asset_rows(dialect, n)
     source = (
         select(
             asset.c.id,
@@ -151,10 +163,77 @@ def _asset_read(kind: BatchKind, lookup: str, n: int) -> Executable:
     )
 
 
+# -- PostgreSQL: one statement for every size, the keys bound as arrays ----------------------
+#
+# psycopg parses a query's placeholders on every call unless the query is short (its
+# cache skips long ones), and a server-side prepared statement is per query text: so on
+# PostgreSQL a batch binds three arrays instead of 3n values, and the text never changes.
+
+_BYTES = postgresql.ARRAY(LargeBinary())
+_TEXTS = postgresql.ARRAY(Text())
+
+
+def _array(name: str, of: Any) -> Any:
+    return bindparam(name, type_=of)
+
+
+def _pg_task_set() -> Executable:
+    ts = task_state
+    source = select(
+        func.unnest(_array("row_ids", _BYTES)),
+        *(_bind(ts, c) for c in TASK_SHARED),
+        func.unnest(_array("keys", _TEXTS)),
+        func.unnest(_array("values", _TEXTS)),
+        literal_column("1"),
+        *(_bind(ts, c) for c in _STAMPS),
+    )
+    columns = ["row_id", *TASK_SHARED, "key", "value", "version", *_STAMPS]
+    stmt = postgresql.insert(ts).from_select(columns, source)
+    return _upsert("postgresql", stmt, ts)
+
+
+def _pg_rows() -> FromClause:
+    return (
+        select(
+            func.unnest(_array("key_digests", _BYTES)).label("key_digest"),
+            func.unnest(_array("keys", _TEXTS)).label("key"),
+            func.unnest(_array("values", _TEXTS)).label("value"),
+        )
+    ).subquery("v")
+
+
+def _pg_statement(kind: BatchKind, lookup: str | None) -> Executable:
+    if lookup is None:
+        ts = task_state
+        ids = ts.c.row_id == func.any(_array("row_ids", _BYTES))
+        if kind == "set":
+            return _pg_task_set()
+        if kind == "delete":
+            return delete(ts).where(ids)
+        columns = [ts.c.key, *(_item_columns(ts) if kind == "get_items" else [ts.c.value])]
+        return select(*columns).where(ids, _not_expired(ts.c.expires_at))
+    ast = asset_state
+    digests = ast.c.key_digest == func.any(_array("key_digests", _BYTES))
+    if kind == "set":
+        return _asset_set("postgresql", lookup, 0)
+    if kind == "delete":
+        return delete(ast).where(digests, _asset_id_is(lookup))
+    columns = [ast.c.key, *(_item_columns(ast) if kind == "get_items" else [ast.c.value])]
+    return (
+        select(*columns)
+        .select_from(ast.join(asset, asset.c.id == ast.c.asset_id))
+        .where(_asset_match(lookup), digests, _not_expired(ast.c.expires_at))
+    )
+
+
 @functools.lru_cache(maxsize=CACHED_SIZES)
-def batch_statement(dialect: str, kind: BatchKind, lookup: str | None, n: int) -> Executable:
+def batch_statement(  # noqa: PLR0911 - one flat dispatch
+    dialect: str, kind: BatchKind, lookup: str | None, n: int
+) -> Executable:
     """The statement of a batch of ``n`` keys (``lookup``: how an asset scope is found,
-    ``None`` for task state)."""
+    ``None`` for task state). On PostgreSQL ``n`` is ignored: one statement fits all."""
+    if dialect == "postgresql":
+        return _pg_statement(kind, lookup)
     if lookup is None:
         if kind == "set":
             return _task_set(dialect, n)

@@ -12,6 +12,7 @@ then the batch runs again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from statestore.items import StoredItem
 from statestore.metastore import plans, registry
 from statestore.metastore.batch_statements import (
+    ARRAYS,
     CACHED_SIZES,
     TASK_SHARED,
     BatchKind,
@@ -55,14 +57,20 @@ def plan_batch(
     now: datetime | None = None,
 ) -> plans.Plan:
     """The statement and parameters of one batch (``values`` line up with ``keys``)."""
-    n = len(keys)
+    arrays = family == "postgresql"  # one statement for every size: see batch_statements
+    n = 0 if arrays else len(keys)
     params: dict[str, Any]
     if isinstance(scope, TaskScope):
         lookup = None
-        params = {f"row_id_{i}": task_row_id(scope, key) for i, key in enumerate(keys)}
+        ids = [task_row_id(scope, key) for key in keys]
+        params = {"row_ids": ids} if arrays else {f"row_id_{i}": d for i, d in enumerate(ids)}
     else:
         lookup, params = plans._asset_lookup(scope)
-        params.update({f"key_digest_{i}": key_digest(key) for i, key in enumerate(keys)})
+        digests = [key_digest(key) for key in keys]
+        if arrays:
+            params["key_digests"] = digests
+        else:
+            params.update({f"key_digest_{i}": d for i, d in enumerate(digests)})
     statement = batch_statement(family, kind, lookup, n)
     if kind in ("get", "get_items"):
         params["now"] = now
@@ -70,9 +78,12 @@ def plan_batch(
     if kind == "delete":
         return plans.Plan("write", statement, params, scope)
     params.update(updated_at=now, updated_by=updated_by, expires_at=expires_at)
-    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
-        params[f"key_{i}"] = key
-        params[f"value_{i}"] = value
+    if arrays:
+        params.update(keys=list(keys), values=list(values))
+    else:
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            params[f"key_{i}"] = key
+            params[f"value_{i}"] = value
     if lookup is None:
         assert isinstance(scope, TaskScope)
         shared = (task_digest(scope), scope.dag_id, scope.run_id, scope.task_id,
@@ -124,10 +135,10 @@ class MetastoreBatches:
         if entry is None or entry[0] is not plan.statement:
             if len(cache) >= CACHED_SIZES:
                 cache.clear()
-            entry = cache[id(plan.statement)] = (
-                plan.statement,
-                compile_statement(plan.statement, dialect),
-            )
+            compiled = compile_statement(plan.statement, dialect)
+            kept = tuple(p for p in compiled.processors if p[0] not in ARRAYS)
+            compiled = dataclasses.replace(compiled, processors=kept)
+            entry = cache[id(plan.statement)] = (plan.statement, compiled)
         return entry[1]
 
     def _fast_rows(self, kind: BatchKind, rows: list[tuple[Any, ...]], dialect: Any) -> Any:
