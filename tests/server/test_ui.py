@@ -168,3 +168,24 @@ def test_serve_has_a_read_only_flag() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
     assert "--read-only" in result.output
+
+
+async def test_behind_a_root_path(sqlite_store: StateStore, keys: Keys, mint: Mint) -> None:
+    app = create_app(sqlite_store, public_key=keys.public_pem, close_store=False)
+    transport = httpx.ASGITransport(app=app, root_path="/state")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        first = await client.get("/state/ui/assets?prefix=o")
+        assert first.status_code == 303
+        login_url = first.headers["location"]
+        assert login_url.startswith("/state/ui/login?next=%2Fui%2Fassets%3Fprefix%3Do")
+        form = await client.get(login_url)
+        assert 'action="/state/ui/login"' in form.text
+        assert 'href="/state/ui/static/ui.css"' in form.text
+        answer = await client.post(
+            "/state/ui/login", data={"token": mint(ADMIN), "next": "/ui/assets?prefix=o"}
+        )
+        assert answer.headers["location"] == "/state/ui/assets?prefix=o"
+        assert "Path=/state/ui" in answer.headers["set-cookie"]
+        page = await client.get("/state/ui/assets")
+        assert page.status_code == 200
+        assert 'href="/state/ui/"' in page.text

@@ -107,6 +107,15 @@ _env.filters["size"] = _size
 _env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def _app_path(request: Request) -> str:
+    """The request's path (with its query) without the root path: what ``ui_path`` takes."""
+    path: str = request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    return path + (f"?{request.url.query}" if request.url.query else "")
+
+
 def ui_path(request: Request, path: str, **params: str | int | None) -> str:
     """``path`` under the app's root path, with ``params`` (``None`` dropped) as query."""
     root = request.scope.get("root_path", "")
@@ -163,7 +172,7 @@ def error_page(request: Request, exc: StateStoreError, status: int) -> Response:
     """A refused UI request as a page (the API answers problem documents instead)."""
     if isinstance(exc, AuthenticationError):
         # Not logged in, or the token expired: back to the form, then to this page.
-        target = request.url.path if request.method == "GET" else None
+        target = _app_path(request) if request.method == "GET" else None
         # A fixed reason code, not the message: the login page must not show text that
         # anyone could put in a link.
         return redirect(request, "/ui/login", next=target, reason="session")
