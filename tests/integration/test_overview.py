@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL
 
 from statestore import NEVER_EXPIRE, StateStore, TaskScope
 from statestore.codec import encode_value
+from statestore.metastore import upgrade
 from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.overview import (
     DayCount,
     Overview,
     OverviewScope,
     aread_overview,
+    read_overview,
     read_overview_of,
 )
 
@@ -143,3 +147,36 @@ def test_index_only_overview_has_counts_and_expiry_but_no_sizes(store: StateStor
     assert sorted((g.name, g.keys) for g in quick.assets) == [("events", 1), ("orders", 2)]
     assert quick.expiry == full.expiry
     assert (quick.bytes, quick.largest, quick.writes, quick.older_writes) == (0, (), (), 0)
+
+
+def test_index_only_overview_reads_no_table_row_on_sqlite(tmp_path: Path) -> None:
+    """Every statement of the index-only answer is answered by an index alone (SQLite's
+    plan says so): nothing reads the state tables' rows on a request."""
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    seen: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        if not sql.startswith("EXPLAIN"):
+            seen.append((sql, params))
+
+    try:
+        with engine.connect() as conn:
+            read_overview(conn, EVERYTHING, NOW, complete=False)
+            plans = [
+                " | ".join(
+                    str(row[3]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+                )
+                for sql, params in seen
+                if "statestore_task_state" in sql or "statestore_asset_state" in sql
+            ]
+    finally:
+        engine.dispose()
+    assert len(plans) == 4  # keys per dag, keys per asset, two expiry histograms
+    for plan in plans:
+        steps = plan.split(" | ")
+        for step in steps:
+            if "statestore_task_state" in step or "statestore_asset_state" in step:
+                assert "USING COVERING INDEX" in step, plan
