@@ -2,8 +2,11 @@
 
 statestore never cleans up behind your back. Schedule :func:`cleanup` (or the
 ``statestore cleanup`` command) from cron, a systemd timer, a Kubernetes CronJob or a
-workflow of your own. Only the metastore backend is cleaned: any other backend is
-*explicitly not cleaned up* — the report says so and nothing raises.
+workflow of your own. Only the metastore backend is cleaned -- directly, or through a
+state server's admin routes when the store is a server's URL and an admin token
+(:mod:`statestore.backends.http_admin`; the server then uses its own clock, so ``now``
+cannot be given). Any other backend is *explicitly not cleaned up* — the report says so
+and nothing raises.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from statestore.retention import utcnow
 from statestore.scopes import MAX_INTEGER_ID, TaskScope
 
 if TYPE_CHECKING:
+    from statestore.backends.http_admin import AdminRoutes
     from statestore.store import StateStore
 
 __all__ = [
@@ -78,6 +82,22 @@ def _metastore(store: StateStore) -> MetastoreStateBackend | None:
     return backend if isinstance(backend, MetastoreStateBackend) else None
 
 
+def _through_server(store: StateStore, now: datetime | None) -> AdminRoutes | None:
+    """The store's state server, whose admin routes clean its database; else ``None``."""
+    try:
+        from statestore.backends.http_admin import AdminRoutes  # noqa: PLC0415 - httpx
+    except ImportError:  # no httpx: the store cannot be a state server's
+        return None
+    backend = store.primary_backend
+    if not isinstance(backend, AdminRoutes):
+        return None
+    if now is not None:
+        raise UnsupportedOperationError(
+            "now cannot be given through a state server: it cleans up by its own clock"
+        )
+    return backend
+
+
 def _skipped(store: StateStore, dry_run: bool) -> CleanupReport:
     name = type(store.primary_backend).__name__
     return CleanupReport(
@@ -131,7 +151,13 @@ def cleanup_task_states(
     size = _check_batch_size(batch_size, store)
     backend = _metastore(store)
     if backend is None:
-        return _skipped(store, dry_run)
+        server = _through_server(store, now)
+        if server is None:
+            return _skipped(store, dry_run)
+        report = server.cleanup_task_states(dry_run=dry_run, batch_size=batch_size)
+        if progress is not None:  # one call: the server reports when it is done
+            progress(report.would_delete if dry_run else report.deleted)
+        return report
     with translate_errors(backend.url):
         backend.ensure_schema()
         if dry_run:
@@ -186,6 +212,9 @@ def iter_expired_task_states(
     moment = _check_now(now)
     backend = _metastore(store)
     if backend is None:
+        server = _through_server(store, now)
+        if server is not None:
+            yield from server.iter_expired_task_states()
         return
     with translate_errors(backend.url):
         backend.ensure_schema()
@@ -201,6 +230,9 @@ def sweep_asset_states(store: StateStore | None = None, *, dry_run: bool = False
     store = _resolve(store)
     backend = _metastore(store)
     if backend is None:
+        server = _through_server(store, None)
+        if server is not None:
+            return server.sweep_asset_states(dry_run=dry_run)
         return _skipped(store, dry_run)
     with translate_errors(backend.url):
         backend.ensure_schema()

@@ -36,6 +36,7 @@ import httpx
 from statestore import lifecycle
 from statestore.backends import http_messages as messages
 from statestore.backends.base import BaseStateBackend
+from statestore.backends.http_admin import AdminRoutes
 from statestore.backends.http_batches import HttpBatches
 from statestore.backends.http_messages import Call, RetryPolicy, TokenSource
 from statestore.exceptions import BackendUnavailableError, ConfigError
@@ -87,7 +88,7 @@ class _LoopPool:
                 await self.pool.aclose()
 
 
-class HttpStateBackend(HttpBatches, BaseStateBackend):
+class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
     """State through a state server: ``HttpStateBackend("https://state.internal", token=...)``.
 
     ``token``: the bearer token itself; or ``token_file``: a file holding it, re-read

@@ -15,7 +15,11 @@ from statestore.cli.common import (
     load_config,
     state_of,
 )
-from statestore.exceptions import SchemaOutOfDateError
+from statestore.exceptions import (
+    BackendUnavailableError,
+    SchemaOutOfDateError,
+    UnsupportedOperationError,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -46,9 +50,18 @@ app = typer.Typer(help="Create, migrate and check the database schema.", no_args
 def _target(ctx: typer.Context, *, read_only: bool = False) -> tuple[str, float]:
     """The database URL and ``timeout_seconds`` of the configuration.
 
-    ``read_only``: a SQLite file that does not exist is an error, not created.
+    ``read_only``: a SQLite file that does not exist is an error, not created. A state
+    server's URL is refused: its database is not reachable from here, and going on would
+    migrate whatever database the rest of the configuration names (the SQLite default).
     """
     config = load_config(state_of(ctx))
+    if config.client.url:
+        command = ctx.info_name
+        raise UnsupportedOperationError(
+            f"`db {command}` cannot run through a state server ({config.client.url}): "
+            f"run `statestore --url <database URL> db {command}` where the database is "
+            "reachable (`db check` works through a server: it asks /readyz)"
+        )
     derive_urls(config.database.url)  # validates, with a clear error for unsupported URLs
     if read_only:
         ensure_database_exists(config)
@@ -116,9 +129,39 @@ def current(ctx: typer.Context) -> None:
         console.print(f"{escape(_shown(url))}: current {revision or '(none)'}, head {head}")
 
 
+def _check_server(ctx: typer.Context, server: str, timeout: float) -> None:
+    """``db check`` through a state server: its ``/readyz`` (no token needed)."""
+    import httpx  # noqa: PLC0415 - the client extra, only for a server URL
+
+    from statestore import wire  # noqa: PLC0415
+    from statestore.backends.http_messages import error_of  # noqa: PLC0415
+
+    shown = server.rstrip("/")
+    try:
+        answer = httpx.get(shown + wire.READYZ, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise BackendUnavailableError(
+            f"the state server at {shown} did not answer ({type(exc).__name__})"
+        ) from exc
+    up_to_date = answer.status_code == 200
+    if state_of(ctx).json:
+        echo_json({"server": shown, "up_to_date": up_to_date})
+    if not up_to_date:
+        raise error_of(answer, shown)
+    if not state_of(ctx).json:
+        console.print(f"{escape(shown)}: ready (its database is reachable and up to date)")
+
+
 @app.command()
 def check(ctx: typer.Context) -> None:
-    """Exit 0 if the schema is up to date, else print what to run and exit 1."""
+    """Exit 0 if the schema is up to date, else print what to run and exit 1.
+
+    With a state server's URL: whether the server is ready (its /readyz).
+    """
+    config = load_config(state_of(ctx))
+    if config.client.url:
+        _check_server(ctx, config.client.url, config.client.timeout_seconds)
+        return
     url, timeout = _target(ctx, read_only=True)
     revision = _schema().current_revision(url, timeout=timeout)
     head = _schema().head_revision()

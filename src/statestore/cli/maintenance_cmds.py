@@ -69,9 +69,10 @@ def _print_rows(rows: Iterator[ExpiredTaskState]) -> int:
 
 def _sweepable(store: StateStore) -> list[AssetInfo]:
     """Inactive assets that still hold state: what the sweep would empty."""
+    from statestore.backends.http_admin import AdminRoutes  # noqa: PLC0415 - on use
     from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415 - on use
 
-    if not isinstance(store.backend, MetastoreStateBackend):
+    if not isinstance(store.backend, (MetastoreStateBackend, AdminRoutes)):
         return []  # no registry: the report says the backend is not cleaned up
     return [a for a in store.list_assets(active=False) if a.keys]
 

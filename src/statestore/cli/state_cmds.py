@@ -118,8 +118,33 @@ def _metastore(store: StateStore) -> MetastoreStateBackend:
     if not isinstance(backend, MetastoreStateBackend):
         raise UnsupportedOperationError(
             f"listing needs the metastore backend; this store uses {type(backend).__name__}"
-        )
+            + (" (through a state server, list one task instance: --run and --task)"
+               if type(backend).__name__ == "HttpStateBackend" else "")
+        )  # fmt: skip
     return backend
+
+
+def _through_server(store: StateStore, scope: TaskScope | AssetScope) -> list[StoredKey] | None:
+    """The keys of one scope with their metadata, through a state server (pages of
+    keys, then their items); ``None`` when the store is not a server's."""
+    from statestore.backends.http import HttpStateBackend  # noqa: PLC0415 - httpx on use
+    from statestore.metastore.maintenance import StoredKey  # noqa: PLC0415
+
+    backend = store.backend
+    if not isinstance(backend, HttpStateBackend):
+        return None
+    rows: list[StoredKey] = []
+    after = ""
+    while page := backend.list_items(scope, after=after, limit=1000, values=False):
+        keys = [key for key, _ in page]
+        items = backend.get_items(scope, keys)
+        map_index = scope.map_index if isinstance(scope, TaskScope) else None
+        map_key = scope.map_key if isinstance(scope, TaskScope) else None
+        rows += [StoredKey(map_index, key, item.value, item.expires_at, item.updated_at,
+                           item.version, item.updated_by, map_key)
+                 for key in keys if (item := items.get(key)) is not None]  # fmt: skip
+        after = keys[-1]
+    return rows
 
 
 def _show_value(ctx: typer.Context, key: str, value: Any) -> None:
@@ -166,7 +191,11 @@ def task_list(
         typer.Option("--map-key", metavar="KEY", help="Only this map key (needs --task)."),
     ] = None,
 ) -> None:
-    """List task-state keys of a task, a whole run, or a whole dag."""
+    """List task-state keys of a task, a whole run, or a whole dag.
+
+    Through a state server: one task instance (--task; map index -1 unless --map-index
+    or --map-key is given).
+    """
     from statestore.metastore.errors import translate_errors  # noqa: PLC0415 - SQLAlchemy on use
     from statestore.metastore.maintenance import list_task_state, list_task_state_under  # noqa: PLC0415 - SQLAlchemy on use
 
@@ -175,8 +204,15 @@ def task_list(
     if task is None and (map_index is not None or map_key is not None):
         raise CliUsageError("--map-index and --map-key need --task")
     store = open_store(ctx, read_only=True)
-    backend = _metastore(store)
     now = utcnow()
+    if task is not None and run is not None:
+        scope = _task_scope(dag, run, task, -1 if map_index is None else map_index, map_key)
+        found = _through_server(store, scope)
+        if found is not None:
+            show_keys(found, as_json=state_of(ctx).json, task_level=True,
+                      title=_where(scope), now=now)  # fmt: skip
+            return
+    backend = _metastore(store)
     rows: list[StoredKey]
     with translate_errors(backend.url), backend.engine.connect() as conn:
         backend.ensure_schema()
@@ -324,8 +360,14 @@ def asset_list(ctx: typer.Context, asset: Asset = None) -> None:
     from statestore.metastore.maintenance import list_asset_state  # noqa: PLC0415 - SQLAlchemy on use
 
     scope = _asset_scope(asset)
-    backend = _metastore(open_store(ctx, read_only=True))
+    store = open_store(ctx, read_only=True)
     now = utcnow()
+    found = _through_server(store, scope)
+    if found is not None:
+        show_keys(found, as_json=state_of(ctx).json, task_level=False,
+                  title=f"asset {asset}", now=now)  # fmt: skip
+        return
+    backend = _metastore(store)
     with translate_errors(backend.url), backend.engine.connect() as conn:
         backend.ensure_schema()
         rows = list_asset_state(conn, scope, now)

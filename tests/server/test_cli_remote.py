@@ -1,0 +1,221 @@
+"""The ``statestore`` command against a real ``statestore serve`` process.
+
+Every command runs as a subprocess with ``--url http://... --token-file F`` (an admin
+token unless said otherwise), the way an operator runs it; what it changed is checked
+in the database directly. Maintenance (cleanup, its dry run, the sweep) goes through
+the server's admin routes; the schema commands that cannot work through a server say
+so in one line and touch no database; ``db check`` asks the server's ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from statestore import AssetScope, StateStore, TaskScope
+from statestore.cleanup import iter_expired_task_states
+from statestore.metastore import upgrade
+from tests.integration.serve_command import Served, start_serve
+from tests.server.conftest import ADMIN, Keys, Mint, task_grant
+
+pytest.importorskip("uvicorn", reason="the server extra is not installed")
+
+pytestmark = pytest.mark.slow  # a subprocess per command (~1 s each on a quiet machine)
+
+COMMAND_TIMEOUT_S = 60
+EXPIRED = TaskScope("etl", "old-run", "load")
+KEPT = TaskScope("etl", "new-run", "load")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[tuple[Served, str]]:
+    workdir = tmp_path_factory.mktemp("cli-remote")
+    url = f"sqlite:///{workdir / 'state.db'}"
+    upgrade(url)
+    server = start_serve(url, workdir, keys.public_file)
+    try:
+        yield server, url
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text(), server.log_text()
+
+
+@pytest.fixture
+def direct(served: tuple[Served, str]) -> Iterator[StateStore]:
+    """The server's database, opened directly; emptied after the test."""
+    with StateStore(served[1]) as store:
+        yield store
+        from sqlalchemy import text
+
+        backend = store.primary_backend
+        with backend.engine.begin() as conn:  # type: ignore[attr-defined]
+            for table in ("statestore_asset_state", "statestore_task_state", "statestore_asset"):
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+def _cli(
+    served: tuple[Served, str], token: str, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STATESTORE")}
+    base = [sys.executable, "-m", "statestore", "--url", served[0].url,
+            "--token-file", str(token_file)]  # fmt: skip
+    return subprocess.run(
+        [*base, *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+        env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+
+def test_state_and_asset_commands(
+    served: tuple[Served, str], direct: StateStore, mint: Mint, tmp_path: Path
+) -> None:
+    admin = mint(ADMIN)
+    task = ["--dag", "etl", "--run", "new-run", "--task", "load"]
+    _ok(_cli(served, admin, tmp_path, "task-state", "set", *task, "cursor", '{"page": 3}'))
+    _ok(_cli(served, admin, tmp_path, "asset-state", "set", "--asset", "orders", "wm", '"2026"'))
+    got = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "task-state", "get", *task,
+                              "cursor")))  # fmt: skip
+    assert got == {"key": "cursor", "found": True, "value": {"page": 3}}
+    listed = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "task-state", "list", *task)))
+    assert [(r["key"], r["value"], r["version"]) for r in listed] == [("cursor", {"page": 3}, 1)]
+    assert listed[0]["updated_by"].startswith("statestore cli")
+    assets = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "asset-state", "list",
+                                 "--asset", "orders")))  # fmt: skip
+    assert [(r["key"], r["value"]) for r in assets] == [("wm", "2026")]
+    _ok(_cli(served, admin, tmp_path, "assets", "deactivate", "orders"))
+    assert [a.name for a in direct.list_assets(active=False)] == ["orders"]
+    _ok(_cli(served, admin, tmp_path, "assets", "activate", "orders"))
+    assert direct.list_assets(active=False) == []
+    assert direct.task_state(KEPT).get("cursor") == {"page": 3}
+    # A listing across a whole run cannot go through the server: one line says so.
+    wide = _cli(served, admin, tmp_path, "task-state", "list", "--dag", "etl", "--run", "r")
+    assert wide.returncode == 1
+    assert wide.stderr.count("\n") == 1
+    assert "--run and --task" in wide.stderr
+
+
+def _seed(direct: StateStore) -> None:
+    """One expired task-state key, one kept; an inactive asset with state, an active one."""
+    backend = direct.primary_backend
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    backend.set(EXPIRED, "stale", '"old"', expires_at=past)
+    direct.task_state(KEPT).set("fresh", 1)
+    direct.asset_state("gone").set("wm", 1)
+    direct.asset_state("live").set("wm", 2)
+    assert direct.deactivate_assets("gone") == 1
+
+
+def test_cleanup_dry_run_then_cleanup_through_the_server(
+    served: tuple[Served, str], direct: StateStore, mint: Mint, tmp_path: Path
+) -> None:
+    _seed(direct)
+    admin = mint(ADMIN)
+    dry = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "cleanup", "--dry-run")))
+    assert dry["dry_run"] is True
+    assert dry["skipped_reason"] is None
+    assert dry["would_delete"] == 2  # the expired key and the inactive asset's key
+    assert [(r["run_id"], r["key"]) for r in dry["rows"]] == [("old-run", "stale")]
+    assert [(a["name"], a["keys"]) for a in dry["assets"]] == [("gone", 1)]
+    text = _ok(_cli(served, admin, tmp_path, "cleanup", "--dry-run"))
+    assert "stale" in text
+    assert "1 expired task-state key and 1 asset-state key of 1 inactive asset" in text
+    assert [r.key for r in iter_expired_task_states(direct)] == ["stale"]  # nothing deleted
+    assert [(a.name, a.keys) for a in direct.list_assets(active=False)] == [("gone", 1)]
+
+    report = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "cleanup-task-states",
+                                 "--batch-size", "1")))  # fmt: skip
+    assert (report["deleted"], report["batches"], report["dry_run"]) == (1, 1, False)
+    assert list(iter_expired_task_states(direct)) == []
+    assert direct.task_state(KEPT).get("fresh") == 1
+    swept = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "sweep-asset-states")))
+    assert swept["deleted"] == 1
+    assert direct.asset_state(AssetScope(name="gone")).get("wm") is None
+    assert direct.asset_state("live").get("wm") == 2
+    again = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "cleanup")))
+    assert (again["deleted"], again["skipped_reason"]) == (0, None)
+
+
+def test_maintenance_needs_an_admin_token(
+    served: tuple[Served, str], direct: StateStore, mint: Mint, tmp_path: Path
+) -> None:
+    _seed(direct)
+    for command in (["cleanup"], ["cleanup", "--dry-run"], ["sweep-asset-states"]):
+        refused = _cli(served, mint(task_grant()), tmp_path, *command)
+        assert refused.returncode == 1, refused
+        assert refused.stderr.startswith("statestore: error: "), refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert "AccessDenied" in refused.stderr or "admin" in refused.stderr, refused.stderr
+    assert [r.key for r in iter_expired_task_states(direct)] == ["stale"]
+
+
+def test_schema_commands_through_a_server(
+    served: tuple[Served, str], mint: Mint, tmp_path: Path
+) -> None:
+    admin = mint(ADMIN)
+    for command in (["db", "upgrade"], ["db", "downgrade", "base", "--yes"], ["db", "current"]):
+        refused = _cli(served, admin, tmp_path, *command)
+        assert refused.returncode == 1, refused
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "cannot run through a state server" in refused.stderr
+        assert served[0].url in refused.stderr
+    assert list(tmp_path.glob("*.db")) == []  # no database was opened in its place
+    check = json.loads(_ok(_cli(served, admin, tmp_path, "--json", "db", "check")))
+    assert check == {"server": served[0].url, "up_to_date": True}
+
+
+def test_the_library_cleans_up_through_the_server(
+    served: tuple[Served, str], direct: StateStore, mint: Mint
+) -> None:
+    """``statestore.cleanup`` on a store that is a server's URL: the same reports as on
+    the database, sync; ``now`` cannot be given (the server's clock decides)."""
+    from statestore import UnsupportedOperationError
+    from statestore.cleanup import cleanup, cleanup_task_states
+
+    _seed(direct)
+    with StateStore(served[0].url, token=mint(ADMIN)) as remote:
+        [row] = list(iter_expired_task_states(remote))
+        assert (row.dag_id, row.run_id, row.task_id, row.key) == ("etl", "old-run", "load", "stale")
+        assert row.expires_at < datetime.now(timezone.utc)
+        seen: list[int] = []
+        dry = cleanup(remote, dry_run=True, progress=seen.append)
+        assert (dry.would_delete, dry.deleted, dry.dry_run) == (2, 0, True)
+        assert seen == [1]  # the task-state part, reported once
+        with pytest.raises(UnsupportedOperationError, match="own clock"):
+            cleanup_task_states(remote, now=datetime.now(timezone.utc))
+        done = cleanup(remote)
+        assert (done.deleted, done.dry_run, done.skipped_reason) == (2, False, None)
+    assert list(iter_expired_task_states(direct)) == []
+    assert direct.list_assets(active=False)[0].keys == 0
+
+
+async def test_the_async_twins_clean_up_through_the_server(
+    served: tuple[Served, str], direct: StateStore, mint: Mint
+) -> None:
+    from statestore.backends.http import HttpStateBackend
+
+    _seed(direct)
+    backend = HttpStateBackend(served[0].url, token=mint(ADMIN))
+    try:
+        rows = [row.key async for row in backend.aiter_expired_task_states()]
+        assert rows == ["stale"]
+        dry = await backend.acleanup_task_states(dry_run=True)
+        assert (dry.would_delete, dry.dry_run) == (1, True)
+        assert (await backend.asweep_asset_states(dry_run=True)).would_delete == 1
+        assert (await backend.acleanup_task_states(batch_size=5)).deleted == 1
+        assert (await backend.asweep_asset_states()).deleted == 1
+    finally:
+        await backend.aclose()
+    assert list(iter_expired_task_states(direct)) == []
