@@ -20,6 +20,7 @@ from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
 from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
+from statestore.metastore.asset_ids import AssetIds
 from statestore.metastore.batches import MetastoreBatches
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
 from statestore.metastore.connections import Connections, LoopEngine
@@ -89,6 +90,7 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         self._schema_lock = threading.RLock()
         self._schema_ready = False
         self._rows = ItemRows()
+        self._asset_ids = AssetIds()  # registry ids, so asset reads skip the registry
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
@@ -158,6 +160,7 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         """In a forked child: drop the parent's connections unclosed (see lifecycle)."""
         # A lock held by another thread of the parent would never be released here.
         self._schema_lock = threading.RLock()
+        self._asset_ids.forget()
         return self._connections.forget_after_fork()
 
     def _ensure_schema(self, connection: Connection) -> None:
@@ -246,9 +249,22 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
     def _run_fast(self, plan: plans.Plan) -> Any:
         compiled = compiled_plan(self._compiled, plan.statement, plan.params, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
-        fetch = plans.FETCH.get(plan.kind, "rowcount")
+        fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")
         result = self._connections.sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
-        return self._rows.item(result, self.engine.dialect) if fetch == "row" else result
+        return self._fetched(plan, result, self.engine.dialect)
+
+    def _read(self, make: Any, scope: StateScope, key: str, fast: bool) -> plans.Plan:
+        """``plans.get``/``get_item`` of ``key``, by the asset's id once known (``fast``:
+        on the backend's own engine, outside a host session; see ``asset_ids``)."""
+        return make(self._statements, scope, key, utcnow(), **self._asset_ids.hint(scope, fast))  # type: ignore[no-any-return]
+
+    def _fetched(self, plan: plans.Plan, result: Any, dialect: Any) -> Any:
+        """A fast path's result as a plan's reader expects it (ids learnt, rows typed)."""
+        whole = plan.kind == "read_row"
+        if plan.resolves:
+            assert isinstance(plan.scope, AssetScope)
+            result = self._asset_ids.learn(plan.scope, result, whole=whole)
+        return self._rows.item(result, dialect) if whole else result
 
     def _finish(self, plan: plans.Plan, result: Any, session: Session | None = None) -> Any:
         """What the operation returns, or the error its result means."""
@@ -271,7 +287,8 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         )
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
-        result: str | None = self._run(plans.get(self._statements, scope, key, utcnow()), session)
+        fast = session is None and self._own_engine
+        result: str | None = self._run(self._read(plans.get, scope, key, fast), session)
         return result
 
     def set(
@@ -322,9 +339,8 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
     def get_item(
         self, scope: StateScope, key: str, *, session: Session | None = None
     ) -> StoredItem | None:
-        found: StoredItem | None = self._run(
-            plans.get_item(self._statements, scope, key, utcnow()), session
-        )
+        fast = session is None and self._own_engine
+        found: StoredItem | None = self._run(self._read(plans.get_item, scope, key, fast), session)
         return found
 
     def set_item(
@@ -338,10 +354,11 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         updated_by: str | None = None,
         session: Session | None = None,
     ) -> None:
+        known = self._asset_ids.hint(scope, session is None and self._own_engine).get("asset_id")
         self._run(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
-                updated_by=updated_by, if_version=if_version,
+                updated_by=updated_by, if_version=if_version, asset_id=known,
             ),
             session,
         )  # fmt: skip
@@ -391,9 +408,9 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         dialect = state.engine.dialect
         compiled = compiled_plan(self._acompiled, plan.statement, plan.params, dialect)
         parameters = compiled.parameters(plan.params)
-        fetch = plans.FETCH.get(plan.kind, "rowcount")
+        fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")
         result = await state.hotpath.run(compiled.sql, parameters, fetch=fetch)
-        return self._rows.item(result, dialect) if fetch == "row" else result
+        return self._fetched(plan, result, dialect)
 
     async def _afinish(
         self, plan: plans.Plan, result: Any, session: AsyncSession | None = None
@@ -416,9 +433,8 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
     async def aget(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
-        result: str | None = await self._arun(
-            plans.get(self._statements, scope, key, utcnow()), session
-        )
+        fast = session is None and self._host_async_engine is None
+        result: str | None = await self._arun(self._read(plans.get, scope, key, fast), session)
         return result
 
     async def aset(
@@ -437,9 +453,9 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
     async def aget_item(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> StoredItem | None:
-        found: StoredItem | None = await self._arun(
-            plans.get_item(self._statements, scope, key, utcnow()), session
-        )
+        fast = session is None and self._host_async_engine is None
+        plan = self._read(plans.get_item, scope, key, fast)
+        found: StoredItem | None = await self._arun(plan, session)
         return found
 
     async def aset_item(
@@ -453,10 +469,12 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         updated_by: str | None = None,
         session: AsyncSession | None = None,
     ) -> None:
+        fast = session is None and self._host_async_engine is None
+        known = self._asset_ids.hint(scope, fast).get("asset_id")
         await self._arun(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
-                updated_by=updated_by, if_version=if_version,
+                updated_by=updated_by, if_version=if_version, asset_id=known,
             ),
             session,
         )  # fmt: skip

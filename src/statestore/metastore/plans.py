@@ -20,6 +20,7 @@ from statestore.exceptions import (
     VersionConflictError,
 )
 from statestore.items import StoredItem, conflict, unread_conflict, unread_conflicts_allowed
+from statestore.metastore import asset_ids
 from statestore.metastore.digests import key_digest, ref_digest, task_digest, task_row_id
 from statestore.metastore.hotpath import Fetch
 from statestore.metastore.statements import AssetLookup, Statements
@@ -59,10 +60,17 @@ class Plan:
     scope: StateScope
     if_version: int | None = None
     key: str | None = None
+    resolves: bool = False
+    """A read that also returns the asset's registry id first (see ``asset_ids``)."""
 
 
-def _asset_lookup(scope: AssetScope) -> tuple[AssetLookup, dict[str, Any]]:
+def _asset_lookup(
+    scope: AssetScope, asset_id: int | None = None
+) -> tuple[AssetLookup, dict[str, Any]]:
     # An asset is identified by name; a uri-only scope resolves through the registry.
+    # ``asset_id``: its id, already resolved (asset_ids): looked up by primary key.
+    if asset_id is not None:
+        return "id", {"asset_id": asset_id}
     if scope.name is not None:
         return "name", {"asset_digest": ref_digest(scope.name)}
     if scope.uri is not None:
@@ -70,23 +78,48 @@ def _asset_lookup(scope: AssetScope) -> tuple[AssetLookup, dict[str, Any]]:
     return "id", {"asset_id": scope.asset_id}
 
 
-def get(stmts: Statements, scope: StateScope, key: str, now: datetime) -> Plan:
-    """Read one key; expired rows are filtered out by the statement itself."""
+def get(
+    stmts: Statements, scope: StateScope, key: str, now: datetime,
+    asset_id: int | None = None, *, resolve: bool = False,
+) -> Plan:  # fmt: skip
+    """Read one key; expired rows are filtered out by the statement itself.
+
+    For an asset: ``asset_id`` (resolved before) reads the state table alone;
+    ``resolve`` reads the asset's id along with the key (``asset_ids``)."""
     if isinstance(scope, TaskScope):
         return Plan("read", stmts.task_get, {"row_id": task_row_id(scope, key), "now": now}, scope)
-    lookup, params = _asset_lookup(scope)
-    params.update(key_digest=key_digest(key), now=now)
-    return Plan("read", stmts.asset_get[lookup], params, scope)
+    return _asset_read("read", stmts.asset_get, scope, key, now, asset_id, resolve)
 
 
-def get_item(stmts: Statements, scope: StateScope, key: str, now: datetime) -> Plan:
-    """Read one live row with its version and provenance."""
+def get_item(
+    stmts: Statements, scope: StateScope, key: str, now: datetime,
+    asset_id: int | None = None, *, resolve: bool = False,
+) -> Plan:  # fmt: skip
+    """Read one live row with its version and provenance (``asset_id``, ``resolve``:
+    as :func:`get`)."""
     if isinstance(scope, TaskScope):
         params = {"row_id": task_row_id(scope, key), "now": now}
         return Plan("read_row", stmts.task_get_item, params, scope)
+    return _asset_read("read_row", stmts.asset_get_item, scope, key, now, asset_id, resolve)
+
+
+def _asset_read(
+    kind: Literal["read", "read_row"], by_lookup: dict[AssetLookup, Any], scope: AssetScope,
+    key: str, now: datetime, asset_id: int | None, resolve: bool,
+) -> Plan:  # fmt: skip
+    whole = kind == "read_row"
+    if asset_id is not None:  # the registry is not consulted: one single-table lookup
+        params = {"asset_id": asset_id, "key_digest": key_digest(key), "now": now}
+        return Plan(kind, asset_ids.DIRECT_GET_ITEM if whole else asset_ids.DIRECT_GET,
+                    params, scope)  # fmt: skip
+    if resolve and asset_ids.lookup_of(scope) is not None:
+        lookup, params = asset_ids.resolving_params(scope, key_digest(key))
+        params["now"] = now
+        statements = asset_ids.RESOLVE_GET_ITEM if whole else asset_ids.RESOLVE_GET
+        return Plan(kind, statements[lookup], params, scope, resolves=True)
     lookup, params = _asset_lookup(scope)
     params.update(key_digest=key_digest(key), now=now)
-    return Plan("read_row", stmts.asset_get_item[lookup], params, scope)
+    return Plan(kind, by_lookup[lookup], params, scope)
 
 
 def get_writable_item(stmts: Statements, plan: Plan) -> Plan:
@@ -154,8 +187,10 @@ def set_(
     *,
     updated_by: str | None = None,
     if_version: int | None = None,
+    asset_id: int | None = None,
 ) -> Plan:
-    """Upsert one key; with ``if_version``, a compare-and-set (0: create only)."""
+    """Upsert one key; with ``if_version``, a compare-and-set (0: create only).
+    ``asset_id``: the asset's resolved id (the write still checks it is active)."""
     written = {"value": value, "updated_at": now, "updated_by": updated_by,
                "expires_at": expires_at}  # fmt: skip
     if isinstance(scope, TaskScope):
@@ -177,7 +212,7 @@ def set_(
         if if_version == 0:
             return Plan("cas", stmts.task_create, {**params, "now": now}, scope, 0, key)
         return Plan("write", stmts.task_set, params, scope)
-    lookup, params = _asset_lookup(scope)
+    lookup, params = _asset_lookup(scope, asset_id)
     if if_version:  # an UPDATE: its WHERE parameters are named apart from its columns
         where = {f"w_{name}" if name == "asset_id" else name: v for name, v in params.items()}
         where.update(w_key_digest=key_digest(key), if_version=if_version, now=now, **written)
