@@ -1,9 +1,11 @@
 """The CLI's first hour (issue 18): exit codes, --json errors, --yes, narrow tables,
 read-only commands that create nothing, help, demo.
 
-Most tests call ``statestore.cli.main`` in-process (the same entry point the console
-script runs, error handling included); the few that need a real process (a terminal
-width, the module entry point) use the ``cli`` fixture.
+These tests call ``statestore.cli.main`` in-process (the same entry point the console
+script runs, error handling included), each covering a behaviour in depth. The
+acceptance tier (tests/cli/test_acceptance_*.py) runs each behaviour once more through
+the real console script in a subprocess, with a terminal width, no terminal on stdin,
+and the module entry point.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 import pytest
 
 from statestore.cli import main
-from tests.cli.conftest import Cli
 
 SCOPE = ["--dag", "etl", "--run", "r1", "--task", "load"]
 
@@ -245,26 +246,3 @@ def test_demo_twice_in_one_folder(run: Run, tmp_path: Path) -> None:
     assert report["external_job"] == {"job_id": "spark-job-1", "submitted": 1}
     assert report["checkpoint"] == {"pages_loaded": 10}
     assert f"statestore --url 'sqlite:///{database}' assets list" in report["inspect"]
-
-
-@pytest.mark.slow
-def test_narrow_terminal_and_module_errors(cli: Cli, tmp_path: Path) -> None:
-    """A real process: COLUMNS=80 tables, and --json errors from ``python -m``."""
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    cli.env["COLUMNS"] = "80"
-    run_id = "scheduled__2026-11-24T10:00:00+00:00"
-    for index in ("-1", "7"):
-        args = ("--dag", "etl", "--run", run_id, "--task", "load", "--map-index", index)
-        assert cli("--url", url, "task-state", "set", "k", '{"rows": 1200}', *args).code == 0
-    table = cli("--url", url, "task-state", "list", "--dag", "etl")
-    assert table.code == 0, table.stderr
-    lines = table.stdout.splitlines()
-    assert lines[0] == f"etl / {run_id} / load"  # the run id whole, on one line
-    assert all(len(line) <= 80 for line in lines)
-    assert not re.search(r"│ -1 ", table.stdout)  # not mapped is "-", never the sentinel
-    assert re.search(r"│ - +│ k ", table.stdout)
-    assert re.search(r"\bin 30d\b", table.stdout)  # relative, never a folded ISO stamp
-    assert not re.search(r"\d{4}-\d\d-\d\dT", "\n".join(lines[1:]))  # title aside
-    failed = cli("--json", "--url", url, "task-state", "get", "k")
-    assert failed.code == 2
-    assert json.loads(failed.stderr)["type"] == "UsageError"
