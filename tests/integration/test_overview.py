@@ -21,9 +21,9 @@ from statestore.metastore.overview import (
     DayCount,
     Overview,
     OverviewScope,
-    aread_overview,
+    afetch_overview,
+    fetch_overview,
     read_overview,
-    read_overview_of,
 )
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -67,7 +67,7 @@ def _days(overview: Overview) -> dict[date, int]:
 
 
 def test_admin_overview_counts_every_key(store: StateStore) -> None:
-    o = read_overview_of(_backend(store), EVERYTHING, NOW, days=7)
+    o = fetch_overview(_backend(store), EVERYTHING, NOW, days=7)
     sizes_a = size(1) + size("two") + size(BIG)
     sizes_b = size([1, 2, 3]) + size({"a": None})
     assert (o.task_keys, o.task_bytes) == (5, sizes_a + sizes_b)
@@ -99,7 +99,7 @@ def test_admin_overview_counts_every_key(store: StateStore) -> None:
 
 
 def test_short_window_counts_older_writes_and_later_expiry(store: StateStore) -> None:
-    o = read_overview_of(_backend(store), EVERYTHING, NOW, days=2, largest=2, groups=1)
+    o = fetch_overview(_backend(store), EVERYTHING, NOW, days=2, largest=2, groups=1)
     assert o.older_writes == 3
     assert sum(d.keys for d in o.writes) == 5
     assert o.expiry.later == 1  # "big" expires on the 4th day
@@ -110,27 +110,27 @@ def test_short_window_counts_older_writes_and_later_expiry(store: StateStore) ->
 
 def test_task_scope_sees_only_its_instance_and_assets(store: StateStore) -> None:
     mine = OverviewScope(task=B0, assets=frozenset({"orders"}))
-    o = read_overview_of(_backend(store), mine, NOW)
+    o = fetch_overview(_backend(store), mine, NOW)
     assert (o.task_keys, o.task_bytes) == (1, size([1, 2, 3]))
     assert [g.name for g in o.dags] == ["dag_b"]
     assert [(g.name, g.keys) for g in o.assets] == [("orders", 2)]
     assert {v.scope for v in o.largest} == {"dag_b/run1/map[0]", "orders"}
     assert (o.expiry.expired, o.expiry.never) == (0, 2)
-    every = read_overview_of(_backend(store), OverviewScope(task=B0, all_map_indices=True), NOW)
+    every = fetch_overview(_backend(store), OverviewScope(task=B0, all_map_indices=True), NOW)
     assert (every.task_keys, every.asset_keys) == (2, 0)
-    nothing = read_overview_of(_backend(store), OverviewScope(), NOW)
+    nothing = fetch_overview(_backend(store), OverviewScope(), NOW)
     assert (nothing.keys, nothing.dags, nothing.assets, nothing.largest) == (0, (), (), ())
     unknown = OverviewScope(task=TaskScope("no", "such", "task"), assets=frozenset({"nope"}))
-    assert read_overview_of(_backend(store), unknown, NOW).keys == 0
+    assert fetch_overview(_backend(store), unknown, NOW).keys == 0
 
 
 def test_async_overview_is_the_same(store: StateStore) -> None:
     backend = _backend(store)
-    sync = read_overview_of(backend, EVERYTHING, NOW)
+    sync = fetch_overview(backend, EVERYTHING, NOW)
 
     async def run() -> Overview:
         try:
-            return await aread_overview(backend, EVERYTHING, NOW)
+            return await afetch_overview(backend, EVERYTHING, NOW)
         finally:
             await backend.aclose()
 
@@ -138,8 +138,8 @@ def test_async_overview_is_the_same(store: StateStore) -> None:
 
 
 def test_index_only_overview_has_counts_and_expiry_but_no_sizes(store: StateStore) -> None:
-    full = read_overview_of(_backend(store), EVERYTHING, NOW)
-    quick = read_overview_of(_backend(store), EVERYTHING, NOW, complete=False)
+    full = fetch_overview(_backend(store), EVERYTHING, NOW)
+    quick = fetch_overview(_backend(store), EVERYTHING, NOW, complete=False)
     assert full.complete
     assert not quick.complete
     assert (quick.task_keys, quick.asset_keys) == (full.task_keys, full.asset_keys)

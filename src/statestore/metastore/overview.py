@@ -2,7 +2,9 @@
 
 A handful of aggregate statements over the two state tables, parameterised by an
 :class:`OverviewScope` (everything for an admin; one task instance and some assets for a
-task token), run on one connection (``read_overview``; async: ``aread_overview``).
+task token), run on one connection (:func:`read_overview`), or on a backend's
+connection by :func:`fetch_overview` and its async twin :func:`afetch_overview` (the
+server's: the event loop waits on the database, it does not block on it).
 
 Cost, measured at 10^6 keys (docs/performance.md, "Web UI overview"): keys per dag and
 per asset are index-only scans (the 0003 dag index, the asset-state primary key) and the
@@ -52,9 +54,9 @@ __all__ = [
     "Overview",
     "OverviewScope",
     "SizeGroup",
-    "aread_overview",
+    "afetch_overview",
+    "fetch_overview",
     "read_overview",
-    "read_overview_of",
 ]
 
 _ts = task_state.c
@@ -376,7 +378,7 @@ def read_overview(
     )
 
 
-def read_overview_of(
+def fetch_overview(
     backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: Any
 ) -> Overview:
     """:func:`read_overview` on a connection of ``backend``'s engine."""
@@ -387,10 +389,10 @@ def read_overview_of(
         return read_overview(conn, scope, now, **options)
 
 
-async def aread_overview(
+async def afetch_overview(
     backend: MetastoreStateBackend, scope: OverviewScope, now: datetime, **options: Any
 ) -> Overview:
-    """Async twin of :func:`read_overview_of`, on the running loop's engine."""
+    """Async twin of :func:`fetch_overview`, on the running loop's engine."""
     from statestore.metastore.errors import translate_errors  # noqa: PLC0415
 
     await backend.aensure_schema()

@@ -1,6 +1,6 @@
 """The overview page (``/ui/overview``): how much state, where, how big, when it goes.
 
-What it shows is :func:`statestore.metastore.overview.aread_overview` of the caller's
+What it shows is :func:`statestore.metastore.overview.afetch_overview` of the caller's
 grant: everything for an admin token, the task instance and granted assets for a task
 token (nothing of anyone else's, not even as a total).
 
@@ -33,7 +33,7 @@ from starlette.responses import Response
 
 from statestore import wire
 from statestore.exceptions import UnsupportedOperationError
-from statestore.metastore.overview import Overview, OverviewScope, aread_overview
+from statestore.metastore.overview import Overview, OverviewScope, afetch_overview
 from statestore.server.state import ServerState
 from statestore.server.ui.charts import Bar, bar_chart, column_chart, format_count
 from statestore.server.ui.render import _size, render
@@ -207,7 +207,7 @@ async def overview_page(request: Request, ui: Session) -> Response:
 
     async def compute(complete: bool) -> Overview:
         now = datetime.now(timezone.utc)
-        return await aread_overview(backend, scope, now, days=DAYS, complete=complete)
+        return await afetch_overview(backend, scope, now, days=DAYS, complete=complete)
 
     refresh = request.query_params.get("refresh") == "1"
     started = time.perf_counter()
