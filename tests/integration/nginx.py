@@ -102,6 +102,7 @@ http {{
     upstream statestore {{
 {servers}
         keepalive 64;
+        keepalive_timeout 4s;  # below the replicas' --keep-alive-timeout (5 s)
     }}
     server {{
         listen 127.0.0.1:{self.port};
