@@ -91,7 +91,7 @@ def check_key(key: object) -> None:
         raise InvalidKeyError("key contains a lone surrogate; it is not valid UTF-8")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TaskScope:
     """One task instance: the unit that task state belongs to.
 
@@ -109,6 +109,31 @@ class TaskScope:
     task_id: str
     map_index: int = -1
     map_key: str | None = None
+
+    def __init__(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
+        map_key: str | None = None,
+    ) -> None:  # fmt: skip
+        # By hand, not the dataclass's: scopes are often built per call
+        # (store.task_state(TaskScope(...)).get(k)), and its frozen __init__ costs more
+        # than a get on the in-memory backend. The slots are set through their
+        # descriptors (what object.__setattr__ does, minus the lookup), then validated.
+        _SET_DAG_ID(self, dag_id)
+        _SET_RUN_ID(self, run_id)
+        _SET_TASK_ID(self, task_id)
+        _SET_MAP_INDEX(self, map_index)
+        _SET_MAP_KEY(self, map_key)
+        # The common case first: three short ASCII ids and a plain index, no map key.
+        if (
+            map_key is None and type(map_index) is int and -1 <= map_index <= MAX_INTEGER_ID
+            and type(dag_id) is str and type(run_id) is str and type(task_id) is str
+            and 0 < len(dag_id) <= MAX_ID_LENGTH and 0 < len(run_id) <= MAX_ID_LENGTH
+            and 0 < len(task_id) <= MAX_ID_LENGTH
+        ):  # fmt: skip
+            joined = dag_id + run_id + task_id
+            if joined.isascii() and "\x00" not in joined:
+                return
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_text("dag_id", self.dag_id, MAX_ID_LENGTH)
@@ -140,6 +165,12 @@ class TaskScope:
         else:
             suffix = "" if self.map_index == -1 else f"[{self.map_index}]"
         return f"task {self.dag_id}/{self.run_id}/{self.task_id}{suffix}"
+
+
+_SET_DAG_ID, _SET_RUN_ID, _SET_TASK_ID, _SET_MAP_INDEX, _SET_MAP_KEY = (
+    TaskScope.__dict__[name].__set__  # the slot descriptors
+    for name in ("dag_id", "run_id", "task_id", "map_index", "map_key")
+)
 
 
 def map_key_for(item: object) -> str:
