@@ -189,3 +189,14 @@ async def test_behind_a_root_path(sqlite_store: StateStore, keys: Keys, mint: Mi
         page = await client.get("/state/ui/assets")
         assert page.status_code == 200
         assert 'href="/state/ui/"' in page.text
+
+
+async def test_an_unknown_page_is_a_page(ui: httpx.AsyncClient, mint: Mint) -> None:
+    await login(ui, mint(ADMIN))
+    answer = await ui.get("/ui/no-such-page")
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "/ui/no-such-page: Not Found" in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    api = await ui.get("/api/v1/no-such-route")
+    assert api.headers["content-type"] == "application/problem+json"

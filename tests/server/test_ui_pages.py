@@ -11,7 +11,7 @@ import httpx
 import pytest
 import time_machine
 
-from statestore import StateStore, TaskScope, wire
+from statestore import ReadOnlyServerError, StateStore, TaskScope, wire
 from statestore.backends.worker import ref_envelope
 from statestore.server import create_app
 from tests.server.conftest import ADMIN, TASK_A, TASK_B, Keys, Mint, bearer, task_grant
@@ -398,6 +398,9 @@ async def test_a_read_only_server_refuses_writes_in_the_ui_and_the_api(
         )
         assert put.status_code == 403
         assert put.json()["type"] == wire.PROBLEM_PREFIX + "ReadOnlyServerError"
+        raised = wire.error_from_problem(403, put.json())  # what HttpStateBackend raises
+        assert isinstance(raised, ReadOnlyServerError)
+        assert isinstance(raised, PermissionError)
         deleted = await client.delete(wire.TASK_KEY, params={**Q_A, "key": "job_id"}, headers=auth)
         assert deleted.status_code == 403
         cleanup = await client.post(wire.CLEANUP, headers=auth)

@@ -44,7 +44,7 @@ from statestore.server.body import DEFAULT_UNLIMITED_BODY_BYTES
 from statestore.server.hot import HotRoutes
 from statestore.server.routes import admin, asset_state, batch, health, task_state
 from statestore.server.state import ServerState
-from statestore.server.ui.render import error_page
+from statestore.server.ui.render import error_page, http_error_page
 from statestore.store import StateStore
 
 __all__ = ["create_app", "openapi_document"]
@@ -119,8 +119,10 @@ def _methods_by_path(routers: list[APIRouter], openapi_url: str) -> dict[str, fr
     return {path: frozenset(methods) for path, methods in found.items()}
 
 
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if _is_ui(request) and exc.status_code != 405:  # no such page: say so as a page
+        return http_error_page(request, exc.status_code, str(exc.detail))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)

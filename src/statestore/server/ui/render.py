@@ -32,7 +32,16 @@ from statestore.exceptions import AuthenticationError, StateStoreError
 if TYPE_CHECKING:
     from statestore.server.ui.session import UiSession
 
-__all__ = ["NAV", "NavItem", "error_page", "redirect", "render", "router", "ui_path"]
+__all__ = [
+    "NAV",
+    "NavItem",
+    "error_page",
+    "http_error_page",
+    "redirect",
+    "render",
+    "router",
+    "ui_path",
+]
 
 router = APIRouter()
 
@@ -179,6 +188,14 @@ def error_page(request: Request, exc: StateStoreError, status: int) -> Response:
     from statestore.server.ui.session import peek_session  # noqa: PLC0415 - it imports us
 
     context = {"status": status, "kind": type(exc).__name__, "message": str(exc)}
+    return render(request, peek_session(request), "error.html", context, status)
+
+
+def http_error_page(request: Request, status: int, detail: str) -> Response:
+    """An unknown UI path (404) or the like, as a page."""
+    from statestore.server.ui.session import peek_session  # noqa: PLC0415 - it imports us
+
+    context = {"status": status, "kind": detail, "message": f"{request.url.path}: {detail}"}
     return render(request, peek_session(request), "error.html", context, status)
 
 
