@@ -133,6 +133,8 @@ def test_server_store_uses_the_url_given_or_configured(
         assert "http://state.invalid:8000" in repr(store)
         token = store.config.client.token
         assert _verified(token, keys[1]) == grant  # the store presents the task's token
+        assert token not in repr(store)
+        assert token not in str(store.config.as_dict())  # shown masked, as every secret
     with core.server_store(grant, url="https://other.invalid", private_key=keys[0]) as store:
         assert "https://other.invalid" in repr(store)
 
