@@ -67,3 +67,16 @@ def test_privilege_failures_name_the_privilege(message: str, expected: str) -> N
     assert type(error) is BackendUnavailableError
     assert "permission denied for user 'app'" in str(error)
     assert expected in str(error)
+
+
+def test_asyncmy_on_a_connection_closed_while_opening_is_unavailable() -> None:
+    """asyncmy raises a bare RuntimeError when the server closes the socket during the
+    connect (seen behind a proxy whose database stopped): a 500 on the state server
+    until it was translated. Any other RuntimeError is still a bug and passes through."""
+    mysql = make_url("mysql+asyncmy://root:s3cret@db.example:3306/state")
+    with pytest.raises(BackendUnavailableError) as caught, translate_errors(mysql):
+        raise RuntimeError("Transport does not expose socket instance")
+    assert "db.example:3306" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    with pytest.raises(RuntimeError, match="something else"), translate_errors(mysql):
+        raise RuntimeError("something else")

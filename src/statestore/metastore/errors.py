@@ -231,6 +231,10 @@ def _translated(exc: BaseException, url: URL) -> StateStoreError | None:
 
 
 _SA_ERRORS = (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.InterfaceError)
+# asyncmy, when the server (or a proxy before it) closes a connection while it is being
+# opened: a bare RuntimeError from setting TCP keep-alive on the gone socket, not a
+# driver error -- a database that went away, not a bug (it was a 500 on the server).
+_CLOSED_WHILE_CONNECTING = "Transport does not expose socket instance"
 
 
 @contextmanager
@@ -255,4 +259,8 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
         raise _pool_exhausted(url, exc) from exc
     except (sa_exc.DisconnectionError, OSError, StatementTimeout) as exc:
         # OSError: a socket error that escaped the driver's own wrapping.
+        raise _unavailable(exc, url) from exc
+    except RuntimeError as exc:
+        if _CLOSED_WHILE_CONNECTING not in str(exc):
+            raise
         raise _unavailable(exc, url) from exc
