@@ -82,33 +82,40 @@ def _bind(table: Any, column: str, name: str | None = None) -> Any:
 
 
 def _task_set(dialect: str, n: int) -> Executable:
+    """``INSERT … SELECT`` from the ``n`` keys as a derived table: the scope and stamps
+    are bound once (a multi-row ``VALUES`` would repeat them in every row, 13 positional
+    parameters per key -- past SQLite's 32766 at 2521 keys)."""
     ts = task_state
-    shared = {c: _bind(ts, c) for c in (*TASK_SHARED, *_STAMPS)}
-    rows = [
-        {
-            "row_id": _bind(ts, "row_id", f"row_id_{i}"),
-            "key": _bind(ts, "key", f"key_{i}"),
-            "value": _bind(ts, "value", f"value_{i}"),
-            "version": literal_column("1"),
-            **shared,
-        }
-        for i in range(n)
-    ]
-    return _upsert(dialect, _insert_for(dialect)(ts).values(rows), ts)
+    v = _key_rows(dialect, n, ts, "row_id")
+    source = (
+        select(
+            v.c.row_id,
+            *(_bind(ts, c) for c in TASK_SHARED),
+            v.c.key,
+            v.c.value,
+            literal_column("1"),
+            *(_bind(ts, c) for c in _STAMPS),
+        )
+        .select_from(v)
+        .where(true())  # SQLite: a WHERE tells its parser ON CONFLICT is not a join's ON
+    )
+    columns = ["row_id", *TASK_SHARED, "key", "value", "version", *_STAMPS]
+    return _upsert(dialect, _insert_for(dialect)(ts).from_select(columns, source), ts)
 
 
-def _asset_rows(dialect: str, n: int) -> FromClause:
-    """The ``n`` keys of an asset write as a derived table ``v``."""
-    ast = asset_state
+def _key_rows(
+    dialect: str, n: int, table: Any = asset_state, id_column: str = "key_digest"
+) -> FromClause:
+    """The ``n`` keys of a write as a derived table ``v`` (id digest, key, value)."""
 
     def one(i: int) -> Select[Any]:
         # A cast: MySQL would otherwise type the derived column as text in the
         # connection's charset and mangle the digest's bytes.
-        digest = cast(_bind(ast, "key_digest", f"key_digest_{i}"), ast.c.key_digest.type)
+        digest = cast(_bind(table, id_column, f"{id_column}_{i}"), table.c[id_column].type)
         return select(
-            digest.label("key_digest"),
-            _bind(ast, "key", f"key_{i}").label("key"),
-            _bind(ast, "value", f"value_{i}").label("value"),
+            digest.label(id_column),
+            _bind(table, "key", f"key_{i}").label("key"),
+            _bind(table, "value", f"value_{i}").label("value"),
         )
 
     selects = [one(i) for i in range(n)]
@@ -125,7 +132,7 @@ def _asset_rows(dialect: str, n: int) -> FromClause:
 
 def _asset_set(dialect: str, lookup: str, n: int) -> Executable:
     ast = asset_state
-    v = _pg_rows() if dialect == "postgresql" else _asset_rows(dialect, n)
+    v = _pg_rows() if dialect == "postgresql" else _key_rows(dialect, n)
     source = (
         select(
             asset.c.id,

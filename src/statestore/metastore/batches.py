@@ -13,8 +13,10 @@ then the batch runs again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 from statestore.items import StoredItem
@@ -27,7 +29,7 @@ from statestore.metastore.batch_statements import (
     batch_statement,
 )
 from statestore.metastore.compiled import CompiledStatement, compile_statement
-from statestore.metastore.digests import key_digest, task_digest, task_row_id
+from statestore.metastore.digests import task_digest, task_row_id
 from statestore.metastore.errors import translate_errors
 from statestore.retention import utcnow
 from statestore.scopes import StateScope, TaskScope
@@ -43,6 +45,21 @@ if TYPE_CHECKING:
     from statestore.metastore.statements import Statements
 
 __all__ = ["MetastoreBatches", "plan_batch"]
+
+
+@functools.lru_cache(maxsize=4 * CACHED_SIZES)
+def _names(column: str, n: int) -> tuple[str, ...]:
+    """The bind names of one column of a batch of ``n`` (``row_id_0``, ``row_id_1``, ...)."""
+    return tuple(f"{column}_{i}" for i in range(n))
+
+
+def _row_ids(scope: TaskScope, keys: Sequence[str]) -> list[bytes]:
+    """``digests.task_row_id`` of every key, the scope's part joined once."""
+    probe = task_row_id(scope, keys[0])
+    prefix = "\x00".join((scope.dag_id, scope.run_id, scope.task_id, scope.instance, ""))
+    ids = [sha256((prefix + key).encode()).digest() for key in keys]
+    assert ids[0] == probe  # the same identity as a single-key write, or nothing is found
+    return ids
 
 
 def plan_batch(
@@ -62,15 +79,15 @@ def plan_batch(
     params: dict[str, Any]
     if isinstance(scope, TaskScope):
         lookup = None
-        ids = [task_row_id(scope, key) for key in keys]
-        params = {"row_ids": ids} if arrays else {f"row_id_{i}": d for i, d in enumerate(ids)}
+        ids = _row_ids(scope, keys)
+        params = {"row_ids": ids} if arrays else dict(zip(_names("row_id", n), ids, strict=True))
     else:
         lookup, params = plans._asset_lookup(scope)
-        digests = [key_digest(key) for key in keys]
+        digests = [sha256(key.encode()).digest() for key in keys]  # digests.key_digest
         if arrays:
             params["key_digests"] = digests
         else:
-            params.update({f"key_digest_{i}": d for i, d in enumerate(digests)})
+            params.update(zip(_names("key_digest", n), digests, strict=True))
     statement = batch_statement(family, kind, lookup, n)
     if kind in ("get", "get_items"):
         params["now"] = now
@@ -81,9 +98,8 @@ def plan_batch(
     if arrays:
         params.update(keys=list(keys), values=list(values))
     else:
-        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
-            params[f"key_{i}"] = key
-            params[f"value_{i}"] = value
+        params.update(zip(_names("key", n), keys, strict=True))
+        params.update(zip(_names("value", n), values, strict=True))
     if lookup is None:
         assert isinstance(scope, TaskScope)
         shared = (task_digest(scope), scope.dag_id, scope.run_id, scope.task_id,
@@ -190,6 +206,7 @@ class MetastoreBatches:
     def get_many(
         self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
     ) -> dict[str, str]:
+        """The live keys of ``keys``: one ``SELECT … IN``/``= ANY`` round trip."""
         plan = plan_batch(self._family, "get", scope, keys, now=utcnow())
         found: dict[str, str] = self._batch("get", plan, session)
         return found
@@ -197,6 +214,7 @@ class MetastoreBatches:
     def get_items(
         self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
     ) -> dict[str, StoredItem]:
+        """``get_many`` with versions and provenance, in the same one round trip."""
         plan = plan_batch(self._family, "get_items", scope, keys, now=utcnow())
         found: dict[str, StoredItem] = self._batch("get_items", plan, session)
         return found
@@ -210,6 +228,7 @@ class MetastoreBatches:
         updated_by: str | None = None,
         session: Session | None = None,
     ) -> None:
+        """Upsert every entry in one statement, one round trip: all or nothing."""
         keys, values = [k for k, _ in entries], [v for _, v in entries]
         plan = plan_batch(
             self._family, "set", scope, keys, values=values, expires_at=expires_at,
@@ -220,6 +239,7 @@ class MetastoreBatches:
     def delete_many(
         self, scope: StateScope, keys: Sequence[str], *, session: Session | None = None
     ) -> None:
+        """Delete ``keys`` in one statement, one round trip."""
         self._batch("delete", plan_batch(self._family, "delete", scope, keys), session)
 
     # -- async: the same plans, awaited ---------------------------------------------------
@@ -271,6 +291,7 @@ class MetastoreBatches:
     async def aget_many(
         self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
     ) -> dict[str, str]:
+        """Async twin of :meth:`get_many`."""
         plan = plan_batch(self._family, "get", scope, keys, now=utcnow())
         found: dict[str, str] = await self._abatch("get", plan, session)
         return found
@@ -278,6 +299,7 @@ class MetastoreBatches:
     async def aget_items(
         self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
     ) -> dict[str, StoredItem]:
+        """Async twin of :meth:`get_items`."""
         plan = plan_batch(self._family, "get_items", scope, keys, now=utcnow())
         found: dict[str, StoredItem] = await self._abatch("get_items", plan, session)
         return found
@@ -291,6 +313,7 @@ class MetastoreBatches:
         updated_by: str | None = None,
         session: AsyncSession | None = None,
     ) -> None:
+        """Async twin of :meth:`set_many`."""
         keys, values = [k for k, _ in entries], [v for _, v in entries]
         plan = plan_batch(
             self._family, "set", scope, keys, values=values, expires_at=expires_at,
@@ -301,4 +324,5 @@ class MetastoreBatches:
     async def adelete_many(
         self, scope: StateScope, keys: Sequence[str], *, session: AsyncSession | None = None
     ) -> None:
+        """Async twin of :meth:`delete_many`."""
         await self._abatch("delete", plan_batch(self._family, "delete", scope, keys), session)
