@@ -63,6 +63,10 @@ class StatestoreTarget:
     def get(self, key: str) -> Any:
         return self.task.get(key)
 
+    def inline_get(self, key: str) -> Any:
+        """The inline style: scope and accessor built for every call."""
+        return self.store.task_state(TaskScope(self.name, "run", "task")).get(key)
+
     def delete(self, key: str) -> None:
         self.task.delete(key)
 
