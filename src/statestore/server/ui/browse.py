@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from statestore import wire
 from statestore.metastore import browse
 from statestore.scopes import AssetScope, TaskScope, check_key
 from statestore.server.ui.access import asset_scope, metastore, scope_query, task_scope
@@ -152,9 +153,13 @@ async def instances(request: Request, ui: Session) -> Response:
         task_scope(request, ui, all_map_indices=True)  # raises, naming what was asked
     after = None
     if "after_index" in params:
-        after_scope = TaskScope(dag, run, task, int(params["after_index"]),
-                                map_key=params.get("after_key"))  # fmt: skip
-        after = browse.Instance(after_scope.map_index, after_scope.map_key)
+        cursor = {"dag_id": dag, "run_id": run, "task_id": task,
+                  "map_index": params["after_index"]}  # fmt: skip
+        after_scope = wire.scope_from_params(cursor, task=True)  # the API's own parsing
+        assert isinstance(after_scope, TaskScope)
+        after = browse.Instance(after_scope.map_index, params.get("after_key"))
+        if after.map_key is not None:
+            TaskScope(dag, run, task, map_key=after.map_key)  # the id's own rules
     page = await browse.afetch(
         metastore(request), browse.instances(dag, run, task, after=after, limit=PAGE_SIZE)
     )
@@ -263,6 +268,7 @@ async def search(request: Request, ui: Admin) -> Response:
     params = request.query_params
     if "after_dag" in params and "after_run" in params:
         after = (params["after_dag"], params["after_run"])
+        TaskScope(*after, "?")  # the ids' own rules (no NUL, lengths)
     page: browse.Page[tuple[str, str]] = browse.Page((), False)
     if run:
         page = await browse.afetch(
