@@ -224,3 +224,30 @@ async def test_hostile_query_values_are_refused_never_a_500(
             for value in ("\x00", "x" * 3000, "-5", "99999999999999999999", "abc"):
                 answer = await ui.get(path, params={**base, name: value})
                 assert answer.status_code < 500, (path, name, value, answer.text[:300])
+
+
+async def test_origin_check_behind_a_proxy(ui: httpx.AsyncClient, mint: Mint) -> None:
+    csrf = await login(ui, mint(ADMIN))
+    cases = [
+        ("state.internal", "https://state.internal", True),  # nginx's $host: no port
+        ("state.internal", "https://state.internal:8443", True),  # name only, then
+        ("state.internal:8443", "https://state.internal:8443", True),
+        ("state.internal:443", "https://state.internal", True),  # the default port
+        ("state.internal:8443", "https://state.internal:9443", False),
+        ("state.internal", "https://evil.example", False),
+        ("state.internal", "https://state.internal.evil.example", False),
+        ("state.internal", "null", False),
+    ]
+    for host, origin, allowed in cases:
+        answer = await ui.post(
+            "/ui/task/clear", params={"dag_id": "d", "run_id": "r", "task_id": "t"},
+            data={"csrf": csrf}, headers={"Host": host, "Origin": origin},
+        )  # fmt: skip
+        assert (answer.status_code == 303) is allowed, (host, origin, answer.status_code)
+
+
+async def test_secure_cookie_behind_a_tls_proxy(ui: httpx.AsyncClient, mint: Mint) -> None:
+    answer = await ui.post(
+        "/ui/login", data={"token": mint(ADMIN)}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert "Secure" in answer.headers["set-cookie"]

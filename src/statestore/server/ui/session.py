@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
@@ -135,9 +135,28 @@ def _check_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:
         return  # not a browser's form (every current browser sends Origin on a POST)
-    host = request.headers.get("host", "")
-    if origin == "null" or urlsplit(origin).netloc != host:
+    if origin == "null" or not _same_host(urlsplit(origin), request.headers.get("host", "")):
         raise AccessDeniedError(f"refused a form sent from another origin ({origin})")
+
+
+def _same_host(origin: SplitResult, host: str) -> bool:
+    # A proxy may pass the Host without its port (nginx's $host): then the names must
+    # match; with a port, the port too. (The CSRF value is the real check; this one
+    # stops another site's form before the value is even looked at.)
+    name, _, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "")
+    if (origin.hostname or "").lower() != name.strip("[]").lower():
+        return False
+    if not port:
+        return True
+    default = {"http": 80, "https": 443}.get(origin.scheme)
+    return (origin.port or default) == int(port)
+
+
+def _secure(request: Request) -> bool:
+    """Whether the browser reached us over https: directly, or through a TLS-terminating
+    proxy that says so (X-Forwarded-Proto). A forged header can only add ``Secure``."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -203,7 +222,7 @@ async def login(request: Request) -> Response:
     response = redirect(request, target)
     response.set_cookie(
         COOKIE, token, path=f"{root}/ui", httponly=True, samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )  # fmt: skip
     return response
 
@@ -215,5 +234,5 @@ async def logout(request: Request, ui: Session) -> Response:
     root = request.scope.get("root_path", "")
     response = redirect(request, "/ui/login", reason="logged-out")
     response.delete_cookie(COOKIE, path=f"{root}/ui", httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")  # fmt: skip
+                           secure=_secure(request))  # fmt: skip
     return response
