@@ -3,9 +3,11 @@ holds nothing of other tasks or assets, and the cache serves an overview with it
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +15,7 @@ from fastapi import FastAPI
 
 from statestore import NEVER_EXPIRE, StateStore, TaskScope
 from statestore.codec import encode_value
-from statestore.metastore.overview import Overview, OverviewScope
+from statestore.metastore.overview import Overview, OverviewScope, afetch_overview
 from statestore.server import Grant, create_app
 from statestore.server.ui.overview import OverviewCache, scope_of
 from tests.server.conftest import ADMIN, TASK_A, TASK_B, Keys, Mint, task_grant
@@ -76,8 +78,25 @@ def rows(text: str, table: str) -> list[tuple[str, str]]:
                       body, re.S)  # fmt: skip
 
 
+@pytest.fixture
+def slow_complete(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """The complete overview waits for the returned event: the index-only one comes first."""
+    from statestore.server.ui import overview as page_module
+
+    gate = asyncio.Event()
+    real = afetch_overview
+
+    async def fetch(*args: Any, complete: bool = True, **kw: Any) -> Overview:
+        if complete:
+            await gate.wait()
+        return await real(*args, complete=complete, **kw)
+
+    monkeypatch.setattr(page_module, "afetch_overview", fetch)
+    return gate
+
+
 async def test_admin_overview_first_answers_from_the_indexes(
-    ui: httpx.AsyncClient, app: FastAPI, mint: Mint
+    ui: httpx.AsyncClient, app: FastAPI, mint: Mint, slow_complete: asyncio.Event
 ) -> None:
     text = await page(ui, mint(ADMIN))
     assert 'id="computing"' in text
@@ -88,8 +107,33 @@ async def test_admin_overview_first_answers_from_the_indexes(
     assert [name for name, _ in rows(text, "dag-table")] == ["dag", "secret_dag"]  # by keys
     assert attr(text, "data-expiry", "never expire") == "4"
     assert 'id="largest-table"' not in text
+    again = await ui.get("/ui/overview")  # still computing: the same counts, from memory
+    assert "s old, from the cache" in again.text
+    assert 'id="computing"' in again.text
+    slow_complete.set()
     await settled(app)
-    assert 'id="computing"' not in (await ui.get("/ui/overview")).text
+    done = (await ui.get("/ui/overview")).text
+    assert 'id="computing"' not in done
+    assert 'data-total="bytes"' in done
+
+
+async def test_a_first_overview_past_the_budget_says_it_is_being_computed(
+    ui: httpx.AsyncClient, app: FastAPI, mint: Mint, slow_complete: asyncio.Event
+) -> None:
+    from statestore.server.ui.overview import OverviewCache
+
+    cache = OverviewCache(budget=0)
+    app.state.statestore_ui_overview = cache
+    text = await page(ui, mint(ADMIN))
+    assert "The overview is being computed" in text
+    assert 'data-total="keys"' not in text
+    for _ in range(1000):  # the index-only one finishes behind the answer
+        if not any(not complete for _, complete in cache._running):
+            break
+        await asyncio.sleep(0.01)
+    counts = (await ui.get("/ui/overview")).text
+    assert attr(counts, "data-total", "keys") == "6"
+    slow_complete.set()
 
 
 async def test_admin_overview_shows_what_was_written(
@@ -157,6 +201,11 @@ async def test_a_task_tokens_page_is_cached_with_its_age_and_refresh_is_bounded(
     assert attr(again.text, "data-total", "keys") == "1"
 
 
+def keys_of(found: tuple[Overview | None, float | None]) -> tuple[int, float | None]:
+    assert found[0] is not None
+    return found[0].task_keys, found[1]
+
+
 def _overview(keys: int) -> Overview:
     from datetime import datetime, timezone
 
@@ -177,18 +226,16 @@ async def test_cache_computes_once_per_scope_and_again_when_old() -> None:
         return _overview(len(calls))
 
     scope = OverviewScope(everything=True)
-    assert (await cache.get(scope, compute))[0].task_keys == 1
+    assert keys_of(await cache.get(scope, compute)) == (1, None)
     now[0] += 30
-    overview, age = await cache.get(scope, compute)
-    assert (overview.task_keys, age) == (1, 30)
-    overview, age = await cache.get(scope, compute, refresh=True)  # older than 5 s
-    assert (overview.task_keys, age) == (2, None)
+    assert keys_of(await cache.get(scope, compute)) == (1, 30)
+    assert keys_of(await cache.get(scope, compute, refresh=True)) == (2, None)  # older than 5 s
     now[0] += 2
-    assert (await cache.get(scope, compute, refresh=True))[0].task_keys == 2  # too recent
+    assert keys_of(await cache.get(scope, compute, refresh=True)) == (2, 2)  # too recent
     now[0] += 61
-    assert (await cache.get(scope, compute))[0].task_keys == 3
+    assert keys_of(await cache.get(scope, compute)) == (3, None)
     other = OverviewScope(task=TASK_A)
-    assert (await cache.get(other, compute))[0].task_keys == 4  # scopes never share
+    assert keys_of(await cache.get(other, compute)) == (4, None)  # scopes never share
     assert len(calls) == 4
 
 
@@ -208,7 +255,8 @@ async def test_concurrent_requests_share_one_computation() -> None:
     scope = OverviewScope(everything=True)
     results = await asyncio.gather(*(cache.get(scope, compute) for _ in range(5)))
     assert calls == [1]
-    assert {r[0].task_keys for r in results} == {1}
+    assert {keys_of(r)[0] for r in results} == {1}
+    assert [r[1] is None for r in results].count(True) == 1  # the others waited for it
 
 
 def test_scope_of_a_grant() -> None:
@@ -220,11 +268,11 @@ def test_scope_of_a_grant() -> None:
     )
 
 
-async def test_background_cache_answers_at_once_and_refreshes_behind() -> None:
+async def test_background_cache_answers_within_its_budget_and_refreshes_behind() -> None:
     import asyncio
 
     now = [0.0]
-    cache = OverviewCache(ttl=60, clock=lambda: now[0])
+    cache = OverviewCache(ttl=60, budget=5, clock=lambda: now[0])
     gate = asyncio.Event()
     calls: list[bool] = []
 
@@ -232,26 +280,54 @@ async def test_background_cache_answers_at_once_and_refreshes_behind() -> None:
         calls.append(complete)
         if complete:
             await gate.wait()  # the complete one is slow
+            now[0] += 20  # ... and takes 20 s
         return _overview(len(calls))
 
     scope = OverviewScope(everything=True)
     quick, age = await cache.get(scope, compute, background=True)
-    assert (quick.task_keys, age, calls) == (1, None, [False])  # answered at once
+    assert quick is not None
+    assert (quick.task_keys, age) == (2, None)  # the index-only one, waited for
+    assert sorted(calls) == [False, True]
     assert cache.computing(scope)
-    await asyncio.sleep(0)  # the background computation starts
-    await cache.get(scope, compute, background=True)  # still computing: not a second one
-    assert calls == [False, True, False]
+    again, age = await cache.get(scope, compute, background=True)  # no second computation
+    assert (again, age, len(calls)) == (quick, 0.0, 2)
     gate.set()
     await cache.wait()
     assert not cache.computing(scope)
-    now[0] = 30
+    now[0] += 30
     found, age = await cache.get(scope, compute, background=True)
-    assert (found.task_keys, age) == (3, 30)  # the complete one, from the cache
-    now[0] = 90  # stale: answered from the cache, refreshed behind it
+    assert found is not None
+    assert (found.complete, age) == (True, 30)  # the complete one, from the cache
+    now[0] += 100  # past the ttl, but not 10 x the 20 s it took: not stale yet
+    assert (await cache.get(scope, compute, background=True))[1] == 130
+    assert len(calls) == 2
+    now[0] += 80  # 210 s: stale; answered from the cache, refreshed behind it
     found, age = await cache.get(scope, compute, background=True)
-    assert (found.task_keys, age) == (3, 90)
+    assert (found, age) == (found, 210)
     await cache.wait()
-    assert (await cache.get(scope, compute, background=True))[0].task_keys == 4
+    assert len(calls) == 3
+    assert (await cache.get(scope, compute, background=True))[1] == 0.0
+
+
+async def test_past_its_budget_the_first_answer_is_none_then_the_counts() -> None:
+    import asyncio
+
+    cache = OverviewCache(budget=0.01)
+    gate = asyncio.Event()
+
+    async def compute(complete: bool) -> Overview:
+        await gate.wait()
+        return _overview(0 if complete else 1)
+
+    scope = OverviewScope(everything=True)
+    assert await cache.get(scope, compute, background=True) == (None, None)
+    gate.set()
+    await asyncio.sleep(0)  # both finish; the complete one wins
+    await cache.wait()
+    found, age = await cache.get(scope, compute, background=True)
+    assert found is not None
+    assert found.task_keys == 0
+    assert age is not None
 
 
 async def test_a_failed_background_computation_is_logged_and_retried(
@@ -267,10 +343,13 @@ async def test_a_failed_background_computation_is_logged_and_retried(
         return _overview(len(calls))
 
     scope = OverviewScope(everything=True)
-    await cache.get(scope, compute, background=True)
+    first, _ = await cache.get(scope, compute, background=True)
     await cache.wait()
     assert "computing the overview failed" in caplog.text
-    await cache.get(scope, compute, background=True)  # nothing cached: starts again
+    assert first is not None  # the index-only answer still came
+    assert not cache.computing(scope)
+    again, _ = await cache.get(scope, compute, background=True)  # no complete one: again
+    assert again == first
     await cache.wait()
-    assert calls == [False, True, False, True]
+    assert sorted(calls) == [False, True, True]
     assert (await cache.get(scope, compute, background=True))[1] is not None

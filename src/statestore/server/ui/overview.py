@@ -46,6 +46,13 @@ CACHE_SECONDS = 120.0
 MIN_REFRESH_SECONDS = 5.0
 """"Refresh" recomputes only an overview older than this: a reload loop cannot make the
 server read the whole state table on every request."""
+BUDGET_SECONDS = 0.5
+"""The longest a request waits for a first (index-only) admin overview before it
+answers "being computed": the page's server time stays under a second at 10^6 keys
+even where those index scans take longer (MariaDB with its default buffer pool)."""
+DUTY = 10.0
+"""A complete overview is recomputed no sooner than this many times its last
+computation took: at most a tenth of the time is spent scanning for it."""
 DAYS = 14
 _MAX_ENTRIES = 256  # scopes remembered per replica (each a few KB of numbers)
 
@@ -65,32 +72,45 @@ def scope_of(grant: wire.Grant) -> OverviewScope:
 
 
 class OverviewCache:
-    """Complete overviews by scope, refreshed in the background after ``ttl`` seconds.
+    """Overviews by scope: computed once at a time, kept, and refreshed behind requests.
 
     ``get(..., background=False)`` (a task token's overview: cheap) computes a missing or
-    old one on the request, once per scope at a time. ``background=True`` (an admin's:
-    a pass over every row) never makes the request wait for that: it answers the cached
-    overview, however old (its age is shown), and starts a refresh once it is older than
-    ``ttl``; with none cached yet it answers the index-only overview (``complete=False``)
-    while the complete one is computed.
+    old one on the request, once per scope at a time. ``background=True`` (an admin's: a
+    pass over every row) never makes a request wait longer than ``budget`` seconds: it
+    answers the cached complete overview, however old (its age is shown), and starts a
+    refresh once it is older than ``ttl`` -- or than :data:`DUTY` times its last
+    computation, so a slow database is not kept scanning. With none cached yet, it
+    answers the index-only overview (``complete=False``), itself computed in the
+    background and waited for up to ``budget``; past that it answers ``None`` (the page
+    says "being computed") and the next request gets it.
     """
 
-    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ttl: float = CACHE_SECONDS,
+        budget: float = BUDGET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
+        self.budget = budget
         self._clock = clock
-        self._entries: dict[OverviewScope, tuple[float, Overview]] = {}
+        # scope -> (computed at, overview, seconds it took); complete ones only
+        self._entries: dict[OverviewScope, tuple[float, Overview, float]] = {}
+        self._partial: dict[OverviewScope, tuple[float, Overview]] = {}
         self._locks: dict[OverviewScope, asyncio.Lock] = {}
-        self._running: dict[OverviewScope, asyncio.Task[None]] = {}
+        self._running: dict[tuple[OverviewScope, bool], asyncio.Task[None]] = {}
 
-    def _stale(self, age: float, refresh: bool) -> bool:
-        return age >= (MIN_REFRESH_SECONDS if refresh else self.ttl)
+    def _stale(self, entry: tuple[float, Overview, float], refresh: bool) -> bool:
+        age = self._clock() - entry[0]
+        return age >= (MIN_REFRESH_SECONDS if refresh else max(self.ttl, DUTY * entry[2]))
 
-    def _store(self, scope: OverviewScope, overview: Overview) -> None:
+    def _store(self, scope: OverviewScope, overview: Overview, took: float) -> None:
         if scope not in self._entries and len(self._entries) >= _MAX_ENTRIES:
             oldest = min(self._entries, key=lambda s: self._entries[s][0])
             del self._entries[oldest]
             self._locks.pop(oldest, None)
-        self._entries[scope] = (self._clock(), overview)
+        self._entries[scope] = (self._clock(), overview, took)
+        self._partial.pop(scope, None)
 
     async def get(
         self,
@@ -99,42 +119,70 @@ class OverviewCache:
         *,
         background: bool = False,
         refresh: bool = False,
-    ) -> tuple[Overview, float | None]:
-        """The overview of ``scope`` and its age in seconds (``None``: computed for this
-        request). ``compute(complete)`` reads one from the database."""
-        found = self._entries.get(scope)
+    ) -> tuple[Overview | None, float | None]:
+        """The overview of ``scope`` (``None``: not ready within the budget) and its age
+        in seconds (``None``: computed for this request). ``compute(complete)`` reads
+        one from the database."""
         if background:
-            if found is None or self._stale(self._clock() - found[0], refresh):
-                self._start(scope, compute)
-            if found is not None:
-                return found[1], self._clock() - found[0]
-            return await compute(False), None
+            return await self._get_behind(scope, compute, refresh)
         lock = self._locks.setdefault(scope, asyncio.Lock())
         async with lock:  # a second request for the same scope waits for the first
             found = self._entries.get(scope)
-            if found is not None and not self._stale(self._clock() - found[0], refresh):
+            if found is not None and not self._stale(found, refresh):
                 return found[1], self._clock() - found[0]
+            started = self._clock()
             overview = await compute(True)
-            self._store(scope, overview)
+            self._store(scope, overview, self._clock() - started)
             return overview, None
+
+    async def _get_behind(
+        self, scope: OverviewScope, compute: Callable[[bool], Awaitable[Overview]], refresh: bool
+    ) -> tuple[Overview | None, float | None]:
+        found = self._entries.get(scope)
+        if found is None or self._stale(found, refresh):
+            self._start(scope, True, compute)
+        if found is not None:
+            return found[1], self._clock() - found[0]
+        partial = self._partial.get(scope)
+        if partial is None:
+            task = self._start(scope, False, compute)
+            asked = self._clock()
+            await asyncio.wait({task}, timeout=self.budget)
+            done = self._entries.get(scope)  # the complete one may have won the race
+            if done is not None:
+                return done[1], None
+            partial = self._partial.get(scope)
+            if partial is not None and partial[0] >= asked:
+                return partial[1], None
+        return (partial[1], self._clock() - partial[0]) if partial else (None, None)
 
     def computing(self, scope: OverviewScope) -> bool:
         """Whether a complete overview of ``scope`` is being computed in the background."""
-        return scope in self._running
+        return (scope, True) in self._running
 
-    def _start(self, scope: OverviewScope, compute: Callable[[bool], Awaitable[Overview]]) -> None:
-        if scope in self._running:
-            return  # one computation per scope, however many requests ask
+    def _start(
+        self, scope: OverviewScope, complete: bool, compute: Callable[[bool], Awaitable[Overview]]
+    ) -> asyncio.Task[None]:
+        running = self._running.get((scope, complete))
+        if running is not None:
+            return running  # one computation per scope and kind, however many ask
 
-        async def refresh() -> None:
+        async def run() -> None:
+            started = self._clock()
             try:
-                self._store(scope, await compute(True))
+                overview = await compute(complete)
+                if complete:
+                    self._store(scope, overview, self._clock() - started)
+                elif scope not in self._entries:
+                    self._partial[scope] = (self._clock(), overview)
             except Exception:  # logged; the next request tries again
                 log.exception("computing the overview failed")
             finally:
-                self._running.pop(scope, None)
+                self._running.pop((scope, complete), None)
 
-        self._running[scope] = asyncio.get_running_loop().create_task(refresh())
+        task = asyncio.get_running_loop().create_task(run())
+        self._running[(scope, complete)] = task
+        return task
 
     async def wait(self) -> None:
         """Until every background computation has finished (tests, shutdown)."""
@@ -217,11 +265,12 @@ async def overview_page(request: Request, ui: Session) -> Response:
                                     refresh=refresh)  # fmt: skip
     context = {
         "o": overview,
+        "budget": cache.budget,
         "age": age,
         "ttl": cache.ttl,
         "computing": cache.computing(scope),
         "server_ms": (time.perf_counter() - started) * 1000,
         "scope": scope,
-        **_charts(overview),
+        **(_charts(overview) if overview is not None else {}),
     }
     return render(request, ui, "overview.html", context)
