@@ -55,7 +55,30 @@ Statement = Callable[..., Awaitable[Any]]
 
 
 def _on_driver(family: str, connection: Any, sql: str, params: Any, *, fetch: Fetch) -> Any:
+    if family == "postgresql":
+        return _on_kept_cursor(connection, sql, params, fetch=fetch)
     return execute(family, connection.driver_connection, sql, params, fetch=fetch)
+
+
+_CURSOR = "statestore_cursor"
+"""Where a psycopg connection's kept cursor lives (its pool record's ``info``)."""
+
+
+async def _on_kept_cursor(connection: Any, sql: str, params: Any, *, fetch: Fetch) -> Any:
+    """As :func:`execute` on psycopg, on a cursor kept per connection: creating one costs
+    several microseconds (as on the sync hot path); any error drops it (see ``_fail``)."""
+    driver = connection.driver_connection
+    kept = connection.info.get(_CURSOR)
+    if kept is None or kept[0] is not driver:
+        kept = connection.info[_CURSOR] = (driver, driver.cursor())
+    cursor = kept[1]
+    await cursor.execute(sql, params)
+    if fetch == "rowcount":
+        return cursor.rowcount
+    if fetch == "rows":
+        return shaped(await cursor.fetchall(), fetch)
+    row = await cursor.fetchone()
+    return shaped([] if row is None else [row], fetch)
 
 
 def _statements(url: URL, engine: AsyncEngine, timeout: float) -> tuple[Any, Statement]:
@@ -257,9 +280,11 @@ class AsyncHotPath:
             async with deadline(self._family, self._timeout):
                 result = await self._statement(connection, sql, parameters, fetch=fetch)
         except StatementTimeout as exc:
+            connection.info.pop(_CURSOR, None)
             await idle.discard(connection, exc)  # its state is unknown: never reuse it
             raise
         except Exception as exc:
+            connection.info.pop(_CURSOR, None)  # after an error, a fresh cursor next time
             if token is not None and not watchdog().disarm(token):
                 await idle.discard(connection, exc)
                 raise StatementTimeout(self._timeout) from exc
