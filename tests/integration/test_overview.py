@@ -180,3 +180,15 @@ def test_index_only_overview_reads_no_table_row_on_sqlite(tmp_path: Path) -> Non
         for step in steps:
             if "statestore_task_state" in step or "statestore_asset_state" in step:
                 assert "USING COVERING INDEX" in step, plan
+
+
+def test_the_twins_take_the_same_parameters() -> None:
+    import inspect
+
+    def shape(function: Any) -> list[tuple[str, Any, Any]]:
+        return [
+            (p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+        ]
+
+    assert shape(fetch_overview) == shape(afetch_overview)
+    assert inspect.iscoroutinefunction(afetch_overview)
