@@ -158,3 +158,34 @@ def test_prefix_end() -> None:
     assert browse.prefix_end("a\U0010ffff") == "b"
     assert browse.prefix_end("\U0010ffff") is None
     assert browse.prefix_end("\ud7ff") == "\ue000"
+
+
+def test_search_task_ids_and_keys_then_where_they_are(backend: MetastoreStateBackend) -> None:
+    assert browse.fetch(backend, browse.task_ids(prefix="ma")).items == ("mapped",)
+    assert browse.fetch(backend, browse.task_ids()).items == ("mapped", "t1")
+    runs = all_pages(backend, lambda a, n: browse.task_runs("t1", after=a, limit=n), 5)
+    assert runs == [(d, r) for d in ("a_dag", "a_dag2", "b_dag", "é_dag")
+                    for r in ("r1", "r2", "scheduled_1")]  # fmt: skip
+    assert browse.fetch(backend, browse.key_names(prefix="a/")).items == ("a/1", "a/2")
+    assert browse.fetch(backend, browse.key_names(asset_state=True)).items == (
+        "cursor", "watermark")  # fmt: skip
+    holders = all_pages(
+        backend,
+        lambda a, n: browse.key_holders(
+            "k", after=None if a is None else (*_identity(a.scope), a.row_id), limit=n
+        ),
+        3,
+    )
+    scopes = [h.scope for h in holders]  # type: ignore[attr-defined]
+    assert len(scopes) == 12 + 5  # every t1 instance, and mapped's 0, 1, 1[w], 1[x], 2
+    assert scopes[0] == TaskScope("a_dag", "r1", "mapped", 0)
+    assert TaskScope("a_dag", "r1", "mapped", 1, map_key="x") in scopes
+    assert len(set(scopes)) == len(scopes)
+    assert browse.fetch(backend, browse.asset_holders("watermark")).items == (
+        "orders", "orders/eu")  # fmt: skip
+    assert browse.fetch(backend, browse.asset_holders("watermark", after="orders")).items == (
+        "orders/eu",)  # fmt: skip
+
+
+def _identity(scope: TaskScope) -> tuple[str, str, str, int]:
+    return (scope.dag_id, scope.run_id, scope.task_id, scope.map_index)

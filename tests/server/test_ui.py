@@ -208,7 +208,8 @@ _PAGES = ["/ui/", "/ui/runs", "/ui/tasks", "/ui/instances", "/ui/task", "/ui/tas
           "/ui/asset", "/ui/asset/key", "/ui/asset/deactivate", "/ui/cleanup",
           "/ui/search"]  # fmt: skip
 _FIELDS = ["dag_id", "map_index", "map_key", "key", "name", "prefix", "after", "after_index",
-           "after_key", "after_dag", "run", "dry_run", "all_map_indices"]  # fmt: skip
+           "after_key", "after_dag", "run", "dry_run", "all_map_indices", "q", "what", "task",
+           "after_row"]  # fmt: skip
 
 
 async def test_hostile_query_values_are_refused_never_a_500(

@@ -282,10 +282,22 @@ async def test_the_cleanup_dry_run_lists_what_would_go(
     assert filled.primary_backend.get_item(TASK_A, "soon") is not None  # nothing deleted
 
 
-async def test_search_runs_by_prefix(admin: httpx.AsyncClient) -> None:
-    found = await page(admin, "/ui/search", run="run_")
+async def test_search_runs_tasks_and_keys_in_every_dag(admin: httpx.AsyncClient) -> None:
+    found = await page(admin, "/ui/search", what="run", q="run_")
     assert "dag / run_1" in found
-    assert "No run id starts with" in await page(admin, "/ui/search", run="zzz")
+    assert "Nothing found" in await page(admin, "/ui/search", what="run", q="zzz")
+    tasks = await page(admin, "/ui/search", what="task", q="task_")
+    assert '<a href="/ui/search?task=task_a">task_a</a>' in tasks
+    assert ">task_b</a>" in tasks
+    places = await page(admin, "/ui/search", task="task_a")
+    assert "/ui/instances?dag_id=dag&amp;run_id=run_1&amp;task_id=task_a" in places
+    keys = await page(admin, "/ui/search", what="key", q="wat")
+    assert '<a href="/ui/search?key=watermark">watermark</a>' in keys  # an asset's key
+    job = await page(admin, "/ui/search", key="job_id")
+    assert "task dag/run_1/task_a</a>" in job
+    assert "/ui/task/key?dag_id=dag&amp;run_id=run_1&amp;task_id=task_a" in job
+    watermark = await page(admin, "/ui/search", key="watermark")
+    assert '<a href="/ui/asset/key?name=orders&amp;key=watermark">asset orders</a>' in watermark
 
 
 # -- a task token --------------------------------------------------------------------

@@ -26,6 +26,11 @@ query                         index
                               one ``map_index`` (mapped instances by key usually have
                               one index each)
 :func:`run_search`            the same: one seek per dag, then one per matching run
+:func:`task_ids`,             ``ix_statestore_task_state_task_id``, ``..._key`` and
+:func:`key_names`             ``ix_statestore_asset_state_key``: one seek per id
+:func:`task_runs`,            the same indexes, reading the rows of one task id or
+:func:`key_holders`,          one key (not the table): a search narrows to one
+:func:`asset_holders`         exact id before it lists where it is
 :func:`task_keys`             ``ix_statestore_task_state_task_digest_map_index_key``
 :func:`asset_keys`            ``ix_statestore_asset_state_asset_id_key``
 :func:`assets`                none: the registry is small (one row per asset, not per
@@ -50,7 +55,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, Row, select, true
+from sqlalchemy import ColumnElement, Executable, Row, select, true, tuple_
 
 from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.digests import key_digest, task_digest, task_row_id
@@ -60,23 +65,29 @@ from statestore.scopes import TaskScope
 
 __all__ = [
     "AssetRow",
+    "Holder",
     "Instance",
     "KeyDetail",
     "KeyRow",
     "Page",
     "afetch",
     "asset_by_name",
+    "asset_holders",
     "asset_key",
     "asset_keys",
     "assets",
     "dags",
     "fetch",
     "instances",
+    "key_holders",
+    "key_names",
     "prefix_end",
     "run_search",
     "runs",
+    "task_ids",
     "task_key",
     "task_keys",
+    "task_runs",
     "tasks",
 ]
 
@@ -225,6 +236,74 @@ def run_search(
         if not following.items:
             return Page(tuple(found), False)
         dag, run = following.items[0], ""
+
+
+def task_ids(*, prefix: str = "", after: str = "", limit: int = 50) -> Plan[Page[str]]:
+    """Task ids (in any dag and run) that start with ``prefix``: one seek each."""
+    return _distinct(_ts.task_id, [], prefix, after, limit)
+
+
+def task_runs(
+    task_id: str, *, after: tuple[str, str] | None = None, limit: int = 50
+) -> Plan[Page[tuple[str, str]]]:
+    """``(dag_id, run_id)`` pairs that have task state of ``task_id``: reads the rows of
+    that task id (its index), not the table."""
+    where = [_ts.task_id == task_id]
+    if after is not None:
+        where.append(tuple_(_ts.dag_id, _ts.run_id) > tuple_(*after))
+    rows = yield (
+        select(_ts.dag_id, _ts.run_id)
+        .where(*where)
+        .distinct()
+        .order_by(_ts.dag_id, _ts.run_id)
+        .limit(limit + 1)
+    )
+    pairs = tuple((f[0], f[1]) for f in map(_fields, rows[:limit]))
+    return Page(pairs, len(rows) > limit)
+
+
+def key_names(
+    *, asset_state: bool = False, prefix: str = "", after: str = "", limit: int = 50
+) -> Plan[Page[str]]:
+    """Keys that start with ``prefix``, in any task instance (or any asset): one seek
+    each on the key index."""
+    return _distinct(_as.key if asset_state else _ts.key, [], prefix, after, limit)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A task instance that has a given key (``row_id``: the cursor of the next page)."""
+
+    scope: TaskScope
+    row_id: bytes
+
+
+def key_holders(
+    key: str, *, after: tuple[str, str, str, int, bytes] | None = None, limit: int = 50
+) -> Plan[Page[Holder]]:
+    """The task instances that have ``key``: reads the rows of that key (its index)."""
+    order = (_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.row_id)
+    where = [_ts.key == key]
+    if after is not None:
+        where.append(tuple_(*order) > tuple_(*after))
+    rows = yield (select(*order, _ts.map_key).where(*where).order_by(*order).limit(limit + 1))
+    holders = tuple(
+        Holder(TaskScope(dag, run, task, index, map_key=map_key), row_id)
+        for dag, run, task, index, row_id, map_key in (_fields(row) for row in rows[:limit])
+    )
+    return Page(holders, len(rows) > limit)
+
+
+def asset_holders(key: str, *, after: str = "", limit: int = 50) -> Plan[Page[str]]:
+    """The names of the assets that have ``key``."""
+    rows = yield (
+        select(asset.c.name)
+        .join(asset_state, asset_state.c.asset_id == asset.c.id)
+        .where(_as.key == key, asset.c.name > after)
+        .order_by(asset.c.name)
+        .limit(limit + 1)
+    )
+    return Page(tuple(row[0] for row in rows[:limit]), len(rows) > limit)
 
 
 def instances(

@@ -260,31 +260,103 @@ async def asset_page(request: Request, ui: Session) -> Response:
                       crumbs, writable=ui.grant.may_write_asset(scope), asset=found)  # fmt: skip
 
 
+_SEARCHES = {"run": "Run id", "task": "Task id", "key": "Key"}
+
+
 @router.get("/search")
 async def search(request: Request, ui: Admin) -> Response:
-    """Runs whose id starts with a prefix, in every dag."""
-    run = _text(request, "run")
-    after = None
+    """Find runs, tasks or keys by the start of their id, in every dag (and asset), then
+    where an exact one is: ``what=run|task|key`` and ``q=`` (a prefix), or ``task=`` /
+    ``key=`` (exact) for the places that have it."""
     params = request.query_params
+    what = params.get("what", "run")
+    if what not in _SEARCHES:
+        what = "run"
+    query = _text(request, "run") or _text(request, "q")  # run= is the DAG list's form
+    backend = metastore(request)
+    context: dict[str, Any] = {"what": what, "q": query, "searches": _SEARCHES, "rows": [],
+                               "rows_assets": [], "next_href": None, "exact": None}  # fmt: skip
+    if "task" in params:
+        await _task_places(request, context, params["task"])
+    elif "key" in params:
+        await _key_places(request, context, _text(request, "key"))
+    elif query and what == "run":
+        after = None
+        if "after_dag" in params and "after_run" in params:
+            after = (params["after_dag"], params["after_run"])
+            TaskScope(*after, "?")  # the ids' own rules (no NUL, lengths)
+        page = await browse.afetch(backend, browse.run_search(query, after=after, limit=PAGE_SIZE))
+        context["rows"] = [(f"{d} / {r}", ui_path(request, "/ui/tasks", dag_id=d, run_id=r))
+                           for d, r in page.items]  # fmt: skip
+        if page.more:
+            d, r = page.items[-1]
+            context["next_href"] = ui_path(request, "/ui/search", what="run", q=query,
+                                           after_dag=d, after_run=r)  # fmt: skip
+    elif query:
+        cursor = _text(request, "after")
+        names: browse.Page[str]
+        if what == "task":
+            names = await browse.afetch(backend, browse.task_ids(prefix=query, after=cursor))
+            context["rows"] = [(t, ui_path(request, "/ui/search", task=t)) for t in names.items]
+        else:
+            names = await browse.afetch(backend, browse.key_names(prefix=query, after=cursor))
+            assets = await browse.afetch(backend, browse.key_names(asset_state=True, prefix=query))
+            context["rows"] = [(k, ui_path(request, "/ui/search", key=k)) for k in names.items]
+            context["rows_assets"] = [(k, ui_path(request, "/ui/search", key=k))
+                                      for k in assets.items]  # fmt: skip
+        if names.more:
+            context["next_href"] = ui_path(request, "/ui/search", what=what, q=query,
+                                           after=names.items[-1])  # fmt: skip
+    return render(request, ui, "search.html", context)
+
+
+async def _task_places(request: Request, context: dict[str, Any], task: str) -> None:
+    TaskScope("?", "?", task)  # the id's own rules
+    params = request.query_params
+    after = None
     if "after_dag" in params and "after_run" in params:
         after = (params["after_dag"], params["after_run"])
-        TaskScope(*after, "?")  # the ids' own rules (no NUL, lengths)
-    page: browse.Page[tuple[str, str]] = browse.Page((), False)
-    if run:
-        page = await browse.afetch(
-            metastore(request), browse.run_search(run, after=after, limit=PAGE_SIZE)
-        )
-    rows = [
-        (f"{dag} / {run_id}", ui_path(request, "/ui/tasks", dag_id=dag, run_id=run_id))
-        for dag, run_id in page.items
-    ]
-    next_href = None
+        TaskScope(*after, task)
+    page = await browse.afetch(metastore(request), browse.task_runs(task, after=after))
+    context.update(exact=f"task {task}", what="task", q=task)
+    context["rows"] = [
+        (f"{d} / {r} / {task}",
+         ui_path(request, "/ui/instances", dag_id=d, run_id=r, task_id=task))
+        for d, r in page.items
+    ]  # fmt: skip
     if page.more:
-        last_dag, last_run = page.items[-1]
-        next_href = ui_path(request, "/ui/search", run=run, after_dag=last_dag, after_run=last_run)
-    return _listing(
-        request, ui, heading="Runs by id", crumbs=[("DAGs", ui_path(request, "/ui/"))],
-        rows=rows, prefix=run, filter_label="Run id starts with", hidden={},
-        filter_path="/ui/search", filter_name="run", next_href=next_href,
-        empty="Type the start of a run id." if not run else f"No run id starts with {run!r}.",
-    )  # fmt: skip
+        d, r = page.items[-1]
+        context["next_href"] = ui_path(request, "/ui/search", task=task, after_dag=d,
+                                       after_run=r)  # fmt: skip
+
+
+async def _key_places(request: Request, context: dict[str, Any], key: str) -> None:
+    check_key(key)
+    params = request.query_params
+    backend = metastore(request)
+    after = None
+    if "after_row" in params:
+        scope = wire.scope_from_params(params, task=True)  # the cursor's ids, checked
+        assert isinstance(scope, TaskScope)
+        try:
+            row_id = bytes.fromhex(params["after_row"])
+        except ValueError:
+            row_id = b""
+        after = (scope.dag_id, scope.run_id, scope.task_id, scope.map_index, row_id)
+    page = await browse.afetch(backend, browse.key_holders(key, after=after))
+    assets = await browse.afetch(backend, browse.asset_holders(key))
+    context.update(exact=f"key {key}", what="key", q=key)
+    context["rows"] = [
+        (h.scope.describe(), ui_path(request, "/ui/task/key", **scope_query(h.scope), key=key))
+        for h in page.items
+    ]
+    context["rows_assets"] = [
+        (f"asset {name}", ui_path(request, "/ui/asset/key", name=name, key=key))
+        for name in assets.items
+    ]
+    if page.more:
+        last = page.items[-1].scope
+        context["next_href"] = ui_path(
+            request, "/ui/search", key=key, dag_id=last.dag_id, run_id=last.run_id,
+            task_id=last.task_id, map_index=last.map_index, after_row=page.items[-1].row_id.hex(),
+        )  # fmt: skip
