@@ -238,3 +238,17 @@ async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path, keys: Key
     assert ready.json()["type"] == wire.PROBLEM_PREFIX + "SchemaOutOfDateError"
     assert "db upgrade" in ready.json()["detail"]
     assert str(tmp_path) not in ready.text  # where the database is stays in the server's log
+
+
+async def test_a_ui_page_names_no_database_either(tmp_path: Path, keys: Keys, mint: Mint) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    store = StateStore(config=StateStoreConfig(database={"url": url, "auto_migrate_sqlite": False}))
+    app = create_app(store, public_key=keys.public_pem)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
+        login = await c.post("/ui/login", data={"token": mint(ADMIN), "next": "/ui/"})
+        assert login.status_code == 303, login.text
+        page = await c.get("/ui/assets")
+    await store.aclose()
+    assert page.status_code == 503, page.text
+    assert "SchemaOutOfDateError" in page.text
+    assert str(tmp_path) not in page.text

@@ -96,7 +96,8 @@ async def _on_statestore_error(request: Request, exc: Exception) -> Response:
         # Which check failed, never the token (it stays in the Authorization header).
         log.info("refused %s %s: %s", request.method, request.url.path, exc)
     if _is_ui(request):  # a person with a browser: a page, not a problem document
-        return error_page(request, exc, wire.problem_for(exc)[0])
+        shown = _for_clients(exc)  # the page names no database either
+        return error_page(request, shown, wire.problem_for(shown)[0])
     return _problem(exc)
 
 
