@@ -131,3 +131,33 @@ def test_0003_downgrade_upgrade_round_trip_keeps_rows(db_url: URL) -> None:
             assert conn.execute(select(func.count()).select_from(asset_state)).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_the_longest_ids_fit_the_dag_index_or_are_an_invalid_scope(db_url: URL) -> None:
+    """Three ids of 250 random 4-byte characters (3000 bytes) fit InnoDB's 3072-byte
+    key and SQLite; PostgreSQL's B-tree entry limit (~2704 bytes) refuses them as an
+    ``InvalidScopeError`` naming the cause, not as an unavailable database."""
+    import random
+
+    import pytest
+
+    from statestore.exceptions import InvalidScopeError
+
+    upgrade(db_url)
+    pick = random.Random(19)
+    dag, run, task = ("".join(chr(pick.randrange(0x10000, 0x1F000)) for _ in range(250))
+                      for _ in range(3))  # fmt: skip
+    scope = TaskScope(dag, run, task)
+    with StateStore(db_url.render_as_string(hide_password=False)) as store:
+        state = store.task_state(scope)
+        if db_url.get_backend_name() == "postgresql":
+            with pytest.raises(InvalidScopeError, match="too long in UTF-8") as raised:
+                state.set("k", 1)
+            assert "exceeds btree" in str(raised.value)
+            assert state.get("k") is None
+        else:
+            state.set("k", 1)
+            assert state.get("k") == 1
+        ascii_scope = TaskScope("d" * 250, "r" * 250, "t" * 250)  # 750 bytes: fits everywhere
+        store.task_state(ascii_scope).set("k", 2)
+        assert store.task_state(ascii_scope).get("k") == 2

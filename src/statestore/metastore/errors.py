@@ -15,7 +15,12 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
-from statestore.exceptions import BackendUnavailableError, SchemaOutOfDateError, StateStoreError
+from statestore.exceptions import (
+    BackendUnavailableError,
+    InvalidScopeError,
+    SchemaOutOfDateError,
+    StateStoreError,
+)
 from statestore.metastore.deadlines import DEPLOYING_DOCS, StatementTimeout
 
 __all__ = ["describe_url", "translate_errors"]
@@ -194,6 +199,19 @@ def _missing_database(url: URL, _reason: str) -> StateStoreError:
     )
 
 
+# PostgreSQL: a B-tree entry holds at most ~2704 bytes after compression; the web UI's
+# dag index (revision 0003) holds dag, run and task ids together, up to 3 x 1000 bytes.
+_INDEX_ENTRY_TOO_LARGE = re.compile(r"index row size \d+ exceeds (btree|maximum)", re.I)
+
+
+def _index_entry_too_large(url: URL, reason: str) -> StateStoreError:
+    # The caller's input, not the database's state: retrying cannot help.
+    return InvalidScopeError(
+        f"{describe_url(url)} cannot index this scope: its ids together are too long in "
+        f"UTF-8 for a PostgreSQL index entry (server said: {reason}); use shorter ids"
+    )
+
+
 def _missing_table(url: URL, reason: str) -> StateStoreError:
     # Only here, after every login and privilege rule: a reachable, authenticated
     # database without our tables is the one case where "run db upgrade" is the answer.
@@ -209,6 +227,7 @@ _RULES: tuple[tuple[re.Pattern[str], Callable[[URL, str], StateStoreError]], ...
     (_AUTH_FAILED, _auth_failed),
     (_PERMISSION_DENIED, _permission_denied),
     (_MISSING_DATABASE, _missing_database),
+    (_INDEX_ENTRY_TOO_LARGE, _index_entry_too_large),
     (_MISSING_TABLE, _missing_table),
 )
 

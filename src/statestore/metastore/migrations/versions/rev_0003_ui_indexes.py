@@ -9,7 +9,8 @@ index stays within the key-size limits of the three databases for the longest id
 library accepts: InnoDB 3072 bytes (utf8mb4: 4 bytes a character), so the widest one,
 (dag_id, run_id, task_id, map_index), is 3 x 1000 + 4 bytes; PostgreSQL's B-tree entry
 limit is ~2704 bytes *after* compression, which three ids of 250 random 4-byte characters
-can pass (see docs/performance.md, "Web UI overview"). The asset name (1500 characters)
+can pass: such a write raises ``InvalidScopeError`` (``metastore.errors``; see
+docs/performance.md, "Web UI overview"). The asset name (1500 characters)
 gets none: no database can index it whole, and the registry is small enough to scan.
 """
 
