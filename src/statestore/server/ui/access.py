@@ -136,7 +136,7 @@ def parse_value(text: str, max_value_bytes: int) -> str:
     if not text.strip():
         raise InvalidValueError("the value is empty: type JSON, or delete the key instead")
     try:
-        value: Any = json.loads(text)
+        value: Any = decode_value(text)  # the API's own decoder (server.body.read_value)
     except ValueError as exc:
         raise InvalidValueError(f"the value is not JSON: {exc}") from None
     except RecursionError:
