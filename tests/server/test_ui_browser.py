@@ -227,8 +227,14 @@ def test_admin_walks_through_browse_edit_conflict_delete_clear_logout(
     value = page.locator("pre.value").inner_text()
     assert '"id": "spark-42"' in value
     shots.take(page, "key")
+    for _ in range(40):  # by keyboard alone: Tab reaches the value, then Edit
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Edit":
+            break
+    else:
+        raise AssertionError("Tab never reached the Edit button")
 
-    page.get_by_role("link", name="Edit").click()
+    page.keyboard.press("Enter")  # follows the focused Edit link
     editor = page.locator("textarea#value")
     editor.fill('{"id": "spark-43"}')
     assert "Valid JSON" in page.locator("#value-validity").inner_text()  # the script's hint
