@@ -45,10 +45,11 @@ def _need_nginx() -> None:
 
 
 @pytest.fixture(
+    scope="module",
     params=[
         pytest.param("postgresql", marks=pytest.mark.postgresql),
         pytest.param("mysql", marks=pytest.mark.mysql),
-    ]
+    ],
 )
 def database(request: pytest.FixtureRequest) -> Iterator[URL]:
     """A fresh, migrated database of this dialect on the test server."""
@@ -61,19 +62,23 @@ def database(request: pytest.FixtureRequest) -> Iterator[URL]:
         databases.drop(url)
 
 
-@pytest.fixture
-def keys(tmp_path: Path) -> tuple[bytes, Path]:
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
     from statestore.server import generate_keypair
 
     private_pem, public_pem = generate_keypair()
-    public_file = tmp_path / "verify.pem"
+    public_file = tmp_path_factory.mktemp("keys") / "verify.pem"
     public_file.write_bytes(public_pem)
     return private_pem, public_file
 
 
-@pytest.fixture
-def replicas(database: URL, keys: tuple[bytes, Path], tmp_path: Path) -> Iterator[list[Served]]:
+@pytest.fixture(scope="module")
+def replicas(
+    database: URL, keys: tuple[bytes, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Served]]:
+    """Two replicas on the database, shared by this module's tests (each its own nginx)."""
     _need_nginx()
+    tmp_path = tmp_path_factory.mktemp("replicas")
     text_url = database.render_as_string(hide_password=False)
     started: list[Served] = []
     try:
