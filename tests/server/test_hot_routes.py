@@ -109,3 +109,21 @@ async def test_requests_take_the_short_way_mounted_too(
     assert denied.json()["type"] == wire.PROBLEM_PREFIX + "AuthenticationError"
     assert admin.status_code == 200
     assert answered == ["get", "get"]  # the task's and the admin's (the refused one: no handler)
+
+
+async def test_an_unexpected_error_on_a_hot_route_is_the_app_s_500_problem(
+    sqlite_store: StateStore, keys: Keys, mint: Mint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the driver fell over")
+
+    monkeypatch.setattr(sqlite_store.primary_backend, "aget_item", broken)
+    app = create_app(sqlite_store, public_key=keys.public_pem, close_store=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://statestore") as client:
+        answer = await client.get(
+            wire.TASK_KEY, params=wire.key_params(TASK_A, "k"), headers=bearer(mint(ADMIN))
+        )
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == wire.PROBLEM_CONTENT_TYPE
+    assert answer.json()["detail"] == "the server failed; its log has the details"

@@ -12,6 +12,8 @@ anything this table does not take (another method on the same path: its 405) -- 
 test checks that both agree on every route's method, path and need.
 
 Everything else (listing, clear, admin, health, the UI) goes through FastAPI as before.
+The middleware sits inside FastAPI's outer layers, so OpenTelemetry tracing (when a
+host configures it) and the 500 handler for unexpected errors still cover these routes.
 """
 
 from __future__ import annotations
