@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="live rows beside the expired ones (default: as many)")  # fmt: skip
     parser.add_argument("--json", default="benchmark-results.json", help="where to write JSON")
     parser.add_argument("--http", action=argparse.BooleanOptionalAction,
-                        default=importlib.util.find_spec("fastapi") is not None,
+                        default=all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")),
                         help="also through a statestore serve process (server extra)")  # fmt: skip
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
