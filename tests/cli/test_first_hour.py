@@ -98,6 +98,9 @@ def test_writes_confirm_and_get_exits_the_same_way(run: Run) -> None:
     code, out, _ = run("task-state", "set", "rows", "3", *SCOPE, "--map-index", "2")
     assert code == 0
     assert out == "Set rows on etl / r1 / load (map index 2) (expires in 30d).\n"
+    # 3.6 microseconds: gone by the read-back, which must not say "never expires"
+    code, out, _ = run("task-state", "set", "blink", "1", *SCOPE, "--retention-hours", "1e-9")
+    assert (code, out) == (0, "Set blink on etl / r1 / load (already expired).\n")
     assert run("task-state", "get", "job", *SCOPE)[:2] == (0, '"spark-1"\n')
     code, out, _ = run("task-state", "delete", "job", *SCOPE)
     assert (code, out) == (0, "Deleted job from etl / r1 / load.\n")

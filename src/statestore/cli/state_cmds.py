@@ -283,7 +283,12 @@ def task_set(
         _done(ctx, {"key": key, "written": True}, f"Set {key} on {_where(scope)}.")
         return
     expires_at = item.expires_at if item is not None else None
-    when = "never expires" if expires_at is None else f"expires {short_time(expires_at, utcnow())}"
+    if item is None:  # its retention ran out before the read-back
+        when = "already expired"
+    elif expires_at is None:
+        when = "never expires"
+    else:
+        when = f"expires {short_time(expires_at, utcnow())}"
     _done(
         ctx,
         {"key": key, "written": True, "expires_at": expires_at.isoformat() if expires_at else None},
