@@ -353,3 +353,17 @@ async def test_a_failed_background_computation_is_logged_and_retried(
     await cache.wait()
     assert sorted(calls) == [False, True, True]
     assert (await cache.get(scope, compute, background=True))[1] is not None
+
+
+async def test_without_the_metastore_the_page_says_so(keys: Keys, mint: Mint) -> None:
+    from statestore import InMemoryStateBackend
+
+    with StateStore(backend=InMemoryStateBackend()) as store:
+        app = create_app(store, public_key=keys.public_pem, close_store=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            await client.post("/ui/login", data={"token": mint(ADMIN)})
+            answer = await client.get("/ui/overview")
+    assert answer.status_code >= 400
+    assert "the overview needs the database backend" in answer.text
+    assert answer.headers["content-type"].startswith("text/html")
