@@ -10,8 +10,9 @@ found by its own one-row index seek instead::
     WHERE dag_id > :last [AND dag_id >= :prefix AND dag_id < :prefix_end]
     ORDER BY dag_id LIMIT 1
 
-repeated ``limit + 1`` times (the extra one says whether there is a next page), in one
-connection. A page is so ``limit + 1`` seeks whatever the table holds. Runs and tasks
+repeated ``limit + 1`` times (the extra one says whether there is a next page) inside
+one recursive CTE, so one statement and one round trip. A page is so ``limit + 1``
+seeks whatever the table holds. Runs and tasks
 are the same seek one level down (``WHERE dag_id = :d AND run_id > :last``), task
 instances two levels (``map_index``, then ``map_key`` within it).
 
@@ -55,7 +56,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, Row, select, true, tuple_
+from sqlalchemy import ColumnElement, Executable, Integer, Row, literal, select, true, tuple_
 
 from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.digests import key_digest, task_digest, task_row_id
@@ -179,19 +180,30 @@ def _range(column: Any, prefix: str) -> list[ColumnElement[bool]]:
 def _distinct(
     column: Any, where: list[ColumnElement[bool]], prefix: str, after: str, limit: int
 ) -> Plan[Page[str]]:
-    found: list[str] = []
-    last = after
-    while len(found) <= limit:
-        rows = yield (
+    # One statement, one round trip: a recursive CTE whose every step is the one-row
+    # index seek "the next value after the last one" (a loose index scan).
+    bounds = _range(column, prefix)
+
+    def following(last: Any) -> Any:
+        return (
             select(column)
-            .where(*where, column > last, *_range(column, prefix))
+            .where(*where, column > last, *bounds)
             .order_by(column)
             .limit(1)
+            .scalar_subquery()
         )
-        if not rows:
-            break
-        last = rows[0][0]
-        found.append(last)
+
+    first = select(
+        following(literal(after, type_=column.type)).label("v"), literal(1, Integer).label("n")
+    ).cte("skip", recursive=True)
+    last = first.alias("last")
+    steps = first.union_all(
+        select(following(last.c.v).label("v"), (last.c.n + 1).label("n")).where(
+            last.c.v.is_not(None), last.c.n <= limit
+        )
+    )
+    rows = yield select(steps.c.v).where(steps.c.v.is_not(None)).order_by(steps.c.n)
+    found = [row[0] for row in rows]
     return Page(tuple(found[:limit]), len(found) > limit)
 
 
