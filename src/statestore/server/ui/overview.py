@@ -9,13 +9,15 @@ writes per day and the largest values need every value's length, and no index ho
 at 10^6 keys that pass takes seconds (docs/performance.md, "Web UI overview"). So the
 complete overview is computed in the background, one computation per scope at a time,
 kept by :class:`OverviewCache`, and served from memory with its age on the page; a
-request that finds it older than :data:`CACHE_SECONDS` starts the next computation and
-still answers at once. Until the first one is done, the page shows what the indexes
-answer within the request (keys per dag and asset, the expiry histogram) and says the
-rest is being computed. "Refresh" starts a computation if the overview is older than
-:data:`MIN_REFRESH_SECONDS`. A task token's overview reads only its grant's index
-ranges, so it is computed on the request (and cached the same way). Each replica keeps
-its own cache: it holds numbers and key names, never values.
+request that finds it older than :data:`CACHE_SECONDS` (and than :data:`DUTY` times
+its last computation) starts the next computation and still answers at once. Until the
+first one is done, the page shows what the indexes answer (keys per dag and asset, the
+expiry histogram), itself computed in the background and waited for at most
+:data:`BUDGET_SECONDS`, past which the page says "being computed". "Refresh" starts a
+computation if the overview is older than :data:`MIN_REFRESH_SECONDS`. A task token's
+overview reads only its grant's index ranges, so it is computed on the request (and
+cached the same way). Each replica keeps its own cache: it holds numbers and key names,
+never values.
 """
 
 from __future__ import annotations
