@@ -367,3 +367,23 @@ async def test_without_the_metastore_the_page_says_so(keys: Keys, mint: Mint) ->
     assert answer.status_code >= 400
     assert "the overview needs the database backend" in answer.text
     assert answer.headers["content-type"].startswith("text/html")
+
+
+async def test_shutdown_cancels_a_background_overview(sqlite_store: StateStore, keys: Keys) -> None:
+    """A complete overview of a large database takes seconds; the lifespan stops it
+    before the store closes instead of waiting for it or leaving it running."""
+    app = create_app(sqlite_store, public_key=keys.public_pem, close_store=False)
+    cache = OverviewCache()
+    app.state.statestore_ui_overview = cache
+    never = asyncio.Event()
+
+    async def endless(complete: bool) -> Overview:
+        await never.wait()
+        raise AssertionError("cancelled before it could finish")
+
+    async with app.router.lifespan_context(app):
+        task = cache._start(scope_of(ADMIN), True, endless)
+        await asyncio.sleep(0)
+        assert cache.computing(scope_of(ADMIN))
+    assert task.cancelled()
+    assert not cache.computing(scope_of(ADMIN))

@@ -44,6 +44,7 @@ from statestore.server.body import DEFAULT_UNLIMITED_BODY_BYTES
 from statestore.server.hot import HotRoutes
 from statestore.server.routes import admin, asset_state, batch, health, task_state
 from statestore.server.state import ServerState
+from statestore.server.ui import overview
 from statestore.server.ui.render import error_page, http_error_page
 from statestore.store import StateStore
 
@@ -228,6 +229,9 @@ def create_app(
         try:
             yield
         finally:
+            overviews = getattr(app.state, overview.CACHE_ATTRIBUTE, None)
+            if overviews is not None:  # the web UI's background computations, if any ran
+                await overviews.cancel()
             if state.close_store:
                 await state.store.aclose()
 

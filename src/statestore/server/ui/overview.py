@@ -191,13 +191,25 @@ class OverviewCache:
         while self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
+    async def cancel(self) -> None:
+        """Stop every background computation (server shutdown: a complete overview of a
+        large database takes seconds, and the store is about to close under it)."""
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+CACHE_ATTRIBUTE = "statestore_ui_overview"
+"""Where an app keeps its :class:`OverviewCache` (``app.state``); its lifespan cancels it."""
+
 
 def _cache(request: Request) -> OverviewCache:
     # One per app, made on first use: create_app need not know about the UI's pages.
-    cache: OverviewCache | None = getattr(request.app.state, "statestore_ui_overview", None)
+    cache: OverviewCache | None = getattr(request.app.state, CACHE_ATTRIBUTE, None)
     if cache is None:
         cache = OverviewCache()
-        request.app.state.statestore_ui_overview = cache
+        setattr(request.app.state, CACHE_ATTRIBUTE, cache)
     return cache
 
 
