@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from statestore import StateStore, TaskScope
-from statestore.metastore import browse
+from statestore.metastore import browse, search
 from statestore.metastore.backend import MetastoreStateBackend
 
 
@@ -161,17 +161,17 @@ def test_prefix_end() -> None:
 
 
 def test_search_task_ids_and_keys_then_where_they_are(backend: MetastoreStateBackend) -> None:
-    assert browse.fetch(backend, browse.task_ids(prefix="ma")).items == ("mapped",)
-    assert browse.fetch(backend, browse.task_ids()).items == ("mapped", "t1")
-    runs = all_pages(backend, lambda a, n: browse.task_runs("t1", after=a, limit=n), 5)
+    assert browse.fetch(backend, search.task_ids(prefix="ma")).items == ("mapped",)
+    assert browse.fetch(backend, search.task_ids()).items == ("mapped", "t1")
+    runs = all_pages(backend, lambda a, n: search.task_runs("t1", after=a, limit=n), 5)
     assert runs == [(d, r) for d in ("a_dag", "a_dag2", "b_dag", "é_dag")
                     for r in ("r1", "r2", "scheduled_1")]  # fmt: skip
-    assert browse.fetch(backend, browse.key_names(prefix="a/")).items == ("a/1", "a/2")
-    assert browse.fetch(backend, browse.key_names(asset_state=True)).items == (
+    assert browse.fetch(backend, search.key_names(prefix="a/")).items == ("a/1", "a/2")
+    assert browse.fetch(backend, search.key_names(asset_state=True)).items == (
         "cursor", "watermark")  # fmt: skip
     holders = all_pages(
         backend,
-        lambda a, n: browse.key_holders(
+        lambda a, n: search.key_holders(
             "k", after=None if a is None else (*_identity(a.scope), a.row_id), limit=n
         ),
         3,
@@ -181,9 +181,9 @@ def test_search_task_ids_and_keys_then_where_they_are(backend: MetastoreStateBac
     assert scopes[0] == TaskScope("a_dag", "r1", "mapped", 0)
     assert TaskScope("a_dag", "r1", "mapped", 1, map_key="x") in scopes
     assert len(set(scopes)) == len(scopes)
-    assert browse.fetch(backend, browse.asset_holders("watermark")).items == (
+    assert browse.fetch(backend, search.asset_holders("watermark")).items == (
         "orders", "orders/eu")  # fmt: skip
-    assert browse.fetch(backend, browse.asset_holders("watermark", after="orders")).items == (
+    assert browse.fetch(backend, search.asset_holders("watermark", after="orders")).items == (
         "orders/eu",)  # fmt: skip
 
 

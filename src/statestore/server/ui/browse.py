@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from statestore import wire
 from statestore.metastore import browse
+from statestore.metastore import search as find
 from statestore.scopes import AssetScope, TaskScope, check_key
 from statestore.server.ui.access import asset_scope, metastore, scope_query, task_scope
 from statestore.server.ui.render import render, ui_path
@@ -296,11 +297,11 @@ async def search(request: Request, ui: Admin) -> Response:
         cursor = _text(request, "after")
         names: browse.Page[str]
         if what == "task":
-            names = await browse.afetch(backend, browse.task_ids(prefix=query, after=cursor))
+            names = await browse.afetch(backend, find.task_ids(prefix=query, after=cursor))
             context["rows"] = [(t, ui_path(request, "/ui/search", task=t)) for t in names.items]
         else:
-            names = await browse.afetch(backend, browse.key_names(prefix=query, after=cursor))
-            assets = await browse.afetch(backend, browse.key_names(asset_state=True, prefix=query))
+            names = await browse.afetch(backend, find.key_names(prefix=query, after=cursor))
+            assets = await browse.afetch(backend, find.key_names(asset_state=True, prefix=query))
             context["rows"] = [(k, ui_path(request, "/ui/search", key=k)) for k in names.items]
             context["rows_assets"] = [(k, ui_path(request, "/ui/search", key=k))
                                       for k in assets.items]  # fmt: skip
@@ -317,7 +318,7 @@ async def _task_places(request: Request, context: dict[str, Any], task: str) -> 
     if "after_dag" in params and "after_run" in params:
         after = (params["after_dag"], params["after_run"])
         TaskScope(*after, task)
-    page = await browse.afetch(metastore(request), browse.task_runs(task, after=after))
+    page = await browse.afetch(metastore(request), find.task_runs(task, after=after))
     context.update(exact=f"task {task}", what="task", q=task)
     context["rows"] = [
         (f"{d} / {r} / {task}",
@@ -343,8 +344,8 @@ async def _key_places(request: Request, context: dict[str, Any], key: str) -> No
         except ValueError:
             row_id = b""
         after = (scope.dag_id, scope.run_id, scope.task_id, scope.map_index, row_id)
-    page = await browse.afetch(backend, browse.key_holders(key, after=after))
-    assets = await browse.afetch(backend, browse.asset_holders(key))
+    page = await browse.afetch(backend, find.key_holders(key, after=after))
+    assets = await browse.afetch(backend, find.asset_holders(key))
     context.update(exact=f"key {key}", what="key", q=key)
     context["rows"] = [
         (h.scope.describe(), ui_path(request, "/ui/task/key", **scope_query(h.scope), key=key))
