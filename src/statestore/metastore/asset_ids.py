@@ -115,6 +115,10 @@ class AssetIds:
         known = self.known(scope)
         return {"asset_id": known} if known is not None else {"resolve": True}
 
+    def write_id(self, scope: StateScope, fast: bool) -> int | None:
+        """The id a write on a fast path addresses its asset by, if remembered."""
+        return self.known(scope) if fast and isinstance(scope, AssetScope) else None
+
     def remember(self, scope: AssetScope, asset_id: int) -> None:
         """Record the id a resolving read returned."""
         ref = lookup_of(scope)

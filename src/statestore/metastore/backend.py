@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
-from statestore.metastore import async_hotpath, lifecycle, maintenance, plans, registry
+from statestore.metastore import async_hotpath, lifecycle, plans, registry
+from statestore.metastore.asset_access import AssetAccess
 from statestore.metastore.asset_ids import AssetIds
 from statestore.metastore.batches import MetastoreBatches
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
@@ -32,7 +33,6 @@ from statestore.metastore.engine import (
     dialect_family,
 )
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.maintenance import AssetInfo
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
@@ -52,7 +52,7 @@ _SLOW = frozenset({"asset_write", "asset_cas"})
 registers it (if allowed) and writes again."""
 
 
-class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
+class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
     Give a URL (sync or async driver; the twin is derived) or your own engines. The
@@ -251,20 +251,9 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         parameters = compiled.parameters(plan.params)
         fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")
         result = self._connections.sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
-        return self._fetched(plan, result, self.engine.dialect)
-
-    def _read(self, make: Any, scope: StateScope, key: str, fast: bool) -> plans.Plan:
-        """``plans.get``/``get_item`` of ``key``, by the asset's id once known (``fast``:
-        on the backend's own engine, outside a host session; see ``asset_ids``)."""
-        return make(self._statements, scope, key, utcnow(), **self._asset_ids.hint(scope, fast))  # type: ignore[no-any-return]
-
-    def _fetched(self, plan: plans.Plan, result: Any, dialect: Any) -> Any:
-        """A fast path's result as a plan's reader expects it (ids learnt, rows typed)."""
-        whole = plan.kind == "read_row"
-        if plan.resolves:
-            assert isinstance(plan.scope, AssetScope)
-            result = self._asset_ids.learn(plan.scope, result, whole=whole)
-        return self._rows.item(result, dialect) if whole else result
+        if plan.resolves or plan.kind == "read_row":  # inline: a task get pays no call
+            return self._fetched(plan, result, self.engine.dialect)
+        return result
 
     def _finish(self, plan: plans.Plan, result: Any, session: Session | None = None) -> Any:
         """What the operation returns, or the error its result means."""
@@ -287,8 +276,10 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         )
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
-        fast = session is None and self._own_engine
-        result: str | None = self._run(self._read(plans.get, scope, key, fast), session)
+        fast = session is None and self._own_engine  # a task get pays no call for asset ids:
+        plan = self._read(plans.get, scope, key, fast) if isinstance(scope, AssetScope) else None
+        plan = plan or plans.get(self._statements, scope, key, utcnow())
+        result: str | None = self._run(plan, session)
         return result
 
     def set(
@@ -354,7 +345,8 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         updated_by: str | None = None,
         session: Session | None = None,
     ) -> None:
-        known = self._asset_ids.hint(scope, session is None and self._own_engine).get("asset_id")
+        fast = session is None and self._own_engine
+        known = self._asset_ids.write_id(scope, fast) if isinstance(scope, AssetScope) else None
         self._run(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
@@ -410,7 +402,9 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         parameters = compiled.parameters(plan.params)
         fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")
         result = await state.hotpath.run(compiled.sql, parameters, fetch=fetch)
-        return self._fetched(plan, result, dialect)
+        if plan.resolves or plan.kind == "read_row":
+            return self._fetched(plan, result, dialect)
+        return result
 
     async def _afinish(
         self, plan: plans.Plan, result: Any, session: AsyncSession | None = None
@@ -434,7 +428,9 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
         fast = session is None and self._host_async_engine is None
-        result: str | None = await self._arun(self._read(plans.get, scope, key, fast), session)
+        plan = self._read(plans.get, scope, key, fast) if isinstance(scope, AssetScope) else None
+        plan = plan or plans.get(self._statements, scope, key, utcnow())
+        result: str | None = await self._arun(plan, session)
         return result
 
     async def aset(
@@ -470,7 +466,7 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         session: AsyncSession | None = None,
     ) -> None:
         fast = session is None and self._host_async_engine is None
-        known = self._asset_ids.hint(scope, fast).get("asset_id")
+        known = self._asset_ids.write_id(scope, fast) if isinstance(scope, AssetScope) else None
         await self._arun(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
@@ -492,34 +488,6 @@ class MetastoreStateBackend(MetastoreBatches, BaseStateBackend):
         session: AsyncSession | None = None,
     ) -> None:
         await self._arun(plans.clear(self._statements, scope, all_map_indices), session)
-
-    # -- the asset registry ----------------------------------------------------------------
-
-    def list_assets(self, active: bool | None = None) -> list[AssetInfo]:
-        """Registered assets by name, with their number of state keys."""
-        self.ensure_schema()
-        with translate_errors(self._sync_url), self._connections.connect() as conn:
-            return maintenance.list_assets(conn, active)
-
-    async def alist_assets(self, active: bool | None = None) -> list[AssetInfo]:
-        """Async twin of :meth:`list_assets`."""
-        await self.aensure_schema()
-        with translate_errors(self._async_url):
-            async with self._connections.aconnect() as conn:
-                return await conn.run_sync(maintenance.list_assets, active)
-
-    def set_assets_active(self, assets: list[AssetScope], active: bool) -> int:
-        """(De)activate registered assets; returns how many changed state."""
-        self.ensure_schema()
-        with translate_errors(self._sync_url), self._connections.connect() as conn:
-            return maintenance.set_assets_active(conn, assets, active, utcnow())
-
-    async def aset_assets_active(self, assets: list[AssetScope], active: bool) -> int:
-        """Async twin of :meth:`set_assets_active`."""
-        await self.aensure_schema()
-        with translate_errors(self._async_url):
-            async with self._connections.aconnect() as conn:
-                return await conn.run_sync(maintenance.set_assets_active, assets, active, utcnow())
 
     # -- lifecycle ----------------------------------------------------------------------------
 
