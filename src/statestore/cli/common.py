@@ -49,12 +49,23 @@ class _LazyConsole:
 
     _console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def _built(self) -> Console:
         if self._console is None:
             from rich.console import Console  # noqa: PLC0415 - see the class docstring
 
             self._console = Console(highlight=False, soft_wrap=True)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._built(), name)
+
+    # Special methods are looked up on the type, not through __getattr__: rich's
+    # progress bars and live displays enter the console as a context manager.
+    def __enter__(self) -> Console:
+        return self._built().__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._built().__exit__(*exc_info)
 
 
 console = cast("Console", _LazyConsole())
