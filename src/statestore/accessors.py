@@ -78,6 +78,20 @@ class TaskStateAccessor(TaskBatches, KeyedState):
         self._retention_days = self._store.config.state_store.default_retention_days
         self._updated_by = writer_name(updated_by) or self._store.updated_by
 
+    @classmethod
+    def _of(cls, scope: TaskScope, store: StateStore, settings: tuple[int, int, str | None]
+            ) -> TaskStateAccessor:  # fmt: skip
+        """An accessor for a validated ``scope`` from the settings another accessor of
+        ``store`` resolved (:meth:`_settings`): what ``store.task_state(scope)`` builds per
+        call, without resolving them again."""
+        accessor = object.__new__(cls)
+        accessor._scope, accessor._store = scope, store
+        accessor._max_bytes, accessor._retention_days, accessor._updated_by = settings
+        return accessor
+
+    def _settings(self) -> tuple[int, int, str | None]:
+        return self._max_bytes, self._retention_days, self._updated_by
+
     @property
     def scope(self) -> TaskScope:
         """The task instance this accessor reads and writes."""

@@ -151,9 +151,6 @@ class _AssetRegistry(Protocol):
 
 _REGISTRY_METHODS = ("list_assets", "alist_assets", "set_assets_active", "aset_assets_active")
 
-_KEPT_ACCESSORS = 1024
-"""Accessors a store keeps for reuse (then it starts over)."""
-
 
 class StateStore:
     """Configuration + backend + accessor factories + maintenance + lifecycle.
@@ -188,10 +185,11 @@ class StateStore:
         still apply, so a store behaves the same whichever way its backend was named.
         """
         self._closed = False
-        # Accessors already built, by (scope, updated_by): the inline style
-        # store.task_state(scope).get(k) then skips building one per call. Accessors
-        # hold nothing but their scope and this store's (frozen) settings.
-        self._accessors: dict[tuple[object, object], TaskStateAccessor | AssetStateAccessor] = {}
+        # What a task accessor resolves from this store's (frozen) settings, once: the
+        # inline style store.task_state(scope).get(k) then builds one cheaply per call.
+        # Plain values, not an accessor: one would reference the store (a cycle that
+        # keeps a dropped store and its connections alive until the garbage collector).
+        self._task_settings: tuple[int, int, str | None] | None = None
         self._updated_by = writer_name(updated_by)
         if url is not None and not isinstance(url, str):
             # A sqlalchemy URL object: str() would mask the password as "***".
@@ -281,13 +279,13 @@ class StateStore:
         as :func:`statestore.task_state`. ``updated_by``: a name recorded with each
         write (default: the store's)."""
         task = to_task_scope(scope, run_id, task_id, map_index, map_key)
-        key = (task, updated_by)
-        try:
-            accessor = self._accessors[key]
-        except (KeyError, TypeError):  # TypeError: an unhashable updated_by, refused below
-            accessor = TaskStateAccessor(task, store=self, updated_by=updated_by)
-            self._keep(key, accessor)
-        return accessor  # type: ignore[return-value]
+        settings = self._task_settings
+        if settings is not None and updated_by is None and not self._closed:
+            return TaskStateAccessor._of(task, self, settings)
+        accessor = TaskStateAccessor(task, store=self, updated_by=updated_by)
+        if updated_by is None:
+            self._task_settings = accessor._settings()
+        return accessor
 
     def asset_state(self, asset: object, *, updated_by: object = None) -> AssetStateAccessor:
         """The state of one asset (an ``AssetScope``, a name, or an object with .name/.uri).
@@ -295,24 +293,7 @@ class StateStore:
         ``updated_by``: who writes -- a name, or the writing task's ``TaskScope`` --
         recorded with each write (default: the store's ``updated_by``).
         """
-        if type(asset) is not str and type(asset) is not AssetScope:  # may change: read afresh
-            return AssetStateAccessor(asset, store=self, updated_by=updated_by)
-        key = (asset, updated_by)
-        try:
-            accessor = self._accessors[key]
-        except (KeyError, TypeError):
-            accessor = AssetStateAccessor(asset, store=self, updated_by=updated_by)
-            self._keep(key, accessor)
-        return accessor  # type: ignore[return-value]
-
-    def _keep(
-        self, key: tuple[object, object], accessor: TaskStateAccessor | AssetStateAccessor
-    ) -> None:
-        if self._closed:  # built just as the store closed: it raises on use anyway
-            return
-        if len(self._accessors) >= _KEPT_ACCESSORS:  # bounded: a long run's many scopes
-            self._accessors = {}
-        self._accessors[key] = accessor  # hashable: the accessor validated scope and writer
+        return AssetStateAccessor(asset, store=self, updated_by=updated_by)
 
     def asset_states(
         self,
@@ -418,7 +399,6 @@ class StateStore:
         releases its own, so ``close()`` after the loops are done releases the rest.
         """
         self._closed = True
-        self._accessors = {}
         self._backend.close()
 
     async def aclose(self) -> None:
@@ -426,7 +406,6 @@ class StateStore:
         everything :meth:`close` does. Call it (or use ``async with``) in code that owns
         the loop; an ``asyncio.run`` that ends releases its loop's connections anyway."""
         self._closed = True
-        self._accessors = {}
         await self._backend.aclose()
 
     def __enter__(self) -> StateStore:
