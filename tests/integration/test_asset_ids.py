@@ -191,3 +191,28 @@ def test_a_forked_child_starts_with_nothing_remembered(migrated_url: URL) -> Non
         assert pid != os.getpid()
         assert (before, value) == (None, 7)
         assert store.asset_state(ASSET).get("k") == 7  # the parent's store still works
+
+
+def test_a_registry_emptied_behind_the_store_is_recovered_from(migrated_url: URL) -> None:
+    # A test harness's DELETE (or a restore): the remembered id names no asset now.
+    from sqlalchemy import create_engine, delete
+
+    from statestore.metastore.tables import asset, asset_state
+
+    url = _url(migrated_url)
+    with StateStore(url) as store:
+        state = store.asset_state(ASSET)
+        state.set("k", 1)
+        assert state.get("k") == 1  # remembered
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(delete(asset_state))
+                conn.execute(delete(asset))
+        finally:
+            engine.dispose()
+        assert state.get("k") is None  # everything was deleted: nothing to read
+        state.set("k", 2)  # registers the asset again (a new id), forgetting the old one
+        assert state.get("k") == 2
+        assert state.update("k", lambda n: n + 1) == 3
+        assert store.asset_state(ASSET).get_item("k").version == 2  # type: ignore[union-attr]

@@ -1,9 +1,9 @@
 """Asset registry ids remembered per backend, so that an asset read is one single-table
 lookup instead of a join with the registry.
 
-Why remembering is safe: a registry row is never deleted, renamed or re-keyed (a sweep
-deletes an asset's *state*, deactivation flips a flag, and nothing else writes the
-row), and ids come from a sequence or auto-increment that never hands one out twice.
+Why remembering is safe: statestore never deletes, renames or re-keys a registry row
+(a sweep deletes an asset's *state*, deactivation flips a flag, and nothing else writes
+the row), and ids come from a sequence or auto-increment that never hands one out twice.
 So once a name (or uri) has resolved to an id, it resolves to that id for as long as
 the database lives. Only ids read through the backend's own autocommit engine are
 learnt, so only committed rows: a host's transaction that registers an asset and then
@@ -12,8 +12,13 @@ rowid would). Entries still expire after :data:`REMEMBER_S`, which bounds what a
 database restored from an older backup under running processes could confuse.
 
 What is *not* remembered: whether an asset is active. Any process may deactivate an
-asset at any moment, so every write still checks the flag inside its own statement
-(now by primary key); reads never needed it.
+asset at any moment, so writes still address the asset by name and check the flag in
+their own statement; reads never needed it. A write that matches no active asset row
+(unknown, inactive, or a registry emptied behind the process's back: a test harness's
+``DELETE``, a restore) makes the backend forget every remembered id before it looks
+into why, so its own next reads resolve afresh. What stays possible: the registry
+emptied and refilled by *another* process while this one keeps reading, which it then
+does by a stale id for at most :data:`REMEMBER_S`.
 
 The first read of an asset resolves its id in the same statement and round trip
 (``asset LEFT JOIN asset_state``), so a read is still one statement and one trip.
@@ -114,10 +119,6 @@ class AssetIds:
             return {}
         known = self.known(scope)
         return {"asset_id": known} if known is not None else {"resolve": True}
-
-    def write_id(self, scope: StateScope, fast: bool) -> int | None:
-        """The id a write on a fast path addresses its asset by, if remembered."""
-        return self.known(scope) if fast and isinstance(scope, AssetScope) else None
 
     def remember(self, scope: AssetScope, asset_id: int) -> None:
         """Record the id a resolving read returned."""

@@ -229,6 +229,7 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
             result = self._run_fast(plan)
             if plan.kind in _SLOW and not result:
                 plans.raise_unread(plan)  # update()'s lost race: no slow path, no connection
+                self._asset_ids.forget()  # the registry may have changed (see asset_ids)
                 with translate_errors(self._sync_url), self._connections.connect() as conn:
                     result = self._asset_write_slow(conn, plan, host=False)
             return self._finish(plan, result)
@@ -345,12 +346,10 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
         updated_by: str | None = None,
         session: Session | None = None,
     ) -> None:
-        fast = session is None and self._own_engine
-        known = self._asset_ids.write_id(scope, fast) if isinstance(scope, AssetScope) else None
         self._run(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
-                updated_by=updated_by, if_version=if_version, asset_id=known,
+                updated_by=updated_by, if_version=if_version,
             ),
             session,
         )  # fmt: skip
@@ -377,6 +376,7 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
             result = await self._arun_fast(state, plan)
             if plan.kind in _SLOW and not result:
                 plans.raise_unread(plan)  # update()'s lost race: no slow path, no connection
+                self._asset_ids.forget()
                 with translate_errors(self._async_url):
                     async with (
                         self._connections.aconnect() as conn
@@ -465,12 +465,10 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
         updated_by: str | None = None,
         session: AsyncSession | None = None,
     ) -> None:
-        fast = session is None and self._host_async_engine is None
-        known = self._asset_ids.write_id(scope, fast) if isinstance(scope, AssetScope) else None
         await self._arun(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
-                updated_by=updated_by, if_version=if_version, asset_id=known,
+                updated_by=updated_by, if_version=if_version,
             ),
             session,
         )  # fmt: skip
