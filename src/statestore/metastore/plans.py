@@ -69,13 +69,8 @@ class Plan:
     """A read that also returns the asset's registry id first (see ``asset_ids``)."""
 
 
-def _asset_lookup(
-    scope: AssetScope, asset_id: int | None = None
-) -> tuple[AssetLookup, dict[str, Any]]:
+def _asset_lookup(scope: AssetScope) -> tuple[AssetLookup, dict[str, Any]]:
     # An asset is identified by name; a uri-only scope resolves through the registry.
-    # ``asset_id``: its id, already resolved (asset_ids): looked up by primary key.
-    if asset_id is not None:
-        return "id", {"asset_id": asset_id}
     if scope.name is not None:
         return "name", {"asset_digest": ref_digest(scope.name)}
     if scope.uri is not None:
@@ -192,10 +187,8 @@ def set_(
     *,
     updated_by: str | None = None,
     if_version: int | None = None,
-    asset_id: int | None = None,
 ) -> Plan:
-    """Upsert one key; with ``if_version``, a compare-and-set (0: create only).
-    ``asset_id``: the asset's resolved id (the write still checks it is active)."""
+    """Upsert one key; with ``if_version``, a compare-and-set (0: create only)."""
     written = {"value": value, "updated_at": now, "updated_by": updated_by,
                "expires_at": expires_at}  # fmt: skip
     if isinstance(scope, TaskScope):
@@ -217,7 +210,7 @@ def set_(
         if if_version == 0:
             return Plan("cas", stmts.task_create, {**params, "now": now}, scope, 0, key)
         return Plan("write", stmts.task_set, params, scope)
-    lookup, params = _asset_lookup(scope, asset_id)
+    lookup, params = _asset_lookup(scope)
     if if_version:  # an UPDATE: its WHERE parameters are named apart from its columns
         where = {f"w_{name}" if name == "asset_id" else name: v for name, v in params.items()}
         where.update(w_key_digest=key_digest(key), if_version=if_version, now=now, **written)
