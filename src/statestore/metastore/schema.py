@@ -8,6 +8,7 @@ absolute path and hands it the caller's connection, so the same code serves
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,9 +157,17 @@ def _migration_lock(connection: Connection, timeout: float) -> Iterator[None]:
     # MySQL's DDL commits implicitly, so no transaction could hold a lock across it:
     # GET_LOCK is per session, released below and when the session ends.
     lock_name = mysql_lock_name(connection.exec_driver_sql("SELECT DATABASE()").scalar())
-    got = connection.execute(
-        text("SELECT GET_LOCK(:n, :t)"), {"n": lock_name, "t": max(1, round(timeout))}
-    ).scalar()
+    started = time.monotonic()
+    try:
+        got = connection.execute(
+            text("SELECT GET_LOCK(:n, :t)"), {"n": lock_name, "t": max(1, round(timeout))}
+        ).scalar()
+    except (sa_exc.OperationalError, BackendUnavailableError) as exc:
+        # The socket's read timeout is timeout_seconds too, and may end the wait just
+        # before GET_LOCK's own: the same answer ("still held"), not a lost connection.
+        if time.monotonic() - started >= 0.9 * timeout:
+            raise _lock_wait_over(connection, timeout) from exc
+        raise
     if connection.in_transaction():
         connection.commit()
     if got != 1:  # 0: timed out; NULL: an error
