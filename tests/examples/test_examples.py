@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from statestore.testing import AsyncBackendConformance, BackendConformance
+from statestore.testing.batch_conformance import AsyncBatchConformance, BatchConformance
 from statestore.testing.capabilities import AsyncCapabilityConformance, CapabilityConformance
 from statestore.testing.mapping import MappingConformance
 
@@ -25,6 +26,8 @@ LISTING_MAPPING_TESTS = (
     "test_len_iter_and_views_follow_the_listing",
     "test_mapping_treats_expired_keys_as_absent",
 )
+
+VERSIONED_BATCH_TEST = "test_get_items_carry_versions_and_provenance"  # sync and async
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -64,13 +67,15 @@ def check_custom_backend(out: str) -> None:
     assert "asset state: watermark = 2026-11-24\n" in out
     # Every test of both suites ran against the dict backend: the required ones passed,
     # the optional capabilities it does not offer (versions, listing) were skipped, and
-    # so were the two mapping tests that count and iterate (they need listing).
+    # so were the two mapping tests that count and iterate (they need listing) and the
+    # batch test of get_items, sync and async (it needs versions).
     suites = (BackendConformance, AsyncBackendConformance)
     optional = (CapabilityConformance, AsyncCapabilityConformance)
     total = sum(name.startswith("test_") for suite in suites for name in dir(suite))
     skipped = sum(name.startswith("test_") for suite in optional for name in dir(suite))
-    skipped += len(LISTING_MAPPING_TESTS)
+    skipped += len(LISTING_MAPPING_TESTS) + 2
     assert set(LISTING_MAPPING_TESTS) <= set(dir(MappingConformance))
+    assert VERSIONED_BATCH_TEST in set(dir(BatchConformance)) & set(dir(AsyncBatchConformance))
     summary = rf"^{total - skipped} passed, {skipped} skipped in [\d.]+s$"
     assert re.search(summary, out, re.M), out
 
