@@ -55,6 +55,27 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     return received
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response, head and Content-Length body: under load the body may come
+    in a later segment than the head, so one recv() is not enough."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed mid-response: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed mid-body: {received!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def _trickle(sock: socket.socket, data: bytes, pause: float = 0.2) -> bool:
     """Send ``data`` a byte per ``pause``; False once the server has closed."""
     for byte in data:
@@ -124,11 +145,11 @@ def test_requests_in_time_and_idle_keep_alive_are_served(
     server, _ = served
     with _connect(server) as sock:
         assert _trickle(sock, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n", pause=0.5 / 33)
-        first = sock.recv(65536)
+        first = _read_response(sock)
         assert first.startswith(b"HTTP/1.1 200 "), first
         time.sleep(2.0)
         sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-        second = sock.recv(65536)
+        second = _read_response(sock)
         assert second.startswith(b"HTTP/1.1 200 "), second
         # Idle past the keep-alive timeout: closed quietly (no 408: no request began).
         started = time.monotonic()
