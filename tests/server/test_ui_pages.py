@@ -282,6 +282,19 @@ async def test_the_cleanup_dry_run_lists_what_would_go(
     assert filled.primary_backend.get_item(TASK_A, "soon") is not None  # nothing deleted
 
 
+async def test_the_dry_run_links_a_map_key_instance_to_itself(
+    admin: httpx.AsyncClient, filled: StateStore
+) -> None:
+    keyed = TaskScope("dag", "run_1", "task_a", 3, map_key="region-eu")
+    with time_machine.travel(T0, tick=False):
+        filled.task_state(keyed).set("stale", 1, retention=timedelta(minutes=1))
+    ran = await page(admin, "/ui/cleanup", dry_run="true")
+    assert "<strong>2</strong> expired keys would be deleted" in ran
+    link = "/ui/task/key?dag_id=dag&amp;run_id=run_1&amp;task_id=task_a&amp;map_key=region-eu"
+    assert f'href="{link}&amp;key=stale"' in ran  # its own instance, not map index 3's
+    assert "dag / run_1 / task_a [region-eu]</td>" in ran
+
+
 async def test_search_runs_tasks_and_keys_in_every_dag(admin: httpx.AsyncClient) -> None:
     found = await page(admin, "/ui/search", what="run", q="run_")
     assert "dag / run_1" in found

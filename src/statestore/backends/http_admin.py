@@ -72,6 +72,7 @@ def _row(payload: dict[str, Any]) -> ExpiredTaskState:
         key=payload["key"],
         expires_at=datetime.fromisoformat(payload["expires_at"]),
         object_ref=payload.get("object_ref"),
+        map_key=payload.get("map_key"),
     )
 
 

@@ -51,16 +51,17 @@ def _report_dict(report: CleanupReport) -> dict[str, object]:
 
 def _print_rows(rows: Iterator[ExpiredTaskState]) -> int:
     """Human dry-run listing, grouped by task instance, streamed."""
-    group: tuple[str, str, str, int] | None = None
+    group: tuple[str, str, str, int, str | None] | None = None
     count = 0
     now = utcnow()
     for row in rows:
-        current = (row.dag_id, row.run_id, row.task_id, row.map_index)
+        current = (row.dag_id, row.run_id, row.task_id, row.map_index, row.map_key)
         if current != group:
             group = current
-            mapped = instance_label(row.map_index, None)
+            mapped = instance_label(row.map_index, row.map_key)
             where = f"{row.dag_id} / {row.run_id} / {row.task_id}"
-            suffix = "" if mapped == "-" else f" (map index {mapped})"
+            kind = "map key" if row.map_key is not None else "map index"
+            suffix = "" if mapped == "-" else f" ({kind} {mapped})"
             console.print(f"[bold]{escape(where)}[/]{suffix}")
         console.print(f"    {escape(row.key)}  [dim]expired {short_time(row.expires_at, now)}[/]")
         count += 1
@@ -101,6 +102,7 @@ def _stream_json_rows(
             "run_id": row.run_id,
             "task_id": row.task_id,
             "map_index": row.map_index,
+            "map_key": row.map_key,
             "key": row.key,
             "expires_at": row.expires_at.isoformat(),
             "object_ref": row.object_ref,

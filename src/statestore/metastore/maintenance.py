@@ -60,6 +60,9 @@ class ExpiredTaskState:
     expires_at: datetime
     object_ref: str | None = None
     """The worker-side object holding the value, when there is one."""
+    map_key: str | None = None
+    """The instance's map key, when it has one (its ``map_index`` is then the index the
+    key was written with)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +138,18 @@ def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:
     # A reference envelope is short; a prefix of the value is enough to recognise one.
     head = func.substr(_ts.value, 1, 400)
     query = (
-        select(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key, _ts.expires_at, head)
+        select(
+            _ts.dag_id,
+            _ts.run_id,
+            _ts.task_id,
+            _ts.map_index,
+            _ts.key,
+            _ts.expires_at,
+            head,
+            _ts.map_key,
+        )
         .where(_EXPIRED)
-        .order_by(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.key)
+        .order_by(_ts.dag_id, _ts.run_id, _ts.task_id, _ts.map_index, _ts.map_key, _ts.key)
     )
     with engine.connect() as conn:
         if conn.dialect.name != "sqlite":
@@ -147,7 +159,7 @@ def iter_expired(engine: Engine, now: datetime) -> Iterator[ExpiredTaskState]:
         with conn.begin():
             streamed = conn.execution_options(stream_results=True, yield_per=_STREAM_PAGE)
             for row in streamed.execute(query, {"now": now}):
-                yield ExpiredTaskState(*row[:6], object_ref=ref_of(row[6]))
+                yield ExpiredTaskState(*row[:6], object_ref=ref_of(row[6]), map_key=row[7])
 
 
 def _assets_matching(assets: list[AssetScope]) -> Any:

@@ -120,7 +120,8 @@ async def cleanup(request: Request, ui: Admin) -> Response:
         rows, total = await run_in_threadpool(_expired, request)
     links = [
         (row, ui_path(request, "/ui/task/key", **scope_query(
-            TaskScope(row.dag_id, row.run_id, row.task_id, row.map_index)), key=row.key))
+            TaskScope(row.dag_id, row.run_id, row.task_id, row.map_index, row.map_key)),
+            key=row.key))
         for row in rows
     ]  # fmt: skip
     return render(request, ui, "cleanup.html", {"ran": ran, "rows": links, "total": total,
