@@ -280,6 +280,21 @@ def test_admin_walks_through_browse_edit_conflict_delete_clear_logout(
     assert page.get_by_role("link", name="render_job").count() == 1
     shots.take(page, "cleanup")
 
+    page.get_by_role("link", name="Overview").click()
+    for _ in range(50):  # the complete overview is computed behind the first answer
+        if page.locator('[data-total="bytes"]').count():
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    keys = int(page.locator('[data-total="keys"]').inner_text())
+    live = httpx.get(
+        f"{server.url}{wire.TASK_STATE}", params=wire.scope_params(TASK_B),
+        headers={"Authorization": f"Bearer {server.admin_token()}"},
+    ).json()["items"]  # fmt: skip
+    assert keys >= len(live) > 0  # every key of the database, TASK_B's among them
+    assert page.locator('svg[role="img"]').count() >= 2  # charts drawn on the server
+    shots.take(page, "overview")
+
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(server.url + "/ui/task/key?" + httpx.QueryParams(
         {**wire.scope_params(TASK_B), "key": "secret_offset"}).__str__())  # fmt: skip
