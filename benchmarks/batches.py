@@ -20,58 +20,23 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import platform
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 
 from statestore import StateStore, StateStoreConfig, TaskScope
-from statestore.metastore import upgrade
 
 VALUE = {"status": "running", "rows": 123456, "note": "x" * 84}  # 128 bytes as JSON
-SERVERS = {
-    "postgresql": (
-        "STATESTORE_TEST_POSTGRES_URL",
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-    ),
-    "mysql": ("STATESTORE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
-}
 Op = Callable[[int], object]
-
-
-def _database(dialect: str, workdir: Path) -> tuple[str, Callable[[], None]]:
-    if dialect == "sqlite":
-        url = f"sqlite:///{workdir / 'batches.db'}"
-        upgrade(url)
-        return url, lambda: None
-    env, default = SERVERS[dialect]
-    admin_url = make_url(os.environ.get(env, default))
-    name = f"statestore_batch_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    quote = '"' if dialect == "postgresql" else "`"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {quote}{name}{quote}")
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-
-    def drop() -> None:
-        suffix = " WITH (FORCE)" if dialect == "postgresql" else ""
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{suffix}")
-        admin.dispose()
-
-    return url, drop
 
 
 class RawBatch:
@@ -243,7 +208,9 @@ def _interleaved(targets: dict[str, Op], batches: int) -> dict[str, list[int]]:
 def run(
     dialect: str, batches: int, rounds: int, n_keys: int, workdir: Path
 ) -> list[dict[str, Any]]:
-    url, drop = _database(dialect, workdir)
+    from benchmarks.__main__ import _fresh_database
+
+    url, drop = _fresh_database(dialect, workdir)
     keys = [f"key-{i:03d}" for i in range(n_keys)]
     rows: list[dict[str, Any]] = []
     try:
