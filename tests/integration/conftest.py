@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
+from tests.integration.tcp_proxy import TcpProxy
+
 POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MYSQL_DEFAULT = "mysql+pymysql://root@127.0.0.1:3306/test"
 DIALECTS = ("sqlite", "postgresql", "mysql")
@@ -138,6 +140,22 @@ def db_url(dialect: str, tmp_path: Path) -> Iterator[URL]:
         yield url
     finally:
         server.drop(url)
+
+
+SERVERS = [
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
+"""The database servers (not SQLite), for ``parametrize("dialect", SERVERS,
+indirect=True)``: tests of what crosses a network."""
+
+
+@pytest.fixture
+def proxied(migrated_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
+    """A migrated database reached through a :class:`TcpProxy` (which counts the round
+    trips, or cuts and stalls them) and the URL that goes through it."""
+    with TcpProxy(migrated_url.host or "127.0.0.1", migrated_url.port or 0) as proxy:
+        yield proxy, migrated_url.set(host="127.0.0.1", port=proxy.port)
 
 
 @pytest.fixture

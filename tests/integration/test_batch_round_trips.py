@@ -8,13 +8,12 @@ and asset state -- and must have done its work (every result checked).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.engine import URL
 
 from statestore.metastore import MetastoreStateBackend
 from statestore.scopes import AssetScope, StateScope, TaskScope
+from tests.integration.conftest import SERVERS
 from tests.integration.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.usefixtures("migrated_url")
@@ -22,21 +21,11 @@ pytestmark = pytest.mark.usefixtures("migrated_url")
 KEYS = [f"key-{i:03d}" for i in range(100)]
 TASK = TaskScope("dag", "run", "task")
 ASSET = AssetScope(name="orders", uri="s3://bucket/orders")
-SERVERS = [
-    pytest.param("postgresql", marks=pytest.mark.postgresql),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
 
 
 @pytest.fixture
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def proxied(migrated_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
-    with TcpProxy(migrated_url.host or "127.0.0.1", migrated_url.port or 0) as proxy:
-        yield proxy, migrated_url.set(host="127.0.0.1", port=proxy.port)
 
 
 def _entries(round_: int) -> list[tuple[str, str]]:

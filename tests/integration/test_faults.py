@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.engine import URL
@@ -17,25 +17,16 @@ from sqlalchemy.engine import URL
 from statestore import BackendUnavailableError
 from statestore.metastore import MetastoreStateBackend
 from statestore.scopes import AssetScope, TaskScope
+from tests.integration.conftest import SERVERS
 from tests.integration.tcp_proxy import TcpProxy
 
 TASK = TaskScope("dag", "run", "task")
 ASSET = AssetScope(name="orders")
-SERVERS = [
-    pytest.param("postgresql", marks=pytest.mark.postgresql),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
 
 
 @pytest.fixture
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def proxied(migrated_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
-    with TcpProxy(migrated_url.host or "127.0.0.1", migrated_url.port or 0) as proxy:
-        yield proxy, migrated_url.set(host="127.0.0.1", port=proxy.port)
 
 
 @pytest.mark.parametrize("dialect", SERVERS, indirect=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from statestore import MetastoreStateBackend, StateStore, TaskScope, VersionConflictError
+from tests.integration.conftest import SERVERS
 from tests.integration.tcp_proxy import TcpProxy
 
 PROCESSES, UPDATES = 8, 50
@@ -133,18 +134,6 @@ def _measure(count: Callable[[], int], reset: Callable[[], None], store: StateSt
         assert lost.value.current_version == item.version  # what the loser was told
         measured[scope] = (plain, raced, stale)
     return measured
-
-
-SERVERS = [
-    pytest.param("postgresql", marks=pytest.mark.postgresql),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
-
-
-@pytest.fixture
-def proxied(migrated_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
-    with TcpProxy(migrated_url.host or "127.0.0.1", migrated_url.port or 0) as proxy:
-        yield proxy, migrated_url.set(host="127.0.0.1", port=proxy.port)
 
 
 @pytest.mark.parametrize("dialect", SERVERS, indirect=True)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 from statestore.backends.http import HttpStateBackend
 from statestore.scopes import AssetScope, TaskScope
 from statestore.wire import Grant
+from tests.integration.conftest import SERVERS
 from tests.integration.http_server import ServerProcess, start_server
 from tests.integration.tcp_proxy import TcpProxy
 
@@ -33,11 +34,6 @@ MEASURED = range(WARM_UP, WARM_UP + OPS)
 LAST = {i % 3: str(i) for i in MEASURED}  # the last value set on each of k0, k1, k2
 TASK = TaskScope("dag", "run", "task")
 ASSET = AssetScope(name="orders")
-
-SERVERS = [
-    pytest.param("postgresql", marks=pytest.mark.postgresql),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
 
 
 @dataclass

@@ -7,13 +7,14 @@ every further operation must cost exactly one request, sync and async alike.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy.engine import URL
 
 from statestore.metastore import MetastoreStateBackend
 from statestore.scopes import AssetScope, TaskScope
+from tests.integration.conftest import SERVERS
 from tests.integration.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.usefixtures("migrated_url")
@@ -29,12 +30,6 @@ def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def proxied(migrated_url: URL) -> Iterator[tuple[TcpProxy, URL]]:
-    with TcpProxy(migrated_url.host or "127.0.0.1", migrated_url.port or 0) as proxy:
-        yield proxy, migrated_url.set(host="127.0.0.1", port=proxy.port)
-
-
 def _task_ops(backend: MetastoreStateBackend) -> dict[str, Callable[[int], object]]:
     return {
         "task set": lambda i: backend.set(TASK, f"k{i % 3}", str(i)),
@@ -46,12 +41,6 @@ def _task_ops(backend: MetastoreStateBackend) -> dict[str, Callable[[int], objec
         "asset get": lambda i: backend.get(ASSET, f"k{i % 3}"),
         "asset delete": lambda i: backend.delete(ASSET, f"k{i % 3}"),
     }
-
-
-SERVERS = [
-    pytest.param("postgresql", marks=pytest.mark.postgresql),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
 
 
 @pytest.mark.parametrize("dialect", SERVERS, indirect=True)
