@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from statestore.exceptions import InvalidValueError, UnserializableValueError, ValueTooLargeError
@@ -21,6 +22,8 @@ MAX_NESTING_DEPTH = 200
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
+# The decoder's C scanner (set by JSONDecoder.__init__; typeshed does not list it).
+_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 _SCALARS = (str, int, float)  # bool is an int
 
 
@@ -168,4 +171,13 @@ def encode_value(value: Any, *, max_bytes: int) -> str:
 
 def decode_value(text: str) -> Any:
     """Parse stored JSON text back into a Python value (ints stay ints)."""
+    # The C scanner straight away: stored text is the encoder's (no whitespace around
+    # it), so one call parses it all; anything else goes through the full decoder,
+    # which skips whitespace and reports trailing data as JSON does.
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end == len(text):
+        return value
     return _decoder.decode(text)

@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
-from statestore.metastore import async_hotpath, lifecycle, plans, registry
+from statestore.metastore import asset_ids, async_hotpath, lifecycle, plans, registry
 from statestore.metastore.asset_access import AssetAccess
 from statestore.metastore.asset_ids import AssetIds
 from statestore.metastore.batches import MetastoreBatches
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
 from statestore.metastore.connections import Connections, LoopEngine
 from statestore.metastore.deadlines import watched
+from statestore.metastore.direct_reads import DirectReads
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
@@ -33,10 +34,11 @@ from statestore.metastore.engine import (
     dialect_family,
 )
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.listing import Listing
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
-from statestore.scopes import AssetScope, StateScope
+from statestore.scopes import AssetScope, StateScope, TaskScope
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,7 +54,7 @@ _SLOW = frozenset({"asset_write", "asset_cas"})
 registers it (if allowed) and writes again."""
 
 
-class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
+class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBackend):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
     Give a URL (sync or async driver; the twin is derived) or your own engines. The
@@ -91,6 +93,7 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
         self._schema_ready = False
         self._rows = ItemRows()
         self._asset_ids = AssetIds()  # registry ids, so asset reads skip the registry
+        self._direct_reads: DirectReads | None = None
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
@@ -277,11 +280,23 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
         )
 
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
-        fast = session is None and self._own_engine  # a task get pays no call for asset ids:
+        fast = session is None and self._own_engine
+        if fast and self._schema_ready:  # the steady state: one short chain (direct_reads)
+            reads = self._direct_reads or self._make_direct_reads()
+            if isinstance(scope, TaskScope):
+                return reads.task_get(self._connections.sync_hotpath(), scope, key)
+            asset_id = self._asset_ids.known(scope)
+            if asset_id is not None:
+                return reads.asset_get(self._connections.sync_hotpath(), asset_id, key)
         plan = self._read(plans.get, scope, key, fast) if isinstance(scope, AssetScope) else None
         plan = plan or plans.get(self._statements, scope, key, utcnow())
         result: str | None = self._run(plan, session)
         return result
+
+    def _make_direct_reads(self) -> DirectReads:
+        reads = DirectReads(self._statements, asset_ids.DIRECT_GET, self.engine.dialect)
+        self._direct_reads = reads
+        return reads
 
     def set(
         self,
@@ -293,40 +308,6 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, BaseStateBackend):
         session: Session | None = None,
     ) -> None:
         self._run(plans.set_(self._statements, scope, key, value, expires_at, utcnow()), session)
-
-    def list_items(
-        self,
-        scope: StateScope,
-        *,
-        prefix: str = "",
-        after: str = "",
-        limit: int = 1000,
-        values: bool = True,
-        session: Session | None = None,
-    ) -> list[tuple[str, str | None]]:
-        page: list[tuple[str, str | None]] = self._run(
-            plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
-                        values=values, now=utcnow()),
-            session,
-        )  # fmt: skip
-        return page
-
-    async def alist_items(
-        self,
-        scope: StateScope,
-        *,
-        prefix: str = "",
-        after: str = "",
-        limit: int = 1000,
-        values: bool = True,
-        session: AsyncSession | None = None,
-    ) -> list[tuple[str, str | None]]:
-        page: list[tuple[str, str | None]] = await self._arun(
-            plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
-                        values=values, now=utcnow()),
-            session,
-        )  # fmt: skip
-        return page
 
     def get_item(
         self, scope: StateScope, key: str, *, session: Session | None = None

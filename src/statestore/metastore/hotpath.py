@@ -93,7 +93,10 @@ class SyncHotPath:
         cursor = None
         token = None
         try:
-            cursor = self._cursor(connection) if self._keep_cursor else connection.cursor()
+            cursor = (
+                self._cursor(connection) if self._keep_cursor
+                else connection.dbapi_connection.cursor()
+            )  # fmt: skip
             if self._watched:
                 token = watch(connection, self._timeout)
             cursor.execute(sql, parameters)

@@ -1,0 +1,109 @@
+"""The steady-state single-key read in one short call chain.
+
+A get of one key is the library's most frequent call and its cheapest statement: on
+SQLite the whole read takes a few microseconds, so every Python layer between the
+accessor and the driver shows (a ``Plan``, a parameter dict, the per-parameter
+processors, the ``now`` datetime converted in a second step). Once the schema is known
+to be ready, the backend's own engine reads a task key, or an asset key whose registry
+id is remembered (``asset_ids``), through a :class:`DirectReads`: the statement is
+compiled once, the parameters are built straight in the driver's order and form, and
+``now`` is produced in the driver's form in one step. The statement, its parameters'
+values and the hot path are the same as the general path's, so both read alike; a test
+checks that each reader's SQL and parameters equal what the general path sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+
+from statestore.metastore.compiled import compile_statement
+from statestore.metastore.digests import key_digest, task_row_id
+from statestore.metastore.hotpath import SyncHotPath
+from statestore.metastore.statements import Statements
+from statestore.scopes import TaskScope
+
+__all__ = ["DirectReads", "driver_now"]
+
+_UTC = timezone.utc
+
+
+def driver_now(dialect_name: str) -> Callable[[], Any]:
+    """The current UTC time as the driver takes it for a ``UTCDateTime`` parameter
+    (what ``compiled._datetime_converter`` makes of ``utcnow()``, in one step)."""
+    if dialect_name == "postgresql":
+        return lambda: datetime.now(_UTC)
+    if dialect_name == "sqlite":
+        # SQLAlchemy's SQLite DATETIME text, "YYYY-MM-DD HH:MM:SS.ffffff".
+        return lambda: datetime.now(_UTC).isoformat(" ", "microseconds")[:26]
+    return lambda: datetime.now(_UTC).replace(tzinfo=None)
+
+
+class _Reader:
+    """One compiled read: its SQL and how its named values become driver parameters."""
+
+    __slots__ = ("order", "sql")
+
+    def __init__(self, statement: Any, dialect: Dialect, names: tuple[str, ...]) -> None:
+        compiled = compile_statement(statement, dialect)
+        converted = {name for name, _ in compiled.processors}
+        if not converted <= {"now"}:  # only the expiry instant needs converting
+            raise ValueError(f"unexpected bind processors: {sorted(converted)}")
+        self.sql = compiled.sql
+        # None: the driver takes a dict (named paramstyle); else the tuple's order.
+        self.order: tuple[int, ...] | None = None
+        if compiled.positions is not None:
+            self.order = tuple(names.index(name) for name in compiled.positions)
+
+    def parameters(self, names: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+        """The values in the driver's form (used once per reader to pick a packer)."""
+        if self.order is None:
+            return dict(zip(names, values, strict=True))
+        return tuple(values[index] for index in self.order)
+
+
+_TASK_NAMES = ("row_id", "now")
+_ASSET_NAMES = ("asset_id", "key_digest", "now")
+
+
+class DirectReads:
+    """The value of one live task key, or of one live key of an asset by its id."""
+
+    __slots__ = ("_asset", "_asset_named", "_now", "_task", "_task_named")
+
+    def __init__(self, statements: Statements, direct_asset_get: Any, dialect: Dialect) -> None:
+        self._task = _Reader(statements.task_get, dialect, _TASK_NAMES)
+        self._asset = _Reader(direct_asset_get, dialect, _ASSET_NAMES)
+        self._task_named = self._task.order is None
+        self._asset_named = self._asset.order is None
+        if not self._task_named and self._task.order != (0, 1):
+            raise ValueError("task get parameters in an unexpected order")
+        if not self._asset_named and self._asset.order != (0, 1, 2):
+            raise ValueError("asset get parameters in an unexpected order")
+        self._now = driver_now(dialect.name)
+
+    def task_get(self, hotpath: SyncHotPath, scope: TaskScope, key: str) -> str | None:
+        """``get`` of a task key: one statement on the hot path."""
+        row_id = task_row_id(scope, key)
+        parameters: Any = (row_id, self._now())
+        if self._task_named:
+            parameters = {"row_id": row_id, "now": parameters[1]}
+        result: str | None = hotpath.run(self._task.sql, parameters, fetch="scalar")
+        return result
+
+    def asset_get(self, hotpath: SyncHotPath, asset_id: int, key: str) -> str | None:
+        """``get`` of an asset key by the asset's remembered registry id."""
+        digest = key_digest(key)
+        parameters: Any = (asset_id, digest, self._now())
+        if self._asset_named:
+            parameters = {"asset_id": asset_id, "key_digest": digest, "now": parameters[2]}
+        result: str | None = hotpath.run(self._asset.sql, parameters, fetch="scalar")
+        return result
+
+    def sent(self, kind: str, values: tuple[Any, ...]) -> tuple[str, Any]:
+        """The SQL and driver parameters a reader sends for ``values`` (for tests)."""
+        reader, names = (self._task, _TASK_NAMES) if kind == "task" else (self._asset, _ASSET_NAMES)
+        return reader.sql, reader.parameters(names, values)

@@ -1,0 +1,78 @@
+"""The short read chain (``direct_reads``) sends exactly what the general path sends.
+
+For every sync driver the metastore runs on, the direct task and asset readers must
+produce the same SQL text and the same driver parameters, in the same order and form,
+as planning the read (``plans.get``), compiling it and binding it (``compiled``) --
+with the clock frozen so both take the same ``now``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import time_machine
+from sqlalchemy.engine import make_url
+
+from statestore.metastore import asset_ids, plans
+from statestore.metastore.compiled import compile_statement
+from statestore.metastore.digests import key_digest, task_row_id
+from statestore.metastore.direct_reads import DirectReads, driver_now
+from statestore.metastore.engine import dialect_family
+from statestore.metastore.statements import build_statements
+from statestore.retention import utcnow
+from statestore.scopes import AssetScope, TaskScope
+
+URLS = [
+    "sqlite:///x.db",
+    "postgresql+psycopg://u@h/db",
+    "postgresql+psycopg2://u@h/db",
+    "mysql+pymysql://u@h/db",
+    "mysql+mysqldb://u@h/db",
+]
+NOW = datetime(2026, 12, 1, 18, 30, 5, 123456, tzinfo=timezone.utc)
+
+
+def _dialect(url: str) -> object:
+    return make_url(url).get_dialect()()
+
+
+def _general(plan: plans.Plan, dialect: object) -> tuple[str, object]:
+    compiled = compile_statement(plan.statement, dialect)  # type: ignore[arg-type]
+    return compiled.sql, compiled.parameters(plan.params)
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_task_read_sends_what_the_general_path_sends(url: str) -> None:
+    dialect = _dialect(url)
+    statements = build_statements(dialect_family(make_url(url)))
+    reads = DirectReads(statements, asset_ids.DIRECT_GET, dialect)  # type: ignore[arg-type]
+    scope = TaskScope("dag", "run", "task", map_index=3)
+    with time_machine.travel(NOW, tick=False):
+        general = _general(plans.get(statements, scope, "k", utcnow()), dialect)
+        direct = reads.sent("task", (task_row_id(scope, "k"), driver_now(dialect.name)()))  # type: ignore[attr-defined]
+    assert direct == general
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_asset_read_by_id_sends_what_the_general_path_sends(url: str) -> None:
+    dialect = _dialect(url)
+    statements = build_statements(dialect_family(make_url(url)))
+    reads = DirectReads(statements, asset_ids.DIRECT_GET, dialect)  # type: ignore[arg-type]
+    scope = AssetScope(name="orders")
+    with time_machine.travel(NOW, tick=False):
+        plan = plans.get(statements, scope, "k", utcnow(), asset_id=42)
+        general = _general(plan, dialect)
+        direct = reads.sent("asset", (42, key_digest("k"), driver_now(dialect.name)()))  # type: ignore[attr-defined]
+    assert direct == general
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_driver_now_is_the_converted_utcnow(url: str) -> None:
+    """The one-step ``now`` equals ``utcnow()`` through the statement's converter."""
+    dialect = _dialect(url)
+    statements = build_statements(dialect_family(make_url(url)))
+    compiled = compile_statement(statements.task_get, dialect)  # type: ignore[arg-type]
+    convert = dict(compiled.processors)["now"]
+    with time_machine.travel(NOW, tick=False):
+        assert driver_now(dialect.name)() == convert(utcnow())  # type: ignore[attr-defined]
