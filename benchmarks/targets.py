@@ -116,6 +116,53 @@ _SQL = {
 }
 
 
+_ASSET_UPSERT = (
+    "INSERT INTO statestore_asset_state (asset_id, key_digest, key, value, expires_at,"
+    " updated_at, version) VALUES ({p},{p},{p},{p},{p},{p},1)"
+)
+_ASSET_SELECT = (
+    "SELECT value FROM statestore_asset_state WHERE asset_id = {p} AND key_digest = {p}"
+    " AND (expires_at IS NULL OR expires_at >= {p})"
+)
+_ON_CONFLICT = (
+    " ON CONFLICT (asset_id, key_digest) DO UPDATE SET value = excluded.value,"
+    " expires_at = excluded.expires_at, updated_at = excluded.updated_at,"
+    " version = statestore_asset_state.version + 1"
+)
+_ASSET_SQL = {
+    "sqlite": (_ASSET_UPSERT.format(p="?") + _ON_CONFLICT, _ASSET_SELECT.format(p="?")),
+    "postgresql": (_ASSET_UPSERT.format(p="%s") + _ON_CONFLICT, _ASSET_SELECT.format(p="%s")),
+    "mysql": (
+        _ASSET_UPSERT.format(p="%s").replace(" key,", " `key`,")
+        + " ON DUPLICATE KEY UPDATE version = version + 1, value = VALUES(value),"
+        " expires_at = VALUES(expires_at), updated_at = VALUES(updated_at)",
+        _ASSET_SELECT.format(p="%s"),
+    ),
+}
+"""Raw asset state: upsert and read of one key of an asset by its registry id."""
+
+
+def _raw_asset_id(dialect: str, cursor: Any, name: str) -> int:
+    """Register ``name`` in the asset registry once (as statestore would) and return its id."""
+    p = "?" if dialect == "sqlite" else "%s"
+    digest = hashlib.sha256(name.encode()).digest()
+    cursor.execute(f"SELECT id FROM statestore_asset WHERE name_digest = {p}", (digest,))
+    found = cursor.fetchone()
+    if found is None:
+        now: Any = datetime.now(timezone.utc)
+        if dialect != "postgresql":
+            now = now.replace(tzinfo=None)
+            now = now.isoformat(sep=" ") if dialect == "sqlite" else now
+        cursor.execute(
+            "INSERT INTO statestore_asset (name, name_digest, active, created_at, updated_at)"
+            f" VALUES ({p},{p},{p},{p},{p})",
+            (name, digest, True, now, now),
+        )
+        cursor.execute(f"SELECT id FROM statestore_asset WHERE name_digest = {p}", (digest,))
+        found = cursor.fetchone()
+    return int(found[0])
+
+
 class RawTarget:
     """One DBAPI connection in autocommit, one prepared statement per operation."""
 
@@ -125,6 +172,7 @@ class RawTarget:
         self.conn = connection
         self.cursor = connection.cursor()
         self.upsert, self.select, self.delete_sql = _SQL[dialect]
+        self._asset: int | None = None
 
     def _now(self) -> Any:
         now = datetime.now(timezone.utc)
@@ -150,12 +198,25 @@ class RawTarget:
         row, _ = _ids(self.name, key)
         self.cursor.execute(self.delete_sql, (row,))
 
-    # Raw asset state: the same statements on a second identity (no registry to check).
+    # Raw asset state: the asset state table itself, by an asset id looked up once (a
+    # careful hand-written store's shape; it skips statestore's active-flag check).
+    def _asset_id(self) -> int:
+        if self._asset is None:
+            self._asset = _raw_asset_id(self.dialect, self.cursor, f"{self.name}_asset")
+        return self._asset
+
     def asset_set(self, key: str, value: Any) -> None:
-        self.set(f"asset:{key}", value)
+        _, digest = _ids(self.name, key, asset=True)
+        self.cursor.execute(
+            _ASSET_SQL[self.dialect][0],
+            (self._asset_id(), digest, key, json.dumps(value), None, self._now()),
+        )
 
     def asset_get(self, key: str) -> Any:
-        return self.get(f"asset:{key}")
+        _, digest = _ids(self.name, key, asset=True)
+        self.cursor.execute(_ASSET_SQL[self.dialect][1], (self._asset_id(), digest, self._now()))
+        found = self.cursor.fetchone()
+        return None if found is None else json.loads(found[0])
 
     def close(self) -> None:
         self.cursor.close()
