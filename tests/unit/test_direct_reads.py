@@ -8,6 +8,7 @@ with the clock frozen so both take the same ``now``.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -30,6 +31,7 @@ URLS = [
     "mysql+pymysql://u@h/db",
     "mysql+mysqldb://u@h/db",
 ]
+BY_ID = (asset_ids.DIRECT_GET, asset_ids.DIRECT_GET_ITEM)
 NOW = datetime(2026, 12, 1, 18, 30, 5, 123456, tzinfo=timezone.utc)
 
 
@@ -46,7 +48,7 @@ def _general(plan: plans.Plan, dialect: object) -> tuple[str, object]:
 def test_task_read_sends_what_the_general_path_sends(url: str) -> None:
     dialect = _dialect(url)
     statements = build_statements(dialect_family(make_url(url)))
-    reads = DirectReads(statements, asset_ids.DIRECT_GET, dialect)  # type: ignore[arg-type]
+    reads = DirectReads(statements, BY_ID, dialect)  # type: ignore[arg-type]
     scope = TaskScope("dag", "run", "task", map_index=3)
     with time_machine.travel(NOW, tick=False):
         general = _general(plans.get(statements, scope, "k", utcnow()), dialect)
@@ -58,7 +60,7 @@ def test_task_read_sends_what_the_general_path_sends(url: str) -> None:
 def test_asset_read_by_id_sends_what_the_general_path_sends(url: str) -> None:
     dialect = _dialect(url)
     statements = build_statements(dialect_family(make_url(url)))
-    reads = DirectReads(statements, asset_ids.DIRECT_GET, dialect)  # type: ignore[arg-type]
+    reads = DirectReads(statements, BY_ID, dialect)  # type: ignore[arg-type]
     scope = AssetScope(name="orders")
     with time_machine.travel(NOW, tick=False):
         plan = plans.get(statements, scope, "k", utcnow(), asset_id=42)
@@ -67,12 +69,54 @@ def test_asset_read_by_id_sends_what_the_general_path_sends(url: str) -> None:
     assert direct == general
 
 
+INSTANTS = [
+    NOW,
+    NOW.replace(microsecond=0),  # isoformat would drop a zero fraction: the text must not
+    NOW.replace(microsecond=999_999),
+    datetime(2027, 1, 1, tzinfo=timezone.utc),  # a second, minute, day and year boundary
+    datetime(2026, 2, 28, 23, 59, 59, 1, tzinfo=timezone.utc),
+]
+
+
 @pytest.mark.parametrize("url", URLS)
 def test_driver_now_is_the_converted_utcnow(url: str) -> None:
-    """The one-step ``now`` equals ``utcnow()`` through the statement's converter."""
+    """The one-step ``now`` equals ``utcnow()`` through the statement's converter, at
+    instants that cross every boundary of the kept second (one ``now`` reused)."""
     dialect = _dialect(url)
     statements = build_statements(dialect_family(make_url(url)))
     compiled = compile_statement(statements.task_get, dialect)  # type: ignore[arg-type]
     convert = dict(compiled.processors)["now"]
+    now = driver_now(dialect.name)  # type: ignore[attr-defined]
+    for instant in [*INSTANTS, *reversed(INSTANTS)]:
+        with time_machine.travel(instant, tick=False):
+            assert now() == convert(utcnow()), instant
+
+
+def test_sqlite_now_follows_the_real_clock() -> None:
+    """Outside time-machine: the kept second's text moves on with the clock."""
+    now = driver_now("sqlite")
+    for _ in range(3):
+        before = datetime.now(timezone.utc).isoformat(" ", "microseconds")[:26]
+        text = now()
+        after = datetime.now(timezone.utc).isoformat(" ", "microseconds")[:26]
+        assert before <= text <= after
+        time.sleep(0.6)
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_item_reads_send_what_the_general_path_sends(url: str) -> None:
+    """``get_item``'s rows (task, and asset by id) go the same way."""
+    dialect = _dialect(url)
+    statements = build_statements(dialect_family(make_url(url)))
+    reads = DirectReads(statements, BY_ID, dialect)  # type: ignore[arg-type]
+    task = TaskScope("dag", "run", "task", map_key="eu")
     with time_machine.travel(NOW, tick=False):
-        assert driver_now(dialect.name)() == convert(utcnow())  # type: ignore[attr-defined]
+        now = driver_now(dialect.name)()  # type: ignore[attr-defined]
+        task_plan = plans.get_item(statements, task, "k", utcnow())
+        asset_plan = plans.get_item(statements, AssetScope(name="a"), "k", utcnow(), asset_id=7)
+        assert reads.sent("task", (task_row_id(task, "k"), now), whole=True) == _general(
+            task_plan, dialect
+        )
+        assert reads.sent("asset", (7, key_digest("k"), now), whole=True) == _general(
+            asset_plan, dialect
+        )

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 __all__ = ["MetastoreStateBackend"]
 
 
+_UNKNOWN: Any = object()
+"""No direct read was made (see ``get_item``)."""
+
 _SLOW = frozenset({"asset_write", "asset_cas"})
 """Asset writes whose rowcount 0 may mean "asset not registered yet": the slow path
 registers it (if allowed) and writes again."""
@@ -283,18 +286,22 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
         fast = session is None and self._own_engine
         if fast and self._schema_ready:  # the steady state: one short chain (direct_reads)
             reads = self._direct_reads or self._make_direct_reads()
+            value: str | None
             if isinstance(scope, TaskScope):
-                return reads.task_get(self._connections.sync_hotpath(), scope, key)
+                value = reads.task_get(self._connections.sync_hotpath(), scope, key)
+                return value
             asset_id = self._asset_ids.known(scope)
             if asset_id is not None:
-                return reads.asset_get(self._connections.sync_hotpath(), asset_id, key)
+                value = reads.asset_get(self._connections.sync_hotpath(), asset_id, key)
+                return value
         plan = self._read(plans.get, scope, key, fast) if isinstance(scope, AssetScope) else None
         plan = plan or plans.get(self._statements, scope, key, utcnow())
         result: str | None = self._run(plan, session)
         return result
 
     def _make_direct_reads(self) -> DirectReads:
-        reads = DirectReads(self._statements, asset_ids.DIRECT_GET, self.engine.dialect)
+        by_id = (asset_ids.DIRECT_GET, asset_ids.DIRECT_GET_ITEM)
+        reads = DirectReads(self._statements, by_id, self.engine.dialect)
         self._direct_reads = reads
         return reads
 
@@ -313,6 +320,17 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
         self, scope: StateScope, key: str, *, session: Session | None = None
     ) -> StoredItem | None:
         fast = session is None and self._own_engine
+        if fast and self._schema_ready:  # as get: the steady state's short chain
+            reads = self._direct_reads or self._make_direct_reads()
+            row = _UNKNOWN
+            if isinstance(scope, TaskScope):
+                row = reads.task_get(self._connections.sync_hotpath(), scope, key, whole=True)
+            elif (asset_id := self._asset_ids.known(scope)) is not None:
+                hotpath = self._connections.sync_hotpath()
+                row = reads.asset_get(hotpath, asset_id, key, whole=True)
+            if row is not _UNKNOWN:
+                item = self._rows.item(row, self.engine.dialect)
+                return None if item is None else StoredItem(*item)
         found: StoredItem | None = self._run(self._read(plans.get_item, scope, key, fast), session)
         return found
 
