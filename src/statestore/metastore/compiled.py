@@ -11,8 +11,9 @@ one statement, one round trip, a few microseconds of Python.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Executable
@@ -40,6 +41,8 @@ class CompiledStatement:
     sql: str
     positions: tuple[str, ...] | None  # parameter order for positional paramstyles
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    # The positional tuple in one C call (a generator over 13 names was ~1 µs a write).
+    ordered: Callable[[dict[str, Any]], tuple[Any, ...]] | None = field(default=None, compare=False)
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """DBAPI parameters: processed (datetimes, binaries) and in the driver's style."""
@@ -48,9 +51,9 @@ class CompiledStatement:
             for name, process in self.processors:
                 if name in values:
                     values[name] = process(values[name])
-        if self.positions is None:
+        if self.ordered is None:
             return values
-        return tuple(values[name] for name in self.positions)
+        return self.ordered(values)
 
 
 def compile_statement(
@@ -74,7 +77,21 @@ def compile_statement(
         elif process is not None:
             processors.append((name, process))
     positions = tuple(compiled.positiontup) if dialect.positional else None
-    return CompiledStatement(compiled.string, positions, tuple(processors))
+    return CompiledStatement(compiled.string, positions, tuple(processors), _ordered(positions))
+
+
+def _ordered(
+    positions: tuple[str, ...] | None,
+) -> Callable[[dict[str, Any]], tuple[Any, ...]] | None:
+    """``values -> tuple(values[name] for name in positions)``, as one C call."""
+    if positions is None:
+        return None
+    if not positions:
+        return lambda values: ()
+    if len(positions) == 1:
+        (name,) = positions
+        return lambda values: (values[name],)
+    return itemgetter(*positions)
 
 
 def _datetime_converter(dialect_name: str) -> Callable[[Any], Any]:
