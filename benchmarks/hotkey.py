@@ -14,6 +14,11 @@ On PostgreSQL both prepared-statement modes run and each ratio is like for like:
 transaction pooler) against ``raw_unprepared``; ``statestore_prepared``
 (``?prepare_threshold=5``, the direct-connection opt-in) against ``raw`` (psycopg's own
 default, preparing on the 6th run).
+
+A second raw loop, ``raw_checked`` (``raw_checked_unprepared`` on PostgreSQL), makes the
+checks statestore's two statements make -- the expiry on read and on write, the asset's
+active flag by name, the provenance columns -- so the ``x chk`` column separates what
+the library costs from what those checks cost the database.
 """
 
 from __future__ import annotations
@@ -73,6 +78,20 @@ _RAW_SQL = {
     " updated_at = {p} WHERE asset_id = {p} AND key_digest = {p} AND version = {p}",
     "asset": "SELECT id FROM statestore_asset WHERE name_digest = {p}",
 }
+_CHECKED_SQL = {
+    # What statestore's own two statements check: the expiry on read and write, the
+    # asset's active flag (by name) and the provenance columns on write.
+    "select": "SELECT value, version FROM statestore_asset_state"
+    " WHERE asset_id = {p} AND key_digest = {p} AND (expires_at IS NULL OR expires_at >= {p})",
+    "update": "UPDATE statestore_asset_state SET value = {p}, version = version + 1,"
+    " updated_at = {p}, expires_at = {p}, updated_by = {p}"
+    " WHERE asset_id = (SELECT id FROM statestore_asset WHERE name_digest = {p} AND active = TRUE)"
+    " AND key_digest = {p} AND version = {p} AND (expires_at IS NULL OR expires_at >= {p})",
+    "asset": _RAW_SQL["asset"],
+}
+CHECKED = {"statestore": "raw_checked_unprepared", "statestore_prepared": "raw_checked"}
+"""PostgreSQL: the raw loop with statestore's checks, in each statestore target's mode
+(elsewhere ``statestore`` pairs with ``raw_checked``)."""
 
 
 def _raw_connect(url: str) -> tuple[Any, str]:
@@ -108,15 +127,19 @@ def _raw_connect(url: str) -> tuple[Any, str]:
 
 
 def _raw_worker(
-    url: str, asset: str, updates: int, retries: int, *, prepared: bool = True
-) -> Callable[[], Any]:
+    url: str, asset: str, updates: int, retries: int, *, prepared: bool = True,
+    checked: bool = False,
+) -> Callable[[], Any]:  # fmt: skip
+    """The raw loop; ``checked``: with the checks statestore's statements make."""
     conn, marker = _raw_connect(url)
     if not prepared:
         conn.prepare_threshold = None  # psycopg: never prepare, as statestore's default
     dialect = make_url(url).get_backend_name()
-    sql = {name: text.format(p=marker) for name, text in _RAW_SQL.items()}
+    texts = _CHECKED_SQL if checked else _RAW_SQL
+    sql = {name: text.format(p=marker) for name, text in texts.items()}
     cursor = conn.cursor()
-    cursor.execute(sql["asset"], (hashlib.sha256(asset.encode()).digest(),))
+    name_digest = hashlib.sha256(asset.encode()).digest()
+    cursor.execute(sql["asset"], (name_digest,))
     asset_id = cursor.fetchone()[0]
     digest = hashlib.sha256(KEY.encode()).digest()
 
@@ -127,9 +150,16 @@ def _raw_worker(
         return stamp if dialect == "postgresql" else stamp.replace(tzinfo=None)
 
     def read() -> tuple[str, int]:
-        cursor.execute(sql["select"], (asset_id, digest))
+        cursor.execute(sql["select"], (asset_id, digest, now()) if checked else (asset_id, digest))
         value, version = cursor.fetchone()
         return value, version
+
+    def write(new: str, version: int) -> None:
+        if checked:
+            parameters = (new, now(), None, None, name_digest, digest, version, now())
+        else:
+            parameters = (new, now(), asset_id, digest, version)
+        cursor.execute(sql["update"], parameters)
 
     def run() -> tuple[int, int]:
         ok = gave_up = 0
@@ -137,7 +167,7 @@ def _raw_worker(
             value, version = read()
             for attempt in range(retries + 1):
                 new = json.dumps(json.loads(value) + 1)
-                cursor.execute(sql["update"], (new, now(), asset_id, digest, version))
+                write(new, version)
                 if cursor.rowcount == 1:
                     ok += 1
                     break
@@ -161,7 +191,9 @@ def _process(kind: str, url: str, asset: str, updates: int, retries: int,
         run = _statestore_worker(prepared.render_as_string(hide_password=False), asset,
                                  updates, retries)  # fmt: skip
     else:
-        run = _raw_worker(url, asset, updates, retries, prepared=kind == "raw")
+        prepared = kind in ("raw", "raw_checked")
+        run = _raw_worker(url, asset, updates, retries, prepared=prepared,
+                          checked=kind.startswith("raw_checked"))  # fmt: skip
     ready.release()
     start.wait()
     results.put(run())
@@ -206,7 +238,8 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
     rows = []
     try:
         pairs = dict(PAIRS) if dialect == "postgresql" else {"statestore": "raw"}
-        kinds = [k for pair in pairs.items() for k in pair]
+        checked = dict(CHECKED) if dialect == "postgresql" else {"statestore": "raw_checked"}
+        kinds = [k for pair in pairs.items() for k in pair] + list(checked.values())
         with StateStore(url) as store:
             for kind in kinds:  # registers every target's asset, creates its key
                 store.asset_state(f"hot_{kind}").set(KEY, 0)
@@ -219,12 +252,14 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
             for kind, measured in runs.items():
                 ops = medians[kind]
                 raw_ops = medians[pairs.get(kind, kind)]
+                checked_ops = medians.get(checked.get(kind, ""), 0.0)
                 calls = sum(r["ok"] + r["gave_up"] for r in measured)
                 gave_up = sum(r["gave_up"] for r in measured)
                 rows.append({
                     "database": dialect, "processes": processes, "target": kind,
                     "updates_per_s": round(ops, 1), "ratio_to_raw": round(ops / raw_ops, 3),
                     "raw": pairs.get(kind, kind),
+                    "ratio_to_checked": round(ops / checked_ops, 3) if checked_ops else None,
                     "calls": int(calls), "gave_up": int(gave_up),
                     "give_up_rate": round(gave_up / calls, 5) if calls else 0.0,
                     "lost": int(sum(r["lost"] for r in measured)),
@@ -253,13 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         for dialect in args.dialects.split(","):
             print(f"… {dialect}", file=sys.stderr)
             rows += run_dialect(dialect, counts, args.updates, retries, args.rounds, Path(tmp))
-    header = (f"{'database':<10} {'procs':>5} {'target':<19} {'updates/s':>10} {'x raw':>6} "
-              f"{'calls':>6} {'gave up':>7} {'rate':>8} {'lost':>4}")  # fmt: skip
+    header = (f"{'database':<10} {'procs':>5} {'target':<22} {'updates/s':>10} {'x raw':>6} "
+              f"{'x chk':>6} {'calls':>6} {'gave up':>7} {'rate':>8} {'lost':>4}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['database']:<10} {r['processes']:>5} {r['target']:<19} "
-              f"{r['updates_per_s']:>10.0f} {r['ratio_to_raw']:>6.2f} {r['calls']:>6} "
+        chk = "" if r["ratio_to_checked"] is None else f"{r['ratio_to_checked']:.2f}"
+        print(f"{r['database']:<10} {r['processes']:>5} {r['target']:<22} "
+              f"{r['updates_per_s']:>10.0f} {r['ratio_to_raw']:>6.2f} {chk:>6} {r['calls']:>6} "
               f"{r['gave_up']:>7} {r['give_up_rate']:>8.2%} {r['lost']:>4}")  # fmt: skip
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "updates": args.updates, "retries": retries, "rounds": args.rounds}  # fmt: skip
