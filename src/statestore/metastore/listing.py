@@ -40,6 +40,8 @@ class Listing:
         values: bool = True,
         session: Session | None = None,
     ) -> list[tuple[str, str | None]]:
+        """One page of ``(key, JSON text)`` pairs of a scope, in key order, after
+        ``after``, that start with ``prefix`` (``values=False``: texts are ``None``)."""
         page: list[tuple[str, str | None]] = self._run(
             plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
                         values=values, now=utcnow()),
@@ -57,6 +59,7 @@ class Listing:
         values: bool = True,
         session: AsyncSession | None = None,
     ) -> list[tuple[str, str | None]]:
+        """Async twin of :meth:`list_items`."""
         page: list[tuple[str, str | None]] = await self._arun(
             plans.list_(self._statements, scope, prefix=prefix, after=after, limit=limit,
                         values=values, now=utcnow()),
