@@ -81,6 +81,7 @@ __all__ = [
     "SWEEP",
     "TASK_KEY",
     "TASK_STATE",
+    "TASK_STATE_LISTING",
     "TOKEN_AUDIENCE",
     "UPDATED_AT",
     "UPDATED_BY",
@@ -91,6 +92,7 @@ __all__ = [
     "grant_from_claims",
     "if_version_from_headers",
     "if_version_headers",
+    "integer_param",
     "is_absent",
     "item_from_headers",
     "item_headers",
@@ -101,6 +103,8 @@ __all__ = [
     "problem_for",
     "scope_from_params",
     "scope_params",
+    "stored_key_fields",
+    "stored_key_json",
     "version_from_etag",
     "write_params",
 ]
@@ -115,6 +119,8 @@ ASSETS_DEACTIVATE = f"{ASSETS}/deactivate"  # admin: POST {"names": [...]} -> {"
 ASSETS_ACTIVATE = f"{ASSETS}/activate"  # admin: POST {"names": [...]} -> {"activated": n}
 CLEANUP = f"{API_PREFIX}/admin/cleanup"  # admin: POST (?dry_run=true streams NDJSON)
 SWEEP = f"{API_PREFIX}/admin/sweep"  # admin: POST (?dry_run=true)
+# admin: GET ?dag_id[&run_id[&task_id[&map_index|map_key]]] -> {"keys": [...]}
+TASK_STATE_LISTING = f"{API_PREFIX}/admin/task-state"
 LIVEZ = "/livez"
 READYZ = "/readyz"
 
@@ -187,6 +193,34 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
         return int(text, 10)
     except ValueError:
         raise InvalidScopeError(f"{name} must be a whole number, not {text!r}") from None
+
+
+def integer_param(params: Mapping[str, str], name: str) -> int | None:
+    """A whole-number query parameter, ``None`` when absent (``InvalidScopeError`` if not
+    a whole number)."""
+    return _integer(params, name)
+
+
+def stored_key_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A listed key's fields (``StoredKey`` as a dict) as JSON: instants in ISO 8601."""
+    out = dict(row)
+    for name in ("expires_at", "updated_at"):
+        if out.get(name) is not None:
+            out[name] = out[name].isoformat()
+    if out.get("task") is not None:
+        out["task"] = list(out["task"])
+    return out
+
+
+def stored_key_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`stored_key_json`: ``StoredKey``'s constructor arguments."""
+    out = dict(payload)
+    for name in ("expires_at", "updated_at"):
+        if out.get(name) is not None:
+            out[name] = datetime.fromisoformat(out[name])
+    if out.get("task") is not None:
+        out["task"] = tuple(out["task"])
+    return out
 
 
 def scope_from_params(params: Mapping[str, str], *, task: bool) -> StateScope:

@@ -10,7 +10,9 @@ invalid data refused. Bounded and derandomized so it runs the same way every tim
 What OpenAPI cannot say about query parameters, the document says in words and the
 hook below encodes: ``map_index`` or ``map_key`` (not both), at least one of ``name``,
 ``uri``, ``asset_id`` for asset state (and a ``uri`` beside a ``name`` only if it is
-that asset's), ``If-Match`` or ``If-None-Match`` (not both).
+that asset's), ``If-Match`` or ``If-None-Match`` (not both), and for the admin
+task-state listing a ``task_id`` only with a ``run_id``, a ``map_index`` or ``map_key``
+only with a ``task_id``.
 
 The task token's requests are steered half into its grant (its own task instance, its
 inlet and its outlet) so the fuzzer reaches the routes' own checks, not only the 403.
@@ -45,7 +47,7 @@ TASK_GRANT = Grant(
 )
 Case = schemathesis.Case[Any]  # generic in its operation type
 ETAG = re.compile(r'"[0-9]+"')
-MAX_EXAMPLES = 12  # per operation and token: 17 operations x 2 tokens, < 60 s in all
+MAX_EXAMPLES = 12  # per operation and token: 18 operations x 2 tokens, < 60 s in all
 FUZZ = settings(
     max_examples=MAX_EXAMPLES,
     derandomize=True,  # the same requests every run: CI failures reproduce
@@ -83,6 +85,10 @@ def _within_documented_rules(context: Any, case: Case) -> bool:
     headers = {name.lower() for name in case.headers or {}}
     if {"if-match", "if-none-match"} <= headers:
         return False
+    if case.operation.path == wire.TASK_STATE_LISTING:
+        if "task_id" in query and "run_id" not in query:
+            return False
+        return "task_id" in query or not ({"map_index", "map_key"} & query.keys())
     if case.operation.path.startswith(wire.TASK_STATE):
         return not ("map_index" in query and "map_key" in query)
     if case.operation.path.startswith(wire.ASSET_STATE):

@@ -61,6 +61,7 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("GET", wire.ASSETS, {}, None),
     ("POST", f"{wire.ASSETS}/deactivate", {}, b'{"names": ["inlet", "outlet", "other"]}'),
     ("POST", f"{wire.ASSETS}/activate", {}, b'{"names": ["inlet"]}'),
+    ("GET", wire.TASK_STATE_LISTING, {"dag_id": TASK_B.dag_id}, None),
 ]
 ALL_ROUTES = (
     task_routes(TASK_A)

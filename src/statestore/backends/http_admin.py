@@ -1,11 +1,12 @@
 """Maintenance through a state server's admin routes, for :class:`HttpStateBackend`.
 
 With an admin token, the cleanup of expired task state, the sweep of inactive assets'
-state and the listing of expired keys run *on the server* (``POST
-/api/v1/admin/cleanup`` and ``/sweep``), which holds the database. So
-:func:`statestore.cleanup.cleanup` and ``statestore --url https://... cleanup`` work
-with a URL and a token as they do with a database URL. The server uses its own clock:
-``now`` cannot be passed through it.
+state, the listing of expired keys and the listing of a dag's, run's or task's state
+run *on the server* (``POST /api/v1/admin/cleanup`` and ``/sweep``, ``GET
+/api/v1/admin/task-state``), which holds the database. So
+:func:`statestore.cleanup.cleanup`, ``statestore --url https://... cleanup`` and
+``task-state list`` work with a URL and a token as they do with a database URL. The
+server uses its own clock: ``now`` cannot be passed through it.
 
 Running either twice deletes nothing more than once, so both are resent like reads. The
 listing of a dry run is streamed (NDJSON, one key a line) and decoded line by line, in
@@ -29,9 +30,16 @@ from statestore.exceptions import BackendUnavailableError, StateStoreError
 if TYPE_CHECKING:
     from statestore.backends.http_messages import RetryPolicy, TokenSource
     from statestore.cleanup import CleanupReport
-    from statestore.metastore.maintenance import ExpiredTaskState
+    from statestore.metastore.maintenance import ExpiredTaskState, StoredKey
 
-__all__ = ["AdminRoutes", "cleanup_call", "read_report", "sweep_call"]
+__all__ = [
+    "AdminRoutes",
+    "cleanup_call",
+    "read_report",
+    "read_task_keys",
+    "sweep_call",
+    "task_keys_call",
+]
 
 T = TypeVar("T")
 
@@ -47,6 +55,30 @@ def cleanup_call(*, dry_run: bool, batch_size: int | None) -> Call:
 def sweep_call(*, dry_run: bool) -> Call:
     """``POST /admin/sweep``."""
     return Call("POST", wire.SWEEP, {"dry_run": "true"} if dry_run else {})
+
+
+def task_keys_call(
+    dag_id: str, run_id: str | None, task_id: str | None,
+    map_index: int | None, map_key: str | None,
+) -> Call:  # fmt: skip
+    """``GET /admin/task-state``: the live keys of a dag, a run or a task."""
+    params = {"dag_id": dag_id}
+    for name, value in (("run_id", run_id), ("task_id", task_id), ("map_key", map_key)):
+        if value is not None:
+            params[name] = value
+    if map_index is not None:
+        params["map_index"] = str(map_index)
+    return Call("GET", wire.TASK_STATE_LISTING, params)
+
+
+def read_task_keys(response: httpx.Response, server: str) -> list[StoredKey]:
+    """The listed keys, as the metastore's ``list_task_keys`` returns them."""
+    from statestore.metastore.maintenance import StoredKey  # noqa: PLC0415
+
+    if not response.is_success:
+        raise messages.error_of(response, server)
+    rows = json.loads(response.content)["keys"]
+    return [StoredKey(**wire.stored_key_fields(row)) for row in rows]
 
 
 def _report(payload: dict[str, Any]) -> CleanupReport:
@@ -122,7 +154,8 @@ class _DryRunCount:
 
 
 class AdminRoutes:
-    """Cleanup, sweep and the expired-key listing of :class:`HttpStateBackend`."""
+    """Cleanup, sweep, the expired-key listing and the task-state listing of
+    :class:`HttpStateBackend`."""
 
     _server: str
     _token: TokenSource
@@ -181,6 +214,24 @@ class AdminRoutes:
         async for payload in self._adry_run():
             if "report" not in payload:
                 yield _row(payload)
+
+    def list_task_keys(
+        self, dag_id: str, run_id: str | None = None, task_id: str | None = None, *,
+        map_index: int | None = None, map_key: str | None = None,
+    ) -> list[StoredKey]:  # fmt: skip
+        """The live task-state keys of a dag, one run, or one task (every instance, or
+        the one ``map_index`` or ``map_key`` names), with their metadata, as the server
+        reads them (admin token): what ``statestore task-state list`` shows."""
+        call = task_keys_call(dag_id, run_id, task_id, map_index, map_key)
+        return self._call(call, read_task_keys)
+
+    async def alist_task_keys(
+        self, dag_id: str, run_id: str | None = None, task_id: str | None = None, *,
+        map_index: int | None = None, map_key: str | None = None,
+    ) -> list[StoredKey]:  # fmt: skip
+        """Async twin of :meth:`list_task_keys`."""
+        call = task_keys_call(dag_id, run_id, task_id, map_index, map_key)
+        return await self._acall(call, read_task_keys)
 
     def _dry_run_request(self) -> httpx.Request:
         call = cleanup_call(dry_run=True, batch_size=None)

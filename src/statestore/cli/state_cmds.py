@@ -12,8 +12,9 @@ Conventions every sub-command keeps:
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -35,6 +36,7 @@ from statestore.scopes import AssetScope, TaskScope
 from statestore.store import StateStore
 
 if TYPE_CHECKING:
+    from statestore.backends.http import HttpStateBackend
     from statestore.metastore import MetastoreStateBackend
     from statestore.metastore.maintenance import StoredKey
 
@@ -118,20 +120,29 @@ def _metastore(store: StateStore) -> MetastoreStateBackend:
     if not isinstance(backend, MetastoreStateBackend):
         raise UnsupportedOperationError(
             f"listing needs the metastore backend; this store uses {type(backend).__name__}"
-            + (" (through a state server, list one task instance: --run and --task)"
-               if type(backend).__name__ == "HttpStateBackend" else "")
-        )  # fmt: skip
+        )
     return backend
+
+
+def _server_backend(store: StateStore) -> HttpStateBackend | None:
+    """The store's state-server backend, or ``None`` when it talks to a database.
+
+    Without importing the HTTP backend (httpx is the ``client`` extra's): a store that
+    uses one has imported it already."""
+    module = sys.modules.get("statestore.backends.http")
+    backend = store.backend
+    if module is not None and isinstance(backend, module.HttpStateBackend):
+        return cast("HttpStateBackend", backend)
+    return None
 
 
 def _through_server(store: StateStore, scope: TaskScope | AssetScope) -> list[StoredKey] | None:
     """The keys of one scope with their metadata, through a state server (pages of
     keys, then their items); ``None`` when the store is not a server's."""
-    from statestore.backends.http import HttpStateBackend  # noqa: PLC0415 - httpx on use
     from statestore.metastore.maintenance import StoredKey  # noqa: PLC0415
 
-    backend = store.backend
-    if not isinstance(backend, HttpStateBackend):
+    backend = _server_backend(store)
+    if backend is None:
         return None
     rows: list[StoredKey] = []
     after = ""
@@ -193,11 +204,10 @@ def task_list(
 ) -> None:
     """List task-state keys of a task, a whole run, or a whole dag.
 
-    Through a state server: one task instance (--task; map index -1 unless --map-index
-    or --map-key is given).
+    Through a state server (admin token) the server reads them, the same way.
     """
     from statestore.metastore.errors import translate_errors  # noqa: PLC0415 - SQLAlchemy on use
-    from statestore.metastore.maintenance import list_task_state, list_task_state_under  # noqa: PLC0415 - SQLAlchemy on use
+    from statestore.metastore.maintenance import list_task_keys  # noqa: PLC0415 - SQLAlchemy on use
 
     if task is not None and run is None:
         raise CliUsageError("--task needs --run (task ids repeat in every run)")
@@ -206,24 +216,21 @@ def task_list(
     store = open_store(ctx, read_only=True)
     now = utcnow()
     if task is not None and run is not None:
-        scope = _task_scope(dag, run, task, -1 if map_index is None else map_index, map_key)
-        found = _through_server(store, scope)
-        if found is not None:
-            show_keys(found, as_json=state_of(ctx).json, task_level=True,
-                      title=_where(scope), now=now)  # fmt: skip
-            return
-    backend = _metastore(store)
+        title = _where(_task_scope(dag, run, task, -1, map_key))  # validates the ids too
+    else:
+        TaskScope(dag, run or "-", "-")  # the same id rules as everywhere else
+        title = dag if run is None else f"{dag} / {run}"
+    server = _server_backend(store)
     rows: list[StoredKey]
-    with translate_errors(backend.url), backend.engine.connect() as conn:
-        backend.ensure_schema()
-        if task is not None and run is not None:
-            scope = _task_scope(dag, run, task, -1, map_key)  # validates the map key too
-            rows = list_task_state(conn, (dag, run, task), map_index, now, map_key)
-            title = _where(scope)
-        else:
-            TaskScope(dag, run or "-", "-")  # the same id rules as everywhere else
-            rows = list_task_state_under(conn, dag, run, now)
-            title = dag if run is None else f"{dag} / {run}"
+    if server is not None:
+        rows = server.list_task_keys(dag, run, task, map_index=map_index, map_key=map_key)
+    else:
+        backend = _metastore(store)
+        with translate_errors(backend.url), backend.engine.connect() as conn:
+            backend.ensure_schema()
+            rows = list_task_keys(
+                conn, dag, run, task, map_index=map_index, map_key=map_key, now=now
+            )
     show_keys(rows, as_json=state_of(ctx).json, task_level=True, title=title, now=now)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Delete, bindparam, delete, func, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from statestore.exceptions import InvalidScopeError
 from statestore.metastore.digests import ref_digest, task_digest
 from statestore.metastore.retries import DeadlockError, Retry, is_deadlock
 from statestore.metastore.tables import asset, asset_state, task_state
@@ -36,6 +37,7 @@ __all__ = [
     "iter_expired",
     "list_asset_state",
     "list_assets",
+    "list_task_keys",
     "list_task_state",
     "list_task_state_under",
     "referenced",
@@ -298,6 +300,31 @@ def list_task_state_under(
     if run_id is not None:
         query = query.where(_ts.run_id == run_id)
     return [StoredKey(*row[:8], task=(row[8], row[9], row[10])) for row in conn.execute(query)]
+
+
+def list_task_keys(
+    conn: Connection,
+    dag_id: str,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    *,
+    map_index: int | None = None,
+    map_key: str | None = None,
+    now: datetime,
+) -> list[StoredKey]:
+    """What ``task-state list`` shows: the unexpired keys of a whole dag, one run, or
+    one task (every instance, or the one ``map_index`` or ``map_key`` names). The ids
+    obey the same rules as a ``TaskScope``'s; ``InvalidScopeError`` otherwise."""
+    if task_id is not None and run_id is None:
+        raise InvalidScopeError("task_id needs run_id (task ids repeat in every run)")
+    if task_id is None and (map_index is not None or map_key is not None):
+        raise InvalidScopeError("map_index and map_key need task_id")
+    if task_id is None:
+        TaskScope(dag_id, run_id or "-", "-")  # the id rules, before any I/O
+        return list_task_state_under(conn, dag_id, run_id, now)
+    assert run_id is not None
+    TaskScope(dag_id, run_id, task_id, -1 if map_index is None else map_index, map_key=map_key)
+    return list_task_state(conn, (dag_id, run_id, task_id), map_index, now, map_key)
 
 
 def list_asset_state(conn: Connection, scope: AssetScope, now: datetime) -> list[StoredKey]:

@@ -197,3 +197,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def listing_parameters() -> list[dict[str, Any]]:
+    """The admin task-state listing's parameters: a dag, and optionally a run, a task
+    of it, and one of that task's instances."""
+    return [
+        _param("dag_id", _ID, True, "The DAG (workflow) id."),
+        _param("run_id", _ID, False, "Only this run."),
+        _param("task_id", _ID, False, "Only this task of the run (needs run_id)."),
+        _param("map_index", {"type": "integer", "minimum": -1, "maximum": MAX_INTEGER_ID}, False,
+               "Only this map index of the task (needs task_id)."),
+        _param("map_key", _ID, False, "Only this map key of the task (needs task_id)."),
+    ]  # fmt: skip

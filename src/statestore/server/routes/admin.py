@@ -6,6 +6,8 @@
 ``POST /api/v1/admin/sweep`` deletes the state of inactive assets (``dry_run``).
 ``GET /api/v1/assets`` lists the registry (``active``); ``POST .../deactivate`` and
 ``.../activate`` take ``{"names": [...]}`` and answer how many assets changed.
+``GET /api/v1/admin/task-state`` lists the live task state of a dag, a run or a task
+with its metadata, as ``task-state list`` shows it (an inspection aid, all rows at once).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
@@ -22,13 +24,23 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from statestore import wire
 from statestore.cleanup import cleanup_task_states, iter_expired_task_states, sweep_asset_states
-from statestore.exceptions import InvalidTypeError, InvalidValueError, StateStoreError
+from statestore.exceptions import (
+    InvalidScopeError,
+    InvalidTypeError,
+    InvalidValueError,
+    StateStoreError,
+    UnsupportedOperationError,
+)
+from statestore.retention import utcnow
 from statestore.scopes import MAX_ASSET_REF_LENGTH, MAX_INTEGER_ID
 from statestore.server import openapi
 from statestore.server.auth import Access, Need, authorize
 from statestore.server.body import read_json
 from statestore.server.state import ServerState
 from statestore.store import StateStore
+
+if TYPE_CHECKING:
+    from statestore.metastore.maintenance import StoredKey
 
 __all__ = ["ASSETS_ACTIVATE", "ASSETS_DEACTIVATE", "router"]
 
@@ -200,3 +212,40 @@ async def activate_assets(request: Request, access: Admin) -> Response:
     """``{"activated": n}``."""
     changed = await _store(request).aactivate_assets(*await _names(request))
     return JSONResponse({"activated": changed})
+
+
+def _task_keys(store: StateStore, params: Any) -> list[StoredKey]:
+    """The rows ``task-state list`` shows, read on this server's metastore."""
+    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415
+    from statestore.metastore.maintenance import list_task_keys  # noqa: PLC0415
+
+    dag_id = params.get("dag_id")
+    if dag_id is None:
+        raise InvalidScopeError("listing task state needs dag_id in the query")
+    map_index = wire.integer_param(params, "map_index")
+    backend = store.backend
+    if not isinstance(backend, MetastoreStateBackend):
+        raise UnsupportedOperationError(
+            f"listing across task instances needs the metastore; this server's store "
+            f"uses {type(backend).__name__}"
+        )
+    backend.ensure_schema()
+    with translate_errors(backend.url), backend.engine.connect() as conn:
+        return list_task_keys(
+            conn, dag_id, params.get("run_id"), params.get("task_id"),
+            map_index=map_index, map_key=params.get("map_key"), now=utcnow(),
+        )  # fmt: skip
+
+
+@router.get(
+    wire.TASK_STATE_LISTING,
+    summary="List the task state of a dag, a run or a task",
+    responses=_ERRORS,
+    openapi_extra={"parameters": openapi.listing_parameters()},
+)
+async def list_task_state(request: Request, access: Admin) -> Response:
+    """``{"keys": [...]}``: every live key with its metadata, by run, task, instance
+    and key (``task`` names each row's task when the listing spans several)."""
+    rows = await run_in_threadpool(_task_keys, _store(request), request.query_params)
+    return JSONResponse({"keys": [wire.stored_key_json(dataclasses.asdict(r)) for r in rows]})
