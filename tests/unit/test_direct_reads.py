@@ -1,9 +1,9 @@
 """The short read chain (``direct_reads``) sends exactly what the general path sends.
 
-For every sync driver the metastore runs on, the direct task and asset readers must
-produce the same SQL text and the same driver parameters, in the same order and form,
-as planning the read (``plans.get``), compiling it and binding it (``compiled``) --
-with the clock frozen so both take the same ``now``.
+For every driver the metastore runs on, sync and async, the direct task and asset
+readers must produce the same SQL text and the same driver parameters, in the same
+order and form, as planning the read (``plans.get``), compiling it and binding it
+(``compiled``) -- with the clock frozen so both take the same ``now``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ URLS = [
     "postgresql+psycopg2://u@h/db",
     "mysql+pymysql://u@h/db",
     "mysql+mysqldb://u@h/db",
+    # The async hot path's dialects (aget and aget_item take the chain too).
+    "sqlite+aiosqlite:///x.db",
+    "postgresql+psycopg_async://u@h/db",
+    "postgresql+asyncpg://u@h/db",
+    "mysql+asyncmy://u@h/db",
+    "mysql+aiomysql://u@h/db",
 ]
 BY_ID = (asset_ids.DIRECT_GET, asset_ids.DIRECT_GET_ITEM)
 NOW = datetime(2026, 12, 1, 18, 30, 5, 123456, tzinfo=timezone.utc)

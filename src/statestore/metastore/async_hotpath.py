@@ -100,6 +100,13 @@ class AsyncIdleConnections:
         self._idle: list[Any] = []
         self._closed = False
 
+    def take_idle(self) -> Any:
+        """An idle connection, or ``None`` (no wait: nothing to bound)."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return None
+
     async def acquire(self) -> Any:
         """A ``PoolProxiedConnection``; ``.driver_connection`` is the asyncio driver's."""
         try:
@@ -269,12 +276,16 @@ class AsyncHotPath:
 
     async def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         idle = self._idle
-        try:
-            async with deadline(self._family, self._timeout):
-                connection = await idle.acquire()
-        except Exception:
-            with translate_errors(self._url, self._errors):
-                raise
+        # An idle connection is at hand in the steady state: only a checkout that may
+        # wait for the pool or connect needs its own deadline (a timer costs ~5 us).
+        connection = idle.take_idle()
+        if connection is None:
+            try:
+                async with deadline(self._family, self._timeout):
+                    connection = await idle.acquire()
+            except Exception:
+                with translate_errors(self._url, self._errors):
+                    raise
         token = watch(connection, self._timeout) if self._watched else None
         try:
             async with deadline(self._family, self._timeout):

@@ -19,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
-from statestore.metastore import asset_ids, async_hotpath, lifecycle, plans, registry
+from statestore.metastore import async_hotpath, lifecycle, plans, registry
 from statestore.metastore.asset_access import AssetAccess
 from statestore.metastore.asset_ids import AssetIds
 from statestore.metastore.batches import MetastoreBatches
 from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_plan
 from statestore.metastore.connections import Connections, LoopEngine
 from statestore.metastore.deadlines import watched
-from statestore.metastore.direct_reads import DirectReads
+from statestore.metastore.direct_reads import NOT_DIRECT, DirectReadAccess, DirectReads
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
@@ -38,7 +38,7 @@ from statestore.metastore.listing import Listing
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
-from statestore.scopes import AssetScope, StateScope, TaskScope
+from statestore.scopes import AssetScope, StateScope
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,15 +49,14 @@ if TYPE_CHECKING:
 __all__ = ["MetastoreStateBackend"]
 
 
-_UNKNOWN: Any = object()
-"""No direct read was made (see ``get_item``)."""
-
 _SLOW = frozenset({"asset_write", "asset_cas"})
 """Asset writes whose rowcount 0 may mean "asset not registered yet": the slow path
 registers it (if allowed) and writes again."""
 
 
-class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBackend):
+class MetastoreStateBackend(
+    AssetAccess, DirectReadAccess, MetastoreBatches, Listing, BaseStateBackend
+):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
     Give a URL (sync or async driver; the twin is derived) or your own engines. The
@@ -96,7 +95,8 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
         self._schema_ready = False
         self._rows = ItemRows()
         self._asset_ids = AssetIds()  # registry ids, so asset reads skip the registry
-        self._direct_reads: DirectReads | None = None
+        self._direct_reads: DirectReads | None = None  # compiled on first use, sync
+        self._adirect_reads: DirectReads | None = None  # and async (its own dialect)
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self._settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
@@ -285,25 +285,13 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
         fast = session is None and self._own_engine
         if fast and self._schema_ready:  # the steady state: one short chain (direct_reads)
-            reads = self._direct_reads or self._make_direct_reads()
-            value: str | None
-            if isinstance(scope, TaskScope):
-                value = reads.task_get(self._connections.sync_hotpath(), scope, key)
-                return value
-            asset_id = self._asset_ids.known(scope)
-            if asset_id is not None:
-                value = reads.asset_get(self._connections.sync_hotpath(), asset_id, key)
-                return value
+            value = self._direct_read(scope, key, whole=False)
+            if value is not NOT_DIRECT:
+                return value  # type: ignore[no-any-return]
         plan = self._read(plans.get, scope, key, fast) if isinstance(scope, AssetScope) else None
         plan = plan or plans.get(self._statements, scope, key, utcnow())
         result: str | None = self._run(plan, session)
         return result
-
-    def _make_direct_reads(self) -> DirectReads:
-        by_id = (asset_ids.DIRECT_GET, asset_ids.DIRECT_GET_ITEM)
-        reads = DirectReads(self._statements, by_id, self.engine.dialect)
-        self._direct_reads = reads
-        return reads
 
     def set(
         self,
@@ -321,16 +309,9 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
     ) -> StoredItem | None:
         fast = session is None and self._own_engine
         if fast and self._schema_ready:  # as get: the steady state's short chain
-            reads = self._direct_reads or self._make_direct_reads()
-            row = _UNKNOWN
-            if isinstance(scope, TaskScope):
-                row = reads.task_get(self._connections.sync_hotpath(), scope, key, whole=True)
-            elif (asset_id := self._asset_ids.known(scope)) is not None:
-                hotpath = self._connections.sync_hotpath()
-                row = reads.asset_get(hotpath, asset_id, key, whole=True)
-            if row is not _UNKNOWN:
-                item = self._rows.item(row, self.engine.dialect)
-                return None if item is None else StoredItem(*item)
+            item = self._direct_read(scope, key, whole=True)
+            if item is not NOT_DIRECT:
+                return item  # type: ignore[no-any-return]
         found: StoredItem | None = self._run(self._read(plans.get_item, scope, key, fast), session)
         return found
 
@@ -427,6 +408,10 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
         fast = session is None and self._host_async_engine is None
+        if fast and self._schema_ready:  # as get
+            value = await self._adirect_read(scope, key, whole=False)
+            if value is not NOT_DIRECT:
+                return value  # type: ignore[no-any-return]
         plan = self._read(plans.get, scope, key, fast) if isinstance(scope, AssetScope) else None
         plan = plan or plans.get(self._statements, scope, key, utcnow())
         result: str | None = await self._arun(plan, session)
@@ -449,6 +434,10 @@ class MetastoreStateBackend(AssetAccess, MetastoreBatches, Listing, BaseStateBac
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> StoredItem | None:
         fast = session is None and self._host_async_engine is None
+        if fast and self._schema_ready:  # as get_item
+            item = await self._adirect_read(scope, key, whole=True)
+            if item is not NOT_DIRECT:
+                return item  # type: ignore[no-any-return]
         plan = self._read(plans.get_item, scope, key, fast)
         found: StoredItem | None = await self._arun(plan, session)
         return found

@@ -17,17 +17,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Dialect
 
-from statestore.metastore.compiled import compile_statement
+from statestore.items import StoredItem
+from statestore.metastore import asset_ids
+from statestore.metastore.compiled import ItemRows, compile_statement
 from statestore.metastore.digests import key_digest, task_row_id
-from statestore.metastore.hotpath import SyncHotPath
 from statestore.metastore.statements import Statements
-from statestore.scopes import TaskScope
+from statestore.scopes import StateScope, TaskScope
 
-__all__ = ["DirectReads", "driver_now"]
+if TYPE_CHECKING:
+    from statestore.metastore.asset_ids import AssetIds
+    from statestore.metastore.connections import Connections
+
+__all__ = ["NOT_DIRECT", "DirectReadAccess", "DirectReads", "driver_now"]
+
+NOT_DIRECT: Any = object()
+"""What a direct read returns when the read must take the general path (an asset whose
+id is not remembered yet)."""
+
+_BY_ID = (asset_ids.DIRECT_GET, asset_ids.DIRECT_GET_ITEM)
 
 _UTC = timezone.utc
 
@@ -116,10 +127,9 @@ class DirectReads:
                 raise ValueError("read parameters in an unexpected order")
         self._now = driver_now(dialect.name)
 
-    def task_get(
-        self, hotpath: SyncHotPath, scope: TaskScope, key: str, *, whole: bool = False
-    ) -> Any:
-        """``get`` of a task key (``whole``: its row, as ``get_item`` reads it)."""
+    def task_get(self, hotpath: Any, scope: TaskScope, key: str, *, whole: bool = False) -> Any:
+        """``get`` of a task key (``whole``: its row, as ``get_item`` reads it). With an
+        async hot path this returns its awaitable."""
         row_id = task_row_id(scope, key)
         parameters: Any = (row_id, self._now())
         if self._named:
@@ -128,9 +138,7 @@ class DirectReads:
             return hotpath.run(self._task_item.sql, parameters, fetch="row")
         return hotpath.run(self._task.sql, parameters, fetch="scalar")
 
-    def asset_get(
-        self, hotpath: SyncHotPath, asset_id: int, key: str, *, whole: bool = False
-    ) -> Any:
+    def asset_get(self, hotpath: Any, asset_id: int, key: str, *, whole: bool = False) -> Any:
         """``get`` of an asset key by the asset's remembered id (``whole``: its row)."""
         digest = key_digest(key)
         parameters: Any = (asset_id, digest, self._now())
@@ -148,3 +156,50 @@ class DirectReads:
         else:
             reader, names = (self._asset_item if whole else self._asset), _ASSET_NAMES
         return reader.sql, reader.parameters(names, values)
+
+
+class DirectReadAccess:
+    """The backend's side of the short chain: a get or get-item of a task key, or of an
+    asset key whose id is remembered, once the schema is ready (the caller checks
+    that, and that no host session or engine is involved)."""
+
+    _connections: Connections
+    _asset_ids: AssetIds
+    _rows: ItemRows
+    _statements: Statements
+    _direct_reads: DirectReads | None
+    _adirect_reads: DirectReads | None
+
+    def _direct_read(self, scope: StateScope, key: str, *, whole: bool) -> Any:
+        """The read's result (a ``StoredItem`` with ``whole``), or :data:`NOT_DIRECT`."""
+        reads = self._direct_reads
+        dialect = self._connections.engine.dialect
+        if reads is None:
+            reads = self._direct_reads = DirectReads(self._statements, _BY_ID, dialect)
+        hotpath = self._connections.sync_hotpath()
+        if isinstance(scope, TaskScope):
+            found = reads.task_get(hotpath, scope, key, whole=whole)
+        elif (asset_id := self._asset_ids.known(scope)) is not None:
+            found = reads.asset_get(hotpath, asset_id, key, whole=whole)
+        else:
+            return NOT_DIRECT
+        return self._stored(found, dialect) if whole else found
+
+    async def _adirect_read(self, scope: StateScope, key: str, *, whole: bool) -> Any:
+        """Async twin of :meth:`_direct_read` (the running loop's engine)."""
+        state = self._connections.loop_engine()
+        dialect = state.engine.dialect
+        reads = self._adirect_reads
+        if reads is None:  # the async dialect: its own paramstyle (asyncpg's $1, say)
+            reads = self._adirect_reads = DirectReads(self._statements, _BY_ID, dialect)
+        if isinstance(scope, TaskScope):
+            found = await reads.task_get(state.hotpath, scope, key, whole=whole)
+        elif (asset_id := self._asset_ids.known(scope)) is not None:
+            found = await reads.asset_get(state.hotpath, asset_id, key, whole=whole)
+        else:
+            return NOT_DIRECT
+        return self._stored(found, dialect) if whole else found
+
+    def _stored(self, row: Any, dialect: Dialect) -> StoredItem | None:
+        item = self._rows.item(row, dialect)
+        return None if item is None else StoredItem(*item)
