@@ -14,7 +14,7 @@ from statestore import StateStore, StateStoreConfig, TaskScope
 __all__ = ["run_async"]
 
 
-async def _raw_connection(dialect: str, url: str) -> Any:
+async def _raw_connection(dialect: str, url: str, *, prepared: bool = True) -> Any:
     parsed = make_url(url)
     if dialect == "sqlite":
         import aiosqlite
@@ -27,11 +27,14 @@ async def _raw_connection(dialect: str, url: str) -> Any:
         import psycopg
 
         options = parsed.query.get("options")
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             host=parsed.host, port=parsed.port or 5432, user=parsed.username,
             password=parsed.password, dbname=parsed.database, autocommit=True,
             **({"options": str(options)} if options else {}),
         )  # fmt: skip
+        if not prepared:  # as statestore's default: never prepared on the server
+            conn.prepare_threshold = None
+        return conn
     import asyncmy
 
     return await asyncmy.connect(
@@ -58,10 +61,14 @@ async def run_async(
     store = StateStore(config=config)
     state = store.task_state(TaskScope("statestore_async", "run", "task"))
     conn = await _raw_connection(dialect, url)
+    # PostgreSQL: also psycopg without server-side preparing, statestore's default mode.
+    unprepared = None
+    if dialect == "postgresql":
+        unprepared = await _raw_connection(dialect, url, prepared=False)
     upsert, select, _ = _SQL[dialect]
     name = "raw_async"
 
-    async def raw_set(key: str) -> None:
+    async def raw_set(key: str, conn: Any = conn) -> None:
         row, task = _ids(name, key)
         params = (row, task, name, "run", "task", -1, key, json.dumps(value), None, _now(dialect))
         if dialect == "sqlite":
@@ -70,7 +77,7 @@ async def run_async(
             async with conn.cursor() as cursor:
                 await cursor.execute(upsert, params)
 
-    async def raw_get(key: str) -> Any:
+    async def raw_get(key: str, conn: Any = conn) -> Any:
         row, _ = _ids(name, key)
         if dialect == "sqlite":
             async with conn.execute(select, (row, _now(dialect))) as cursor:
@@ -91,6 +98,13 @@ async def run_async(
             ("async get", "statestore"): lambda i: state.aget(f"r{round_no}k{i}"),
             ("async get", name): lambda i: raw_get(f"r{round_no}k{i}"),
         }
+        if unprepared is not None:
+            ops[("async set", "raw_async_unprepared")] = lambda i: raw_set(
+                f"u{round_no}k{i}", unprepared
+            )
+            ops[("async get", "raw_async_unprepared")] = lambda i: raw_get(
+                f"u{round_no}k{i}", unprepared
+            )
         for key, op in ops.items():
             latencies = []
             started = time.perf_counter_ns()
@@ -101,5 +115,7 @@ async def run_async(
             results[key] = (n / ((time.perf_counter_ns() - started) / 1e9), latencies)
     finally:
         await conn.close() if dialect != "mysql" else conn.close()
+        if unprepared is not None:
+            await unprepared.close()
         await store.aclose()
     return results
