@@ -85,7 +85,7 @@ def test_upgrade_from_filled_0002_keeps_rows_and_adds_the_indexes(db_url: URL) -
     for table, names in NEW_INDEXES.items():
         assert not set(names) & set(before[table])
     scopes = _fill_0002(db_url)
-    upgrade(db_url)
+    upgrade(db_url, "0003")
     assert current_revision(db_url) == "0003"
     after = _indexes(db_url)
     for table, names in NEW_INDEXES.items():
@@ -100,6 +100,7 @@ def test_upgrade_from_filled_0002_keeps_rows_and_adds_the_indexes(db_url: URL) -
             assert conn.execute(select(func.sum(task_state.c.version))).scalar() == 120
     finally:
         engine.dispose()
+    upgrade(db_url)  # the library reads at head only (0004 changes no row)
     with StateStore(db_url.render_as_string(hide_password=False)) as store:
         for scope in scopes:
             item = store.task_state(scope).get_item("k")
@@ -113,13 +114,13 @@ def test_upgrade_from_filled_0002_keeps_rows_and_adds_the_indexes(db_url: URL) -
 def test_0003_downgrade_upgrade_round_trip_keeps_rows(db_url: URL) -> None:
     upgrade(db_url, "0002")
     _fill_0002(db_url)
-    upgrade(db_url)
+    upgrade(db_url, "0003")
     downgrade(db_url, "0002")
     assert current_revision(db_url) == "0002"
     down = _indexes(db_url)
     for table, names in NEW_INDEXES.items():
         assert not set(names) & set(down[table])
-    upgrade(db_url)
+    upgrade(db_url, "0003")
     assert current_revision(db_url) == "0003"
     up = _indexes(db_url)
     for table, names in NEW_INDEXES.items():
