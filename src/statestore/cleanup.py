@@ -288,7 +288,9 @@ def gc_objects(
 
     Such orphans are what a crash between "delete the row" and "delete the object"
     leaves behind. The grace period protects objects whose row is being written right
-    now (the object is written first). Needs an object-store worker-side backend.
+    now (the object is written first). Needs an object-store worker-side backend, and
+    the metastore or a state server (admin token): through a server the objects are
+    listed here and the server says which references its rows hold.
     """
     from statestore.backends.objectstore import ObjectStoreStateBackend  # noqa: PLC0415
 
@@ -296,17 +298,22 @@ def gc_objects(
     moment = _check_now(now)
     worker = store.worker_backend
     backend = _metastore(store)
-    if not isinstance(worker, ObjectStoreStateBackend) or backend is None:
+    server = None if backend is not None else _through_server(store, None)
+    if not isinstance(worker, ObjectStoreStateBackend) or (backend is None and server is None):
         raise UnsupportedOperationError(
             "objects gc needs [workers] state_backend = ObjectStoreStateBackend "
-            "and the metastore backend"
+            "and the metastore backend or a state server"
         )
     objects = worker.iter_objects()
     old = [ref for ref, modified in objects if modified is None or modified < moment - grace]
-    with translate_errors(backend.url):
-        backend.ensure_schema()
-        with backend.maintenance_engine.connect() as conn:
-            held = maintenance.referenced(conn, old)
+    if server is not None:  # the object store is listed here; the server has the rows
+        held = server.referenced_objects(old)
+    else:
+        assert backend is not None
+        with translate_errors(backend.url):
+            backend.ensure_schema()
+            with backend.maintenance_engine.connect() as conn:
+                held = maintenance.referenced(conn, old)
     orphans = sorted(set(old) - held)
     if not dry_run:
         for ref in orphans:

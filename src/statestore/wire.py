@@ -75,6 +75,7 @@ __all__ = [
     "EXPIRES_AT",
     "KEY_ABSENT",
     "LIVEZ",
+    "OBJECTS_REFERENCED",
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_PREFIX",
     "READYZ",
@@ -121,6 +122,8 @@ CLEANUP = f"{API_PREFIX}/admin/cleanup"  # admin: POST (?dry_run=true streams ND
 SWEEP = f"{API_PREFIX}/admin/sweep"  # admin: POST (?dry_run=true)
 # admin: GET ?dag_id[&run_id[&task_id[&map_index|map_key]]] -> {"keys": [...]}
 TASK_STATE_LISTING = f"{API_PREFIX}/admin/task-state"
+# admin: POST {"refs": [...]} -> {"held": [...]}: which object references rows still hold
+OBJECTS_REFERENCED = f"{API_PREFIX}/admin/objects/referenced"
 LIVEZ = "/livez"
 READYZ = "/readyz"
 

@@ -317,3 +317,63 @@ def test_task_state_list_command_through_the_server(
 
 def _ages_out(text: str) -> str:
     return re.sub(r"\b\d+[smhd]\b", "N", text)
+
+
+def test_objects_gc_through_the_server(
+    served: tuple[Served, str], direct: StateStore, mint: Mint, tmp_path: Path
+) -> None:
+    """``objects gc`` with a server's URL: this process lists the object store, the
+    server says which references its rows hold. An orphan (its row deleted, its object
+    left: a crash between the two) is found and deleted; referenced objects stay."""
+    from statestore import AccessDeniedError, InvalidValueError, StateStoreConfig
+    from statestore.backends.http import HttpStateBackend
+    from statestore.backends.objectstore import object_ref
+    from statestore.cleanup import gc_objects
+
+    objects = f"file://{tmp_path / 'objects'}"
+    workers = {"state_backend": "statestore.backends.objectstore.ObjectStoreStateBackend",
+               "object_store_url": objects}  # fmt: skip
+    config = StateStoreConfig(client={"url": served[0].url, "token": mint(ADMIN)},
+                              workers=workers)  # fmt: skip
+    with StateStore(config=config) as remote:
+        remote.task_state(KEPT).set("gone", {"big": "x" * 1000})
+        remote.task_state(KEPT).set("kept", {"big": "y" * 1000})
+        remote.asset_state("orders").set("wm", {"big": "z" * 1000})
+        direct.primary_backend.delete(KEPT, "gone")  # the row goes; its object stays
+        assert gc_objects(remote, dry_run=True).orphans == []  # inside the grace period
+        dry = gc_objects(remote, dry_run=True, grace=timedelta(0))
+        assert (dry.scanned, dry.orphans, dry.deleted) == (3, [object_ref(KEPT, "gone")], 0)
+        done = gc_objects(remote, grace=timedelta(0))
+        assert (done.orphans, done.deleted) == ([object_ref(KEPT, "gone")], 1)
+        assert gc_objects(remote, dry_run=True, grace=timedelta(0)).orphans == []
+        assert remote.task_state(KEPT).get("kept") == {"big": "y" * 1000}
+        assert remote.asset_state("orders").get("wm") == {"big": "z" * 1000}
+    admin = HttpStateBackend(served[0].url, token=mint(ADMIN))
+    task_only = HttpStateBackend(served[0].url, token=mint(task_grant(KEPT)))
+    try:
+        kept = object_ref(KEPT, "kept")
+        assert admin.referenced_objects([kept, object_ref(KEPT, "gone")]) == {kept}
+        with pytest.raises(InvalidValueError, match="not an object reference"):
+            admin.referenced_objects(["../../etc/passwd"])
+        with pytest.raises(AccessDeniedError):
+            task_only.referenced_objects([kept])
+    finally:
+        admin.close()
+        task_only.close()
+
+
+async def test_objects_referenced_async_through_the_server(
+    served: tuple[Served, str], direct: StateStore, mint: Mint
+) -> None:
+    from statestore.backends.http import HttpStateBackend
+    from statestore.backends.objectstore import object_ref
+    from statestore.backends.worker import ref_envelope
+
+    direct.primary_backend.set(KEPT, "k", ref_envelope(object_ref(KEPT, "k")))
+    backend = HttpStateBackend(served[0].url, token=mint(ADMIN))
+    try:
+        refs = [object_ref(KEPT, "k"), object_ref(KEPT, "other")]
+        assert await backend.areferenced_objects(refs) == {object_ref(KEPT, "k")}
+        assert await backend.areferenced_objects([]) == set()
+    finally:
+        await backend.aclose()

@@ -62,6 +62,7 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("POST", f"{wire.ASSETS}/deactivate", {}, b'{"names": ["inlet", "outlet", "other"]}'),
     ("POST", f"{wire.ASSETS}/activate", {}, b'{"names": ["inlet"]}'),
     ("GET", wire.TASK_STATE_LISTING, {"dag_id": TASK_B.dag_id}, None),
+    ("POST", wire.OBJECTS_REFERENCED, {}, b'{"refs": []}'),
 ]
 ALL_ROUTES = (
     task_routes(TASK_A)

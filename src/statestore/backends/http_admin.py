@@ -3,7 +3,9 @@
 With an admin token, the cleanup of expired task state, the sweep of inactive assets'
 state, the listing of expired keys and the listing of a dag's, run's or task's state
 run *on the server* (``POST /api/v1/admin/cleanup`` and ``/sweep``, ``GET
-/api/v1/admin/task-state``), which holds the database. So
+/api/v1/admin/task-state``), which holds the database; ``objects gc`` lists the object
+store itself and asks the server which references rows hold (``POST
+/api/v1/admin/objects/referenced``). So
 :func:`statestore.cleanup.cleanup`, ``statestore --url https://... cleanup`` and
 ``task-state list`` work with a URL and a token as they do with a database URL. The
 server uses its own clock: ``now`` cannot be passed through it.
@@ -35,8 +37,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AdminRoutes",
     "cleanup_call",
+    "read_held",
     "read_report",
     "read_task_keys",
+    "referenced_call",
     "sweep_call",
     "task_keys_call",
 ]
@@ -69,6 +73,24 @@ def task_keys_call(
     if map_index is not None:
         params["map_index"] = str(map_index)
     return Call("GET", wire.TASK_STATE_LISTING, params)
+
+
+REFS_PER_REQUEST = 10_000
+"""Object references per ``objects/referenced`` request (the server's limit)."""
+
+
+def referenced_call(refs: list[str]) -> Call:
+    """``POST /admin/objects/referenced``: a question, so resent like a read."""
+    body = json.dumps({"refs": refs}).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    return Call("POST", wire.OBJECTS_REFERENCED, {}, headers, body, idempotent=True)
+
+
+def read_held(response: httpx.Response, server: str) -> set[str]:
+    """The references the server says rows hold."""
+    if not response.is_success:
+        raise messages.error_of(response, server)
+    return set(json.loads(response.content)["held"])
 
 
 def read_task_keys(response: httpx.Response, server: str) -> list[StoredKey]:
@@ -232,6 +254,23 @@ class AdminRoutes:
         """Async twin of :meth:`list_task_keys`."""
         call = task_keys_call(dag_id, run_id, task_id, map_index, map_key)
         return await self._acall(call, read_task_keys)
+
+    def referenced_objects(self, refs: list[str]) -> set[str]:
+        """Which of ``refs`` (object references) a row still holds, as the server's
+        database says (admin token): ``objects gc`` through a server."""
+        held: set[str] = set()
+        for start in range(0, len(refs), REFS_PER_REQUEST):
+            call = referenced_call(refs[start : start + REFS_PER_REQUEST])
+            held |= self._call(call, read_held)
+        return held
+
+    async def areferenced_objects(self, refs: list[str]) -> set[str]:
+        """Async twin of :meth:`referenced_objects`."""
+        held: set[str] = set()
+        for start in range(0, len(refs), REFS_PER_REQUEST):
+            call = referenced_call(refs[start : start + REFS_PER_REQUEST])
+            held |= await self._acall(call, read_held)
+        return held
 
     def _dry_run_request(self) -> httpx.Request:
         call = cleanup_call(dry_run=True, batch_size=None)

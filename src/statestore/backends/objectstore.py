@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-__all__ = ["ObjectStoreStateBackend", "object_ref"]
+__all__ = ["ObjectStoreStateBackend", "is_object_ref", "object_ref"]
 
 _REF = re.compile(
     r"^(task/[0-9a-f]{64}/(m(-1|\d{1,10})|k[0-9a-f]{64})/[0-9a-f]{64}"
@@ -71,6 +71,11 @@ def object_ref(scope: StateScope, key: str) -> str:
     if isinstance(scope, TaskScope):
         return f"{_instance_dir(scope)}/{task_row_id(scope, key).hex()}.json"
     return f"{_asset_dir(scope)}/{key_digest(key).hex()}.json"
+
+
+def is_object_ref(ref: object) -> bool:
+    """Whether ``ref`` has the shape of this backend's object references (digests only)."""
+    return isinstance(ref, str) and _REF.match(ref) is not None
 
 
 def _checked(ref: str) -> str:

@@ -8,6 +8,9 @@
 ``.../activate`` take ``{"names": [...]}`` and answer how many assets changed.
 ``GET /api/v1/admin/task-state`` lists the live task state of a dag, a run or a task
 with its metadata, as ``task-state list`` shows it (an inspection aid, all rows at once).
+``POST /api/v1/admin/objects/referenced`` answers which of up to 10,000 object
+references (``{"refs": [...]}``) a row still holds: ``objects gc`` through a server
+lists the object store itself and asks only this.
 """
 
 from __future__ import annotations
@@ -249,3 +252,54 @@ async def list_task_state(request: Request, access: Admin) -> Response:
     and key (``task`` names each row's task when the listing spans several)."""
     rows = await run_in_threadpool(_task_keys, _store(request), request.query_params)
     return JSONResponse({"keys": [wire.stored_key_json(dataclasses.asdict(r)) for r in rows]})
+
+
+MAX_REFS = 10_000
+_REF_PATTERN = (
+    r"^(task/[0-9a-f]{64}/(m(-1|[0-9]{1,10})|k[0-9a-f]{64})/[0-9a-f]{64}"
+    r"|asset/[0-9a-f]{64}/[0-9a-f]{64})[.]json$"
+)
+_REFS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["refs"],
+    "properties": {"refs": {"type": "array", "maxItems": MAX_REFS, "items": {
+        "type": "string", "pattern": _REF_PATTERN}}},
+}}}}}  # fmt: skip
+
+
+def _held(store: StateStore, refs: list[str]) -> set[str]:
+    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
+    from statestore.metastore.errors import translate_errors  # noqa: PLC0415
+    from statestore.metastore.maintenance import referenced  # noqa: PLC0415
+
+    backend = store.primary_backend
+    if not isinstance(backend, MetastoreStateBackend):
+        raise UnsupportedOperationError(
+            f"object references live in the metastore; this server's store uses "
+            f"{type(backend).__name__}"
+        )
+    backend.ensure_schema()
+    with translate_errors(backend.url), backend.engine.connect() as conn:
+        return referenced(conn, refs)
+
+
+@router.post(
+    wire.OBJECTS_REFERENCED,
+    summary="Which object references rows still hold",
+    responses=_ERRORS,
+    openapi_extra=_REFS_BODY,
+)
+async def objects_referenced(request: Request, access: Admin) -> Response:
+    """``{"held": [...]}``: the given references a task- or asset-state row holds."""
+    from statestore.backends.objectstore import is_object_ref  # noqa: PLC0415
+
+    body = await read_json(request, _ADMIN_BODY_BYTES)
+    refs = body.get("refs") if isinstance(body, dict) else None
+    if not isinstance(refs, list):
+        raise InvalidTypeError('the body must be {"refs": ["task/...json", ...]}')
+    if len(refs) > MAX_REFS:
+        raise InvalidValueError(f"at most {MAX_REFS} references at a time, not {len(refs)}")
+    for ref in refs:
+        if not is_object_ref(ref):
+            raise InvalidValueError(f"not an object reference: {str(ref)[:80]!r}")
+    held = await run_in_threadpool(_held, _store(request), refs)
+    return JSONResponse({"held": sorted(held)})
