@@ -107,12 +107,13 @@ class DirectReads:
     """The value (or the whole row) of one live task key, or of one live key of an
     asset by its registry id."""
 
-    __slots__ = ("_asset", "_asset_item", "_named", "_now", "_task", "_task_item")
+    __slots__ = ("_asset", "_asset_item", "_named", "_now", "_task", "_task_item", "dialect")
 
     def __init__(
         self, statements: Statements, asset_reads: tuple[Any, Any], dialect: Dialect
     ) -> None:
         """``asset_reads``: the by-id asset get and get-item statements (``asset_ids``)."""
+        self.dialect = dialect
         self._task = _Reader(statements.task_get, dialect, _TASK_NAMES)
         self._task_item = _Reader(statements.task_get_item, dialect, _TASK_NAMES)
         self._asset = _Reader(asset_reads[0], dialect, _ASSET_NAMES)
@@ -173,8 +174,8 @@ class DirectReadAccess:
     def _direct_read(self, scope: StateScope, key: str, *, whole: bool) -> Any:
         """The read's result (a ``StoredItem`` with ``whole``), or :data:`NOT_DIRECT`."""
         reads = self._direct_reads
-        dialect = self._connections.engine.dialect
         if reads is None:
+            dialect = self._connections.engine.dialect
             reads = self._direct_reads = DirectReads(self._statements, _BY_ID, dialect)
         hotpath = self._connections.sync_hotpath()
         if isinstance(scope, TaskScope):
@@ -183,7 +184,7 @@ class DirectReadAccess:
             found = reads.asset_get(hotpath, asset_id, key, whole=whole)
         else:
             return NOT_DIRECT
-        return self._stored(found, dialect) if whole else found
+        return self._stored(found, reads.dialect) if whole else found
 
     async def _adirect_read(self, scope: StateScope, key: str, *, whole: bool) -> Any:
         """Async twin of :meth:`_direct_read` (the running loop's engine)."""
