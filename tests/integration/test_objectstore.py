@@ -162,7 +162,10 @@ def test_tampered_references_are_refused(tmp_path: Path) -> None:
     worker = ObjectStoreStateBackend(f"file://{tmp_path / 'objects'}")
     (tmp_path / "secret.json").write_text('"secret"')
     for ref in ["../secret.json", "/etc/passwd", "task/../../secret.json", "s3://x/y.json",
-                "task/" + "0" * 64 + "/m-1/../../../secret.json"]:  # fmt: skip
+                "task/" + "0" * 64 + "/m-1/../../../secret.json",
+                # matched whole: no trailing newline, ASCII digits only in a map index
+                "task/" + "0" * 64 + "/m-1/" + "0" * 64 + ".json\n",
+                "task/" + "0" * 64 + "/m\u0663/" + "0" * 64 + ".json"]:  # fmt: skip
         with pytest.raises(ValueError, match="not an object reference"):
             worker.deserialize_task_state_from_ref(ref)
 

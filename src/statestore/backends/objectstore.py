@@ -37,12 +37,14 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-__all__ = ["ObjectStoreStateBackend", "is_object_ref", "object_ref"]
+__all__ = ["REF_PATTERN", "ObjectStoreStateBackend", "is_object_ref", "object_ref"]
 
-_REF = re.compile(
-    r"^(task/[0-9a-f]{64}/(m(-1|\d{1,10})|k[0-9a-f]{64})/[0-9a-f]{64}"
-    r"|asset/[0-9a-f]{64}/[0-9a-f]{64})\.json$"
+REF_PATTERN = (
+    r"(task/[0-9a-f]{64}/(m(-1|[0-9]{1,10})|k[0-9a-f]{64})/[0-9a-f]{64}"
+    r"|asset/[0-9a-f]{64}/[0-9a-f]{64})\.json"
 )
+"""The shape of every object reference (digests only), matched whole."""
+_REF = re.compile(REF_PATTERN)
 
 
 def _task_dir(scope: TaskScope) -> str:
@@ -75,11 +77,11 @@ def object_ref(scope: StateScope, key: str) -> str:
 
 def is_object_ref(ref: object) -> bool:
     """Whether ``ref`` has the shape of this backend's object references (digests only)."""
-    return isinstance(ref, str) and _REF.match(ref) is not None
+    return isinstance(ref, str) and _REF.fullmatch(ref) is not None
 
 
 def _checked(ref: str) -> str:
-    if not _REF.match(ref):
+    if not _REF.fullmatch(ref):
         raise ValueError(f"not an object reference of this backend: {ref[:80]!r}")
     return ref
 
@@ -252,7 +254,7 @@ class ObjectStoreStateBackend(BaseStateBackend):
                 continue
             for path, info in listing.items():
                 relative = posixpath.relpath(path, self._root)
-                if _REF.match(relative):
+                if _REF.fullmatch(relative):
                     found.append((relative, _modified(info)))
         return found
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from statestore import wire
+from statestore.backends.objectstore import REF_PATTERN, is_object_ref
 from statestore.cleanup import cleanup_task_states, iter_expired_task_states, sweep_asset_states
 from statestore.exceptions import (
     InvalidScopeError,
@@ -43,6 +45,8 @@ from statestore.server.state import ServerState
 from statestore.store import StateStore
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from statestore.metastore.maintenance import StoredKey
 
 __all__ = ["ASSETS_ACTIVATE", "ASSETS_DEACTIVATE", "router"]
@@ -217,24 +221,31 @@ async def activate_assets(request: Request, access: Admin) -> Response:
     return JSONResponse({"activated": changed})
 
 
-def _task_keys(store: StateStore, params: Any) -> list[StoredKey]:
-    """The rows ``task-state list`` shows, read on this server's metastore."""
+@contextmanager
+def _metastore_connection(backend: object, needs: str) -> Iterator[Connection]:
+    """A connection of this server's metastore ``backend`` (schema checked, errors
+    translated); ``UnsupportedOperationError`` saying what ``needs`` it otherwise."""
     from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
     from statestore.metastore.errors import translate_errors  # noqa: PLC0415
+
+    if not isinstance(backend, MetastoreStateBackend):
+        raise UnsupportedOperationError(
+            f"{needs} the metastore; this server's store uses {type(backend).__name__}"
+        )
+    backend.ensure_schema()
+    with translate_errors(backend.url), backend.engine.connect() as conn:
+        yield conn
+
+
+def _task_keys(store: StateStore, params: Any) -> list[StoredKey]:
+    """The rows ``task-state list`` shows, read on this server's metastore."""
     from statestore.metastore.maintenance import list_task_keys  # noqa: PLC0415
 
     dag_id = params.get("dag_id")
     if dag_id is None:
         raise InvalidScopeError("listing task state needs dag_id in the query")
     map_index = wire.integer_param(params, "map_index")
-    backend = store.backend
-    if not isinstance(backend, MetastoreStateBackend):
-        raise UnsupportedOperationError(
-            f"listing across task instances needs the metastore; this server's store "
-            f"uses {type(backend).__name__}"
-        )
-    backend.ensure_schema()
-    with translate_errors(backend.url), backend.engine.connect() as conn:
+    with _metastore_connection(store.backend, "listing across task instances needs") as conn:
         return list_task_keys(
             conn, dag_id, params.get("run_id"), params.get("task_id"),
             map_index=map_index, map_key=params.get("map_key"), now=utcnow(),
@@ -255,30 +266,17 @@ async def list_task_state(request: Request, access: Admin) -> Response:
 
 
 MAX_REFS = 10_000
-_REF_PATTERN = (
-    r"^(task/[0-9a-f]{64}/(m(-1|[0-9]{1,10})|k[0-9a-f]{64})/[0-9a-f]{64}"
-    r"|asset/[0-9a-f]{64}/[0-9a-f]{64})[.]json$"
-)
 _REFS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["refs"],
     "properties": {"refs": {"type": "array", "maxItems": MAX_REFS, "items": {
-        "type": "string", "pattern": _REF_PATTERN}}},
+        "type": "string", "pattern": f"^{REF_PATTERN}$"}}},
 }}}}}  # fmt: skip
 
 
 def _held(store: StateStore, refs: list[str]) -> set[str]:
-    from statestore.metastore import MetastoreStateBackend  # noqa: PLC0415
-    from statestore.metastore.errors import translate_errors  # noqa: PLC0415
     from statestore.metastore.maintenance import referenced  # noqa: PLC0415
 
-    backend = store.primary_backend
-    if not isinstance(backend, MetastoreStateBackend):
-        raise UnsupportedOperationError(
-            f"object references live in the metastore; this server's store uses "
-            f"{type(backend).__name__}"
-        )
-    backend.ensure_schema()
-    with translate_errors(backend.url), backend.engine.connect() as conn:
+    with _metastore_connection(store.primary_backend, "object references live in") as conn:
         return referenced(conn, refs)
 
 
@@ -290,8 +288,6 @@ def _held(store: StateStore, refs: list[str]) -> set[str]:
 )
 async def objects_referenced(request: Request, access: Admin) -> Response:
     """``{"held": [...]}``: the given references a task- or asset-state row holds."""
-    from statestore.backends.objectstore import is_object_ref  # noqa: PLC0415
-
     body = await read_json(request, _ADMIN_BODY_BYTES)
     refs = body.get("refs") if isinstance(body, dict) else None
     if not isinstance(refs, list):
