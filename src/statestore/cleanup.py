@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from statestore.backends import state_server
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import InvalidTypeError, InvalidValueError, UnsupportedOperationError
 from statestore.metastore import maintenance
@@ -26,7 +27,7 @@ from statestore.retention import utcnow
 from statestore.scopes import MAX_INTEGER_ID, TaskScope
 
 if TYPE_CHECKING:
-    from statestore.backends.http_admin import AdminRoutes
+    from statestore.backends.http import HttpStateBackend
     from statestore.store import StateStore
 
 __all__ = [
@@ -82,14 +83,10 @@ def _metastore(store: StateStore) -> MetastoreStateBackend | None:
     return backend if isinstance(backend, MetastoreStateBackend) else None
 
 
-def _through_server(store: StateStore, now: datetime | None) -> AdminRoutes | None:
+def _through_server(store: StateStore, now: datetime | None) -> HttpStateBackend | None:
     """The store's state server, whose admin routes clean its database; else ``None``."""
-    try:
-        from statestore.backends.http_admin import AdminRoutes  # noqa: PLC0415 - httpx
-    except ImportError:  # no httpx: the store cannot be a state server's
-        return None
-    backend = store.primary_backend
-    if not isinstance(backend, AdminRoutes):
+    backend = state_server(store.primary_backend)
+    if backend is None:
         return None
     if now is not None:
         raise UnsupportedOperationError(

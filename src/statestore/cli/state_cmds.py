@@ -12,12 +12,12 @@ Conventions every sub-command keeps:
 from __future__ import annotations
 
 import json
-import sys
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from statestore.backends import state_server
 from statestore.cli.common import (
     CliUsageError,
     confirm,
@@ -36,7 +36,6 @@ from statestore.scopes import AssetScope, TaskScope
 from statestore.store import StateStore
 
 if TYPE_CHECKING:
-    from statestore.backends.http import HttpStateBackend
     from statestore.metastore import MetastoreStateBackend
     from statestore.metastore.maintenance import StoredKey
 
@@ -124,24 +123,12 @@ def _metastore(store: StateStore) -> MetastoreStateBackend:
     return backend
 
 
-def _server_backend(store: StateStore) -> HttpStateBackend | None:
-    """The store's state-server backend, or ``None`` when it talks to a database.
-
-    Without importing the HTTP backend (httpx is the ``client`` extra's): a store that
-    uses one has imported it already."""
-    module = sys.modules.get("statestore.backends.http")
-    backend = store.backend
-    if module is not None and isinstance(backend, module.HttpStateBackend):
-        return cast("HttpStateBackend", backend)
-    return None
-
-
 def _through_server(store: StateStore, scope: TaskScope | AssetScope) -> list[StoredKey] | None:
     """The keys of one scope with their metadata, through a state server (pages of
     keys, then their items); ``None`` when the store is not a server's."""
     from statestore.metastore.maintenance import StoredKey  # noqa: PLC0415
 
-    backend = _server_backend(store)
+    backend = state_server(store.backend)
     if backend is None:
         return None
     rows: list[StoredKey] = []
@@ -220,7 +207,7 @@ def task_list(
     else:
         TaskScope(dag, run or "-", "-")  # the same id rules as everywhere else
         title = dag if run is None else f"{dag} / {run}"
-    server = _server_backend(store)
+    server = state_server(store.backend)
     rows: list[StoredKey]
     if server is not None:
         rows = server.list_task_keys(dag, run, task, map_index=map_index, map_key=map_key)
