@@ -188,7 +188,9 @@ def list_params(
     return params
 
 
-def _integer(params: Mapping[str, str], name: str) -> int | None:
+def integer_param(params: Mapping[str, str], name: str) -> int | None:
+    """A whole-number query parameter, ``None`` when absent (``InvalidScopeError`` if not
+    a whole number)."""
     text = params.get(name)
     if text is None:
         return None
@@ -196,12 +198,6 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
         return int(text, 10)
     except ValueError:
         raise InvalidScopeError(f"{name} must be a whole number, not {text!r}") from None
-
-
-def integer_param(params: Mapping[str, str], name: str) -> int | None:
-    """A whole-number query parameter, ``None`` when absent (``InvalidScopeError`` if not
-    a whole number)."""
-    return _integer(params, name)
 
 
 def stored_key_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +230,7 @@ def scope_from_params(params: Mapping[str, str], *, task: bool) -> StateScope:
             raise InvalidScopeError(f"task state needs {', '.join(missing)} in the query")
         if "map_key" in params and "map_index" in params:
             raise InvalidScopeError("give map_index or map_key, not both")
-        map_index = _integer(params, "map_index")
+        map_index = integer_param(params, "map_index")
         return TaskScope(
             params["dag_id"],
             params["run_id"],
@@ -244,7 +240,7 @@ def scope_from_params(params: Mapping[str, str], *, task: bool) -> StateScope:
         )
     if not any(name in params for name in ("name", "uri", "asset_id")):
         raise InvalidScopeError("asset state needs name, uri or asset_id in the query")
-    return AssetScope(_integer(params, "asset_id"), params.get("name"), params.get("uri"))
+    return AssetScope(integer_param(params, "asset_id"), params.get("name"), params.get("uri"))
 
 
 def flag(params: Mapping[str, str], name: str) -> bool:

@@ -40,7 +40,7 @@ __all__ = [
     "read_held",
     "read_report",
     "read_task_keys",
-    "referenced_call",
+    "referenced_calls",
     "sweep_call",
     "task_keys_call",
 ]
@@ -79,27 +79,25 @@ REFS_PER_REQUEST = 10_000
 """Object references per ``objects/referenced`` request (the server's limit)."""
 
 
-def referenced_call(refs: list[str]) -> Call:
-    """``POST /admin/objects/referenced``: a question, so resent like a read."""
-    body = json.dumps({"refs": refs}).encode("utf-8")
+def referenced_calls(refs: list[str]) -> Iterator[Call]:
+    """``POST /admin/objects/referenced``, :data:`REFS_PER_REQUEST` references each: a
+    question, so resent like a read."""
     headers = {"Content-Type": "application/json"}
-    return Call("POST", wire.OBJECTS_REFERENCED, {}, headers, body, idempotent=True)
+    for start in range(0, len(refs), REFS_PER_REQUEST):
+        body = json.dumps({"refs": refs[start : start + REFS_PER_REQUEST]}).encode("utf-8")
+        yield Call("POST", wire.OBJECTS_REFERENCED, {}, headers, body, idempotent=True)
 
 
 def read_held(response: httpx.Response, server: str) -> set[str]:
     """The references the server says rows hold."""
-    if not response.is_success:
-        raise messages.error_of(response, server)
-    return set(json.loads(response.content)["held"])
+    return set(json.loads(messages.checked(response, server).content)["held"])
 
 
 def read_task_keys(response: httpx.Response, server: str) -> list[StoredKey]:
     """The listed keys, as the metastore's ``list_task_keys`` returns them."""
     from statestore.metastore.maintenance import StoredKey  # noqa: PLC0415
 
-    if not response.is_success:
-        raise messages.error_of(response, server)
-    rows = json.loads(response.content)["keys"]
+    rows = json.loads(messages.checked(response, server).content)["keys"]
     return [StoredKey(**wire.stored_key_fields(row)) for row in rows]
 
 
@@ -145,8 +143,7 @@ def _lines(lines: Iterator[str], server: str) -> Iterator[dict[str, Any]]:
 
 def read_report(response: httpx.Response, server: str) -> CleanupReport:
     """A cleanup or sweep report; a dry run's stream is counted from its last line."""
-    if not response.is_success:
-        raise messages.error_of(response, server)
+    messages.checked(response, server)
     if response.headers.get("content-type", "").startswith("application/x-ndjson"):
         report: dict[str, Any] = {"dry_run": True}
         for payload in _lines(iter(response.text.splitlines()), server):
@@ -259,16 +256,14 @@ class AdminRoutes:
         """Which of ``refs`` (object references) a row still holds, as the server's
         database says (admin token): ``objects gc`` through a server."""
         held: set[str] = set()
-        for start in range(0, len(refs), REFS_PER_REQUEST):
-            call = referenced_call(refs[start : start + REFS_PER_REQUEST])
+        for call in referenced_calls(refs):
             held |= self._call(call, read_held)
         return held
 
     async def areferenced_objects(self, refs: list[str]) -> set[str]:
         """Async twin of :meth:`referenced_objects`."""
         held: set[str] = set()
-        for start in range(0, len(refs), REFS_PER_REQUEST):
-            call = referenced_call(refs[start : start + REFS_PER_REQUEST])
+        for call in referenced_calls(refs):
             held |= await self._acall(call, read_held)
         return held
 

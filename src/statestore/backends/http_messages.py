@@ -43,6 +43,7 @@ __all__ = [
     "TokenSource",
     "assets_call",
     "build_request",
+    "checked",
     "clear_call",
     "delete_call",
     "error_of",
@@ -256,7 +257,8 @@ def error_of(response: httpx.Response, server: str) -> StateStoreError:
     return exc
 
 
-def _checked(response: httpx.Response, server: str) -> httpx.Response:
+def checked(response: httpx.Response, server: str) -> httpx.Response:
+    """``response`` if it succeeded, else the typed error its problem document names."""
     if not response.is_success:
         raise error_of(response, server)
     return response
@@ -270,32 +272,32 @@ def read_value(response: httpx.Response, server: str) -> str | None:
     """A read's JSON text, ``None`` for an absent key, or the typed error."""
     if _absent(response):
         return None
-    return _checked(response, server).content.decode("utf-8")
+    return checked(response, server).content.decode("utf-8")
 
 
 def read_item(response: httpx.Response, server: str) -> StoredItem | None:
     """A read's value and metadata (from its headers), ``None`` for an absent key."""
     if _absent(response):
         return None
-    checked = _checked(response, server)
-    return wire.item_from_headers(checked.content.decode("utf-8"), checked.headers)
+    answer = checked(response, server)
+    return wire.item_from_headers(answer.content.decode("utf-8"), answer.headers)
 
 
 def read_done(response: httpx.Response, server: str) -> None:
     """A write's, delete's or clear's answer: nothing, or the typed error."""
-    _checked(response, server)
+    checked(response, server)
 
 
 def read_page(response: httpx.Response, server: str) -> list[tuple[str, str | None]]:
     """A listing page's ``(key, JSON text)`` pairs."""
-    return wire.list_page_from_json(_checked(response, server).content)
+    return wire.list_page_from_json(checked(response, server).content)
 
 
 def read_assets(response: httpx.Response, server: str) -> list[AssetInfo]:
     """The registry's assets, as the metastore's ``list_assets`` returns them."""
     from statestore.metastore.maintenance import AssetInfo  # noqa: PLC0415 - admin only
 
-    listed = json.loads(_checked(response, server).content)["assets"]
+    listed = json.loads(checked(response, server).content)["assets"]
     return [
         AssetInfo(
             asset_id=entry["asset_id"],
@@ -312,7 +314,7 @@ def read_assets(response: httpx.Response, server: str) -> list[AssetInfo]:
 
 def read_count(response: httpx.Response, server: str) -> int:
     """How many assets a (de)activation changed."""
-    body = json.loads(_checked(response, server).content)
+    body = json.loads(checked(response, server).content)
     return int(body.get("activated", body.get("deactivated", 0)))
 
 
