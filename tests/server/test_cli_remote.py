@@ -50,15 +50,19 @@ def served(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[tup
 
 @pytest.fixture
 def direct(served: tuple[Served, str]) -> Iterator[StateStore]:
-    """The server's database, opened directly; emptied after the test."""
+    """The server's database, opened directly; its state emptied after the test.
+
+    The registry's rows stay (made active again): the live server remembers asset ids,
+    and a deleted asset's id could be handed out again on SQLite."""
     with StateStore(served[1]) as store:
         yield store
         from sqlalchemy import text
 
         backend = store.primary_backend
         with backend.engine.begin() as conn:  # type: ignore[attr-defined]
-            for table in ("statestore_asset_state", "statestore_task_state", "statestore_asset"):
+            for table in ("statestore_asset_state", "statestore_task_state"):
                 conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(text("UPDATE statestore_asset SET active = :on"), {"on": True})
 
 
 def _cli(

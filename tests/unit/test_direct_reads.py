@@ -126,3 +126,34 @@ def test_item_reads_send_what_the_general_path_sends(url: str) -> None:
         assert reads.sent("asset", (7, key_digest("k"), now), whole=True) == _general(
             asset_plan, dialect
         )
+
+
+class _Recorder:
+    """A hot path that records what it is asked to run."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def run(self, sql: str, parameters: object, *, fetch: str) -> None:
+        self.sent.append((sql, parameters))
+
+
+def test_task_get_sends_each_scope_and_keys_own_row_id() -> None:
+    """The row id the reader sends is ``task_row_id`` of that call's scope and key,
+    whether the scope object is reused (its part hashed once), built per call, or
+    alternates with another -- map keys and map indices included."""
+    dialect = _dialect("sqlite:///x.db")
+    reads = DirectReads(build_statements("sqlite"), BY_ID, dialect)  # type: ignore[arg-type]
+    reused = TaskScope("dag", "run", "task")
+    other = TaskScope("dag", "run", "task", map_index=0)
+    keyed = TaskScope("dag", "run", "task", map_index=0, map_key="a")
+    calls = [(reused, f"k{i}") for i in range(4)]
+    calls += [(TaskScope("dag", "run", "task"), "k1") for _ in range(3)]  # equal, new
+    calls += [(scope, "k") for _ in range(3) for scope in (reused, other, keyed)]
+    calls += [(keyed, "k2"), (keyed, "k2"), (other, "k2"), (reused, "k2")]
+    recorder = _Recorder()
+    for scope, key in calls:
+        reads.task_get(recorder, scope, key)
+    sent_ids = [parameters[0] for _, parameters in recorder.sent]  # type: ignore[index]
+    assert sent_ids == [task_row_id(scope, key) for scope, key in calls]
+    assert len(set(sent_ids[-4:])) == 3  # keyed, keyed, other, reused: three rows

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from hashlib import sha256
+from typing import Any
 
 from statestore.scopes import TaskScope
 
-__all__ = ["key_digest", "ref_digest", "task_digest", "task_row_id"]
+__all__ = ["TaskRowIds", "key_digest", "ref_digest", "task_digest", "task_row_id"]
 
 # NUL cannot occur in ids or keys (validated), so joining on it is unambiguous.
 _SEP = "\x00"
@@ -22,6 +23,37 @@ def task_row_id(scope: TaskScope, key: str) -> bytes:
     """Identity of one task-state key of one task instance."""
     text = _SEP.join((scope.dag_id, scope.run_id, scope.task_id, scope.instance, key))
     return sha256(text.encode()).digest()
+
+
+class TaskRowIds:
+    """:func:`task_row_id` for a caller that reads one scope's keys over and over.
+
+    Joining the scope's four parts and hashing them is two thirds of a row id's cost
+    (~0.6 µs, a tenth of a whole SQLite read). The scope seen twice in a row (the same
+    object: an accessor reused) gets its part hashed once and kept; each key then costs
+    a copy of that hash and one update. A scope seen once (an accessor built per call)
+    costs what :func:`task_row_id` does, plus remembering it. The remembered pair is
+    replaced whole, so threads sharing one instance at worst hash a prefix again.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[TaskScope | None, Any] = (None, None)
+
+    def __call__(self, scope: TaskScope, key: str) -> bytes:
+        last, prefix = self._last
+        if last is not scope:
+            self._last = (scope, None)  # a second call with it builds the prefix
+            return task_row_id(scope, key)
+        if prefix is None:
+            parts = (scope.dag_id, scope.run_id, scope.task_id, scope.instance, "")
+            prefix = sha256(_SEP.join(parts).encode())
+            self._last = (scope, prefix)
+        digest = prefix.copy()
+        digest.update(key.encode())
+        row_id: bytes = digest.digest()
+        return row_id
 
 
 def key_digest(key: str) -> bytes:

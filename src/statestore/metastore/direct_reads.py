@@ -24,7 +24,7 @@ from sqlalchemy.engine import Dialect
 from statestore.items import StoredItem
 from statestore.metastore import asset_ids
 from statestore.metastore.compiled import ItemRows, compile_statement
-from statestore.metastore.digests import key_digest, task_row_id
+from statestore.metastore.digests import TaskRowIds, key_digest
 from statestore.metastore.statements import Statements
 from statestore.scopes import StateScope, TaskScope
 
@@ -49,31 +49,31 @@ def driver_now(dialect_name: str) -> Callable[[], Any]:
     if dialect_name == "postgresql":
         return lambda: datetime.now(_UTC)
     if dialect_name == "sqlite":
-        return _SqliteNow()
+        return _sqlite_now()
     return lambda: datetime.now(_UTC).replace(tzinfo=None)
 
 
-class _SqliteNow:
+def _sqlite_now() -> Callable[[], str]:
     """SQLAlchemy's SQLite DATETIME text of now, "YYYY-MM-DD HH:MM:SS.ffffff".
 
     ``datetime.isoformat`` alone costs ~0.7 µs, a sixth of a whole SQLite read; the
-    text of the current second is kept and only the microseconds are formatted. The
-    clock is ``time.time_ns()`` floored to microseconds, which is what
-    ``datetime.now()`` reads (the same instant under time-machine too; tested).
+    text of the current second is kept (as a ``%`` template) and only the microseconds
+    are formatted. The clock is ``time.time_ns()`` floored to microseconds, which is
+    what ``datetime.now()`` reads (the same instant under time-machine too; tested). A
+    closure over a list, not an object's attributes: this runs on every read.
     """
+    kept: list[tuple[int, str]] = [(-1, "")]  # (second, template), replaced whole
+    time_ns = time.time_ns
 
-    __slots__ = ("_second",)
+    def now() -> str:
+        second, micro = divmod(time_ns() // 1000, 1_000_000)
+        cached = kept[0]
+        if cached[0] != second:  # safe across threads: the pair is one object
+            template = time.strftime("%Y-%m-%d %H:%M:%S.%%06d", time.gmtime(second))
+            cached = kept[0] = (second, template)
+        return cached[1] % micro
 
-    def __init__(self) -> None:
-        self._second: tuple[int, str] = (-1, "")  # replaced whole: safe across threads
-
-    def __call__(self) -> str:
-        second, micro = divmod(time.time_ns() // 1000, 1_000_000)
-        cached = self._second
-        if cached[0] != second:
-            text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
-            cached = self._second = (second, text)
-        return f"{cached[1]}.{micro:06d}"
+    return now
 
 
 class _Reader:
@@ -107,7 +107,9 @@ class DirectReads:
     """The value (or the whole row) of one live task key, or of one live key of an
     asset by its registry id."""
 
-    __slots__ = ("_asset", "_asset_item", "_named", "_now", "_task", "_task_item", "dialect")
+    __slots__ = (
+        "_asset", "_asset_item", "_named", "_now", "_row_ids", "_task", "_task_item", "dialect",
+    )  # fmt: skip
 
     def __init__(
         self, statements: Statements, asset_reads: tuple[Any, Any], dialect: Dialect
@@ -127,11 +129,12 @@ class DirectReads:
             if (reader.order is None) != self._named or not (self._named or in_order):
                 raise ValueError("read parameters in an unexpected order")
         self._now = driver_now(dialect.name)
+        self._row_ids = TaskRowIds()
 
     def task_get(self, hotpath: Any, scope: TaskScope, key: str, *, whole: bool = False) -> Any:
         """``get`` of a task key (``whole``: its row, as ``get_item`` reads it). With an
         async hot path this returns its awaitable."""
-        row_id = task_row_id(scope, key)
+        row_id = self._row_ids(scope, key)
         parameters: Any = (row_id, self._now())
         if self._named:
             parameters = {"row_id": row_id, "now": parameters[1]}

@@ -52,6 +52,8 @@ class SyncHotPath:
         # one per connection (PostgreSQL only; sqlite3 and PyMySQL cursors are cheap,
         # and a sqlite3 cursor left unfinished would hold its read snapshot open).
         self._keep_cursor = self._watched
+        # sqlite3's Connection.execute makes the cursor and runs it in one C call.
+        self._connection_execute = dialect_family(url) == "sqlite"
         # At most the pool's size kept idle: beyond it, connections go back to the pool.
         self._idle = IdleConnections(engine, keep=keep, timeout=timeout)
 
@@ -93,13 +95,16 @@ class SyncHotPath:
         cursor = None
         token = None
         try:
-            cursor = (
-                self._cursor(connection) if self._keep_cursor
-                else connection.dbapi_connection.cursor()
-            )  # fmt: skip
-            if self._watched:
-                token = watch(connection, self._timeout)
-            cursor.execute(sql, parameters)
+            if self._keep_cursor:
+                cursor = self._cursor(connection)
+                if self._watched:
+                    token = watch(connection, self._timeout)
+                cursor.execute(sql, parameters)
+            elif self._connection_execute:  # sqlite3: a cursor made and run in one call
+                cursor = connection.dbapi_connection.execute(sql, parameters)
+            else:
+                cursor = connection.dbapi_connection.cursor()
+                cursor.execute(sql, parameters)
             if fetch == "scalar":
                 row = cursor.fetchone()
                 result = None if row is None else row[0]
