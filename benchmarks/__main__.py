@@ -197,13 +197,13 @@ def run_dialect(
             for name, (ops_s, lat) in asyncio.run(
                 async_targets.run_async(dialect, url, ops, round_no, VALUE)
             ).items():
-                workload, target_name = name
-                _record(results, workload, target_name, ops_s, lat)
+                _record(results, name[0], name[1], ops_s, lat)
         for target in targets:
             target.close()
         if cleanup[0]:
-            for name, figures in cleanup_bench.run(url, cleanup[0], rounds, cleanup[1]).items():
-                results.setdefault("cleanup (rows/s)", {})[name] = figures
+            cleaned = cleanup_bench.run(url, cleanup[0], rounds, cleanup[1])
+            for cleaner, figures in cleaned.items():
+                results.setdefault("cleanup (rows/s)", {})[cleaner] = figures
     finally:
         stack.close()
         drop()

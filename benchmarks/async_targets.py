@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -27,14 +28,14 @@ async def _raw_connection(dialect: str, url: str, *, prepared: bool = True) -> A
         import psycopg
 
         options = parsed.query.get("options")
-        conn = await psycopg.AsyncConnection.connect(
+        pg: Any = await psycopg.AsyncConnection.connect(
             host=parsed.host, port=parsed.port or 5432, user=parsed.username,
             password=parsed.password, dbname=parsed.database, autocommit=True,
-            **({"options": str(options)} if options else {}),
+            **({"options": str(options)} if options else {}),  # type: ignore[arg-type]
         )  # fmt: skip
         if not prepared:  # as statestore's default: never prepared on the server
-            conn.prepare_threshold = None
-        return conn
+            pg.prepare_threshold = None
+        return pg
     import asyncmy
 
     return await asyncmy.connect(
@@ -92,7 +93,7 @@ async def run_async(
         for i in range(20):
             await state.aset(f"warm{i}", value)
             await raw_set(f"warm{i}")
-        ops = {
+        ops: dict[tuple[str, str], Callable[[int], Awaitable[Any]]] = {
             ("async set", "statestore"): lambda i: state.aset(f"r{round_no}k{i}", value),
             ("async set", name): lambda i: raw_set(f"r{round_no}k{i}"),
             ("async get", "statestore"): lambda i: state.aget(f"r{round_no}k{i}"),

@@ -118,12 +118,12 @@ def _connect(dialect: str, url: URL) -> Any:
     if dialect == "postgresql":
         import psycopg
 
-        conn = psycopg.connect(
+        pg = psycopg.connect(
             host=url.host, port=url.port or 5432, user=url.username, password=url.password,
             dbname=url.database, autocommit=True,
         )  # fmt: skip
-        conn.prepare_threshold = None  # as statestore runs by default
-        return conn
+        pg.prepare_threshold = None  # as statestore runs by default
+        return pg
     if url.get_driver_name() == "mysqldb":
         import MySQLdb
 
@@ -163,7 +163,7 @@ def _targets(
         for key in keys:
             asset.get(key)
 
-    workloads = {
+    workloads: dict[str, dict[str, Op]] = {
         "set_many": {
             "statestore": lambda _: task.set_many(values),
             "raw batch": lambda _: raw.set_many(values),

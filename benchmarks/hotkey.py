@@ -155,6 +155,7 @@ def _raw_worker(
         return value, version
 
     def write(new: str, version: int) -> None:
+        parameters: tuple[Any, ...]
         if checked:
             parameters = (new, now(), None, None, name_digest, digest, version, now())
         else:
@@ -187,8 +188,8 @@ def _process(kind: str, url: str, asset: str, updates: int, retries: int,
     if kind == "statestore":
         run = _statestore_worker(url, asset, updates, retries)
     elif kind == "statestore_prepared":
-        prepared = make_url(url).update_query_dict({"prepare_threshold": "5"})
-        run = _statestore_worker(prepared.render_as_string(hide_password=False), asset,
+        prepared_url = make_url(url).update_query_dict({"prepare_threshold": "5"})
+        run = _statestore_worker(prepared_url.render_as_string(hide_password=False), asset,
                                  updates, retries)  # fmt: skip
     else:
         prepared = kind in ("raw", "raw_checked")

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from benchmarks.targets import DiskcacheTarget, StatestoreTarget, raw_sqlite
+from benchmarks.targets import DiskcacheTarget, StatestoreTarget, SyncTarget, raw_sqlite
 from statestore.metastore import upgrade
 
 KEYS = 2000
@@ -37,7 +37,8 @@ def _best_round(get: Callable[[str], Any], keys: list[str]) -> float:
 def main() -> None:
     url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-get-loop-')}/state.db"
     upgrade(url)
-    targets = [StatestoreTarget(url), DiskcacheTarget(), raw_sqlite(make_url(url))]
+    raw = raw_sqlite(make_url(url))
+    targets: list[SyncTarget] = [StatestoreTarget(url), DiskcacheTarget(), raw]
     keys = [f"k{i}" for i in range(KEYS)]
     for target in targets:
         for i, key in enumerate(keys):

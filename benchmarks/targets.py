@@ -255,7 +255,7 @@ SAME_MODE = {"statestore": "raw_psycopg_unprepared", "statestore_prepared": "raw
 does (server-side prepared statements or not), for a like-for-like ratio."""
 
 
-def _pg_options(url: URL) -> dict[str, str]:
+def _pg_options(url: URL) -> dict[str, Any]:
     options = url.query.get("options")
     return {"options": str(options)} if options else {}
 
@@ -337,7 +337,7 @@ class DiskcacheTarget:
     """diskcache on its own SQLite file: the usual embedded key/value baseline."""
 
     def __init__(self) -> None:
-        import diskcache
+        import diskcache  # type: ignore[import-untyped]
 
         self.name = "diskcache"
         self.directory = tempfile.mkdtemp(prefix="bench-diskcache-")
