@@ -35,7 +35,11 @@ def _best_round(get: Callable[[str], Any], keys: list[str]) -> float:
 
 
 def main() -> None:
-    url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-get-loop-')}/state.db"
+    with tempfile.TemporaryDirectory(prefix="bench-get-loop-") as directory:
+        _compare(f"sqlite:///{directory}/state.db")
+
+
+def _compare(url: str) -> None:
     upgrade(url)
     raw = raw_sqlite(make_url(url))
     targets: list[SyncTarget] = [StatestoreTarget(url), DiskcacheTarget(), raw]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING
 
 from statestore.scopes import TaskScope
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 __all__ = ["TaskRowIds", "key_digest", "ref_digest", "task_digest", "task_row_id"]
 
@@ -19,10 +22,14 @@ def task_digest(scope: TaskScope) -> bytes:
     return sha256(text.encode()).digest()
 
 
+def _row_prefix(scope: TaskScope) -> str:
+    """The scope's part of a task row id's text, ending with the separator."""
+    return _SEP.join((scope.dag_id, scope.run_id, scope.task_id, scope.instance, ""))
+
+
 def task_row_id(scope: TaskScope, key: str) -> bytes:
     """Identity of one task-state key of one task instance."""
-    text = _SEP.join((scope.dag_id, scope.run_id, scope.task_id, scope.instance, key))
-    return sha256(text.encode()).digest()
+    return sha256((_row_prefix(scope) + key).encode()).digest()
 
 
 class TaskRowIds:
@@ -39,7 +46,7 @@ class TaskRowIds:
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._last: tuple[TaskScope | None, Any] = (None, None)
+        self._last: tuple[TaskScope | None, _Hash | None] = (None, None)
 
     def __call__(self, scope: TaskScope, key: str) -> bytes:
         last, prefix = self._last
@@ -47,13 +54,11 @@ class TaskRowIds:
             self._last = (scope, None)  # a second call with it builds the prefix
             return task_row_id(scope, key)
         if prefix is None:
-            parts = (scope.dag_id, scope.run_id, scope.task_id, scope.instance, "")
-            prefix = sha256(_SEP.join(parts).encode())
+            prefix = sha256(_row_prefix(scope).encode())
             self._last = (scope, prefix)
         digest = prefix.copy()
         digest.update(key.encode())
-        row_id: bytes = digest.digest()
-        return row_id
+        return digest.digest()
 
 
 def key_digest(key: str) -> bytes:

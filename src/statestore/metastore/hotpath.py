@@ -95,15 +95,15 @@ class SyncHotPath:
         cursor = None
         token = None
         try:
-            if self._keep_cursor:
-                cursor = self._cursor(connection)
-                if self._watched:
-                    token = watch(connection, self._timeout)
-                cursor.execute(sql, parameters)
-            elif self._connection_execute:  # sqlite3: a cursor made and run in one call
+            if self._connection_execute:  # sqlite3: a cursor made and run in one call
                 cursor = connection.dbapi_connection.execute(sql, parameters)
             else:
-                cursor = connection.dbapi_connection.cursor()
+                cursor = (
+                    self._cursor(connection) if self._keep_cursor
+                    else connection.dbapi_connection.cursor()
+                )  # fmt: skip
+                if self._watched:
+                    token = watch(connection, self._timeout)
                 cursor.execute(sql, parameters)
             if fetch == "scalar":
                 row = cursor.fetchone()
