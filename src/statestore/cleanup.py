@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from statestore.backends import state_server
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import InvalidTypeError, InvalidValueError, UnsupportedOperationError
-from statestore.metastore import maintenance
+from statestore.metastore import maintenance, receipts
 from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.maintenance import ExpiredTaskState
@@ -163,6 +163,7 @@ def cleanup_task_states(
             if progress is not None:
                 progress(count)
             return CleanupReport(would_delete=count, dry_run=True)
+        _prune_receipts(backend, moment)
         deleted = batches = 0
         worker = store.worker_backend
         if worker is None:
@@ -185,6 +186,13 @@ def cleanup_task_states(
             if progress is not None:
                 progress(deleted)
     return CleanupReport(deleted=deleted, batches=batches)
+
+
+def _prune_receipts(backend: MetastoreStateBackend, now: datetime) -> None:
+    """Remove the state server's write receipts past their time (``write_ids``);
+    a server removes them itself too, so this is not counted as deleted state."""
+    with backend.maintenance_engine.begin() as conn:
+        conn.execute(receipts.prune_statement(), receipts.prune_before(now))
 
 
 def _delete_object(worker: BaseStateBackend, item: maintenance.DeletedRef) -> None:

@@ -96,7 +96,7 @@ pid {self.dir / "nginx.pid"};
 error_log {self.error_log} warn;
 events {{ worker_connections 512; }}
 http {{
-    log_format upstream '$upstream_addr $status $request_method $uri';
+    log_format upstream '$status $request_method $upstream_addr';  # tried upstreams last
     access_log {self.access_log} upstream;
 {temp}
     upstream statestore {{
@@ -153,13 +153,24 @@ http {{
             time.sleep(0.1)
         return False
 
-    def served_by(self) -> dict[str, int]:
-        """Requests per upstream address, from the access log."""
-        counts: dict[str, int] = {}
+    def _logged(self) -> list[tuple[str, str, list[str]]]:
+        """(status, method, upstreams tried in order) of each request nginx logged."""
+        entries = []
         for line in self.access_log.read_text().splitlines():
-            upstream = line.split(" ", 1)[0]
-            counts[upstream] = counts.get(upstream, 0) + 1
+            status, method, upstreams = line.split(" ", 2)
+            entries.append((status, method, upstreams.split(", ")))
+        return entries
+
+    def served_by(self) -> dict[str, int]:
+        """Requests per upstream address that answered them, from the access log."""
+        counts: dict[str, int] = {}
+        for _status, _method, upstreams in self._logged():
+            counts[upstreams[-1]] = counts.get(upstreams[-1], 0) + 1
         return counts
+
+    def passed_on(self) -> list[tuple[str, str]]:
+        """(method, status) of each request nginx passed to a second upstream."""
+        return [(method, status) for status, method, tried in self._logged() if len(tried) > 1]
 
     def log_tail(self, lines: int = 20) -> str:
         try:

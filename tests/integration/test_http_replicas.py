@@ -4,7 +4,9 @@
 asset key through nginx, which spreads their requests over both replicas. The
 compare-and-set is the database's, not a replica's, so however the requests are
 spread the final count must equal the number of updates that reported success: none
-lost, none applied twice. nginx's access log shows that both replicas served.
+lost, none applied twice. nginx's access log shows that both replicas served. Then one
+replica is lost mid-burst after it applied what it had received: nginx passes those
+requests on, and the write receipts keep every count exact.
 
 nginx comes from the distribution (``.ci/run`` installs it); where it is missing the
 test skips, except in CI (``CI=true``), where a missing nginx is a failure.
@@ -26,6 +28,7 @@ from statestore.metastore import upgrade
 from tests.integration.conftest import _server
 from tests.integration.nginx import PREFIX, Nginx, find_nginx
 from tests.integration.serve_command import Served, start_serve
+from tests.integration.tcp_proxy import TcpProxy
 
 pytest.importorskip("fastapi", reason="the server extra is not installed")
 
@@ -96,15 +99,20 @@ def replicas(
 
 
 def _count_up(
-    store: StateStore, results: dict[str, int], errors: list[BaseException], lock: threading.Lock
+    store: StateStore,
+    results: dict[str, int],
+    errors: list[BaseException],
+    lock: threading.Lock,
+    updates: int = UPDATES_PER_CLIENT,
+    key: str = "n",
 ) -> None:
     counter = store.asset_state("counter")
     deadline = time.monotonic() + DEADLINE_S
-    for _ in range(UPDATES_PER_CLIENT):
+    for _ in range(updates):
         if time.monotonic() > deadline:
             return
         try:
-            counter.update("n", lambda n: n + 1, default=0, retries=200)
+            counter.update(key, lambda n: n + 1, default=0, retries=200)
         except VersionConflictError:  # gave up: wrote nothing
             with lock:
                 results["gave_up"] += 1
@@ -169,3 +177,80 @@ def test_the_root_path_behind_nginx(replicas: list[Served], tmp_path: Path) -> N
         refused = httpx.put(f"{nginx.url}/api/v1/openapi.json", timeout=5)
         assert refused.status_code == 405
         assert refused.headers["allow"] == "GET, HEAD"
+
+
+def test_a_replica_lost_mid_burst_loses_and_doubles_no_update(
+    database: URL, keys: tuple[bytes, Path], tmp_path: Path
+) -> None:
+    """One replica goes away in the middle of 16 clients counting through nginx, *after*
+    it has applied the requests it received and before its answers arrive: a proxy
+    between nginx and that replica holds its answers back for a moment, then cuts every
+    connection and refuses new ones, and the replica is killed. nginx passes the
+    unanswered requests to the other replica -- PUTs too, which it treats as idempotent.
+    A compare-and-set the lost replica had applied is answered there from its receipt
+    (204), not refused (412), which would make ``update()`` apply +1 a second time.
+
+    Each client counts on a key of its own, so that every compare-and-set in flight on
+    the lost replica was applied there (on one shared key most of them lose their race,
+    and a lost one's copy proves nothing). Every client goes on by itself, and each
+    count equals that client's successful updates."""
+    from statestore.server import Grant, mint_token
+
+    _need_nginx()
+    updates = 25
+    text_url = database.render_as_string(hide_password=False)
+    names = [f"c{i}" for i in range(CLIENTS)]
+    lost, kept = (start_serve(text_url, tmp_path, keys[1], name=name, args=("--root-path", PREFIX))
+                  for name in ("replica-lost", "replica-kept"))  # fmt: skip
+    token = mint_token(Grant("task:counting", write_assets=frozenset({"counter"})), keys[0])
+    results = {name: {"succeeded": 0, "gave_up": 0} for name in names}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    try:
+        with (
+            TcpProxy("127.0.0.1", lost.port) as link,
+            Nginx([link.port, kept.port], tmp_path) as nginx,
+        ):
+            stores = [StateStore(nginx.url, token=token) for _ in names]
+            threads = [
+                threading.Thread(
+                    target=_count_up,
+                    args=(store, results[name], errors, lock, updates, name),
+                    daemon=True,
+                )
+                for store, name in zip(stores, names, strict=True)
+            ]
+            try:
+                for thread in threads:
+                    thread.start()
+                deadline = time.monotonic() + DEADLINE_S
+                while (
+                    sum(r["succeeded"] for r in results.values()) < CLIENTS * 3
+                    and time.monotonic() < deadline
+                ):
+                    time.sleep(0.005)
+                link.stall()  # what the replica received it applies; its answers wait
+                time.sleep(0.3)
+                link.refuse()
+                link.cut_all()  # nginx: the upstream failed before answering
+                lost.kill()
+                for thread in threads:
+                    thread.join(DEADLINE_S + 30)
+                assert not any(thread.is_alive() for thread in threads), "a client hung"
+            finally:
+                for store in stores:
+                    store.close()
+            passed_on = nginx.passed_on()
+    finally:
+        lost.stop()
+        kept.stop()
+    assert errors == [], errors  # every client recovered by itself
+    with StateStore(text_url) as direct:
+        counter = direct.asset_state("counter")
+        counts = {name: counter.get(name) for name in names}
+        for name in names:
+            counter.delete(name)
+    assert all(r["succeeded"] + r["gave_up"] == updates for r in results.values()), results
+    assert counts == {name: results[name]["succeeded"] for name in names}  # none doubled
+    # The fault was real: nginx passed on writes the lost replica had applied.
+    assert ("PUT", "204") in passed_on, passed_on

@@ -87,6 +87,46 @@ async def test_conditional_writes(
     assert bad.status_code == 422
 
 
+async def test_a_conditional_write_sent_twice_is_applied_once(
+    client: httpx.AsyncClient, mint: Mint, sqlite_store: StateStore
+) -> None:
+    """A copy of an applied compare-and-set (a load balancer's or the client's resend)
+    carries the same Idempotency-Key: answered 204, not 412, and nothing written again
+    -- also when another write came in between. Another key is a new write; a bad key
+    is refused before anything is written."""
+    auth = bearer(mint(task_grant()))
+    key = KEY(TASK_A, "n")
+    assert (
+        await client.put(wire.TASK_KEY, params=key, content=b"1", headers=auth)
+    ).status_code == 204
+    cas = {**auth, **wire.if_version_headers(1), "Idempotency-Key": "write-7f3a"}
+    for _ in range(2):
+        sent = await client.put(wire.TASK_KEY, params=key, content=b"2", headers=cas)
+        assert sent.status_code == 204
+    assert (
+        await client.put(wire.TASK_KEY, params=key, content=b"9", headers=auth)
+    ).status_code == 204
+    late = await client.put(wire.TASK_KEY, params=key, content=b"2", headers=cas)
+    assert late.status_code == 204
+    item = sqlite_store.backend.get_item(TASK_A, "n")
+    assert item is not None
+    assert (item.value, item.version) == ("9", 3)  # 1, the write once, the other write
+    other = await client.put(
+        wire.TASK_KEY, params=key, content=b"3", headers={**cas, "Idempotency-Key": "write-other"}
+    )
+    assert other.status_code == 412
+    for bad_id in ("", "has space", "x" * 129, "semi;colon"):
+        bad = await client.put(
+            wire.TASK_KEY, params=key, content=b"4",
+            headers={**auth, **wire.if_version_headers(3), "Idempotency-Key": bad_id},
+        )  # fmt: skip
+        assert bad.status_code == 422, bad_id
+        assert bad.json()["type"] == wire.PROBLEM_PREFIX + "InvalidValueError"
+    item = sqlite_store.backend.get_item(TASK_A, "n")
+    assert item is not None
+    assert (item.value, item.version) == ("9", 3)
+
+
 async def test_delete_list_and_clear(
     client: httpx.AsyncClient, mint: Mint, sqlite_store: StateStore
 ) -> None:

@@ -21,6 +21,7 @@ from statestore.backends.memory import InMemoryStateBackend
 from statestore.batches import check_keys, encode_entries
 from statestore.exceptions import AuthenticationError, StateStoreError
 from statestore.scopes import StateScope, TaskScope
+from statestore.write_ids import WRITE_ID_HEADER, check_write_id
 
 __all__ = ["FakeServer"]
 
@@ -36,6 +37,9 @@ class FakeServer:
     # Called first with each request: raise an httpx error or return a response to
     # simulate a broken network or a proxy; return None to go on.
     fault: Callable[[httpx.Request], httpx.Response | None] | None = None
+    # Called with each request the server answered: raise an httpx error to simulate a
+    # connection that broke after the server had acted, before its answer arrived.
+    lost_answer: Callable[[httpx.Request], None] | None = None
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -45,10 +49,13 @@ class FakeServer:
                 return faulty
         try:
             self._authenticate(request)
-            return self._route(request)
+            response = self._route(request)
         except StateStoreError as exc:
             status, body = wire.problem_for(exc)
-            return _problem(status, body)
+            response = _problem(status, body)
+        if self.lost_answer is not None:
+            self.lost_answer(request)
+        return response
 
     def _authenticate(self, request: httpx.Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -74,11 +81,21 @@ class FakeServer:
                 if_version = wire.if_version_from_headers(
                     request.headers.get("If-Match"), request.headers.get("If-None-Match")
                 )
+                value = request.content.decode("utf-8")
+                expires_at = wire.expires_at_from_params(params)
+                write_id = request.headers.get(WRITE_ID_HEADER)
+                if write_id is not None and if_version is not None:  # as the real server
+                    self.backend.set_item_once(
+                        scope, key, value, write_id=check_write_id(write_id),
+                        if_version=if_version, expires_at=expires_at,
+                        updated_by=params.get("updated_by"),
+                    )  # fmt: skip
+                    return httpx.Response(204)
                 self.backend.set_item(
                     scope,
                     key,
-                    request.content.decode("utf-8"),
-                    expires_at=wire.expires_at_from_params(params),
+                    value,
+                    expires_at=expires_at,
                     if_version=if_version,
                     updated_by=params.get("updated_by"),
                 )

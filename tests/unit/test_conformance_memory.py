@@ -44,8 +44,10 @@ class CaseFoldingBackend(InMemoryStateBackend):
         expires_at: datetime | None,
         if_version: int | None = None,
         updated_by: str | None = None,
+        write_id: str | None = None,
     ) -> None:
-        super()._set(scope, key.lower().rstrip(), value, expires_at, if_version, updated_by)
+        folded = key.lower().rstrip()
+        super()._set(scope, folded, value, expires_at, if_version, updated_by, write_id)
 
 
 class NeverExpiringBackend(InMemoryStateBackend):
@@ -59,8 +61,9 @@ class NeverExpiringBackend(InMemoryStateBackend):
         expires_at: datetime | None,
         if_version: int | None = None,
         updated_by: str | None = None,
+        write_id: str | None = None,
     ) -> None:
-        super()._set(scope, key, value, None, if_version, updated_by)
+        super()._set(scope, key, value, None, if_version, updated_by, write_id)
 
 
 class MapIndexBlindBackend(InMemoryStateBackend):
@@ -82,8 +85,10 @@ class MapIndexBlindBackend(InMemoryStateBackend):
         expires_at: datetime | None,
         if_version: int | None = None,
         updated_by: str | None = None,
+        write_id: str | None = None,
     ) -> None:
-        super()._set(self._fold(scope), key, value, expires_at, if_version, updated_by)
+        folded = self._fold(scope)
+        super()._set(folded, key, value, expires_at, if_version, updated_by, write_id)
 
 
 @pytest.mark.parametrize(

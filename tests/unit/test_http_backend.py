@@ -101,16 +101,19 @@ def test_every_operation_is_one_request_with_the_token(server: FakeServer) -> No
 def test_calls_follow_the_wire_contract() -> None:
     expires = datetime(2026, 12, 31, tzinfo=timezone.utc)
     put = messages.set_call(SCOPE, "a/b", '{"x":1}', expires_at=expires, updated_by="w")
-    assert (put.method, put.path, put.content, put.idempotent) == (
-        "PUT", wire.TASK_KEY, b'{"x":1}', True,
-    )  # fmt: skip
+    assert (put.method, put.path, put.content) == ("PUT", wire.TASK_KEY, b'{"x":1}')
     assert put.params == {**wire.key_params(SCOPE, "a/b"), "expires_at": expires.isoformat(),
                           "updated_by": "w"}  # fmt: skip
     assert "If-Match" not in put.headers
+    assert "Idempotency-Key" not in put.headers  # a plain write resent writes the same
     cas = messages.set_call(ASSET, "k", "1", expires_at=None, if_version=7)
-    assert (cas.path, cas.headers["If-Match"], cas.idempotent) == (wire.ASSET_KEY, '"7"', False)
+    assert (cas.path, cas.headers["If-Match"]) == (wire.ASSET_KEY, '"7"')
     create = messages.set_call(ASSET, "k", "1", expires_at=None, if_version=0)
-    assert (create.headers["If-None-Match"], create.idempotent) == ("*", False)
+    assert create.headers["If-None-Match"] == "*"
+    # Each conditional write is named by its own unguessable write id.
+    write_ids = {cas.headers["Idempotency-Key"], create.headers["Idempotency-Key"]}
+    assert len(write_ids) == 2
+    assert all(len(write_id) >= 20 for write_id in write_ids)
     assert messages.clear_call(SCOPE, all_map_indices=True).params["all_map_indices"] == "true"
     assert "all_map_indices" not in messages.clear_call(ASSET, all_map_indices=True).params
     page = messages.list_call(ASSET, prefix="p", after="a", limit=5, values=False)
@@ -120,7 +123,7 @@ def test_calls_follow_the_wire_contract() -> None:
     )  # fmt: skip
     keyed = TaskScope("dag", "run", "task", map_key="region=eu")
     get = messages.get_call(keyed, "k")
-    assert (get.method, get.path, get.idempotent) == ("GET", wire.TASK_KEY, True)
+    assert (get.method, get.path) == ("GET", wire.TASK_KEY)
     assert get.params == {"dag_id": "dag", "run_id": "run", "task_id": "task",
                           "map_key": "region=eu", "key": "k"}  # fmt: skip
 
@@ -276,12 +279,47 @@ def test_an_ambiguous_failure_resends_reads_and_plain_writes(
     assert len(server.requests) == 2
 
 
-def test_an_ambiguous_failure_of_a_conditional_write_is_not_resent(server: FakeServer) -> None:
+def _answer_lost_once(server: FakeServer, method: str = "PUT") -> None:
+    """The server acts on the next ``method`` request, then the connection breaks."""
+    lost: list[httpx.Request] = []
+
+    def lose(request: httpx.Request) -> None:
+        if request.method == method and not lost:
+            lost.append(request)
+            raise httpx.ReadError("simulated: broke after the server answered", request=request)
+
+    server.lost_answer = lose
+
+
+@pytest.mark.parametrize("if_version", [0, 1])
+def test_a_conditional_write_whose_answer_was_lost_is_resent_and_applied_once(
+    server: FakeServer, if_version: int
+) -> None:
     backend = _backend(server)
-    _failing(server, httpx.ReadError, times=1)
-    with pytest.raises(BackendUnavailableError, match="whether it was applied is unknown"):
-        backend.set_item(SCOPE, "k", '"v"', if_version=0)
-    assert len(server.requests) == 1
+    if if_version:
+        backend.set(SCOPE, "k", '"old"')
+    server.requests.clear()
+    _answer_lost_once(server)
+    backend.set_item(SCOPE, "k", '"new"', if_version=if_version)  # no conflict with itself
+    item = backend.get_item(SCOPE, "k")
+    assert item is not None
+    assert (item.value, item.version) == ('"new"', if_version + 1)  # applied once
+    puts = [r for r in server.requests if r.method == "PUT"]
+    assert len(puts) == 2  # the write, and its copy after the broken connection
+    assert len({r.headers["Idempotency-Key"] for r in puts}) == 1
+
+
+async def test_async_update_whose_answer_was_lost_counts_once(server: FakeServer) -> None:
+    from statestore import StateStore
+
+    backend = _backend(server)
+    store = StateStore(backend=backend)
+    counter = store.asset_state("orders")
+    await counter.aset("n", 1)
+    _answer_lost_once(server)
+    assert await counter.aupdate("n", lambda n: n + 1) == 2
+    assert (await counter.aget_item("n")).value == 2  # type: ignore[union-attr]
+    await backend.aclose()
 
 
 def test_retries_stop_inside_the_timeout_naming_the_server_not_the_token(

@@ -66,13 +66,15 @@ def test_headers_are_the_fixed_ones_the_call_s_and_the_token() -> None:
     assert dict(request.headers) == {
         "host": "h", "accept": "application/json", "user-agent": "statestore-http-backend",
         "authorization": "Bearer tok-1", "content-type": "application/json",
-        "if-match": '"3"', "content-length": "7",
+        "if-match": '"3"', "idempotency-key": put.headers["Idempotency-Key"],
+        "content-length": "7",
     }  # fmt: skip
     assert request.content == b'{"a":1}'
     assert request.extensions["timeout"] == httpx.Timeout(2.5).as_dict()
     # the cached fixed headers are not changed by a call's own
     get = messages.build_request("http://h", messages.get_call(scope, "k"), "tok-1", 1.0)
     assert "if-match" not in get.headers
+    assert "idempotency-key" not in get.headers
     assert "content-type" not in get.headers
     renewed = messages.build_request("http://h", messages.get_call(scope, "k"), "tok-2", 1.0)
     assert renewed.headers["authorization"] == "Bearer tok-2"

@@ -172,6 +172,46 @@ class BaseStateBackend(ABC):
             raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
         await self.aset(scope, key, value, expires_at=expires_at, session=session)
 
+    # -- optional capability: write receipts ----------------------------------------
+    #
+    # What a state server calls for a conditional write that names a write id
+    # (``statestore.write_ids``). The default is the plain conditional write: a backend
+    # that keeps no receipts answers a copy of an applied request with the conflict,
+    # as HTTP's If-Match alone would.
+
+    def set_item_once(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        write_id: str,
+        if_version: int,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        """``set_item(..., if_version=...)`` applied at most once per ``write_id``: a
+        copy of a write that was applied is answered as applied (no error, no write)."""
+        self.set_item(
+            scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
+        )
+
+    async def aset_item_once(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        write_id: str,
+        if_version: int,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        """Async twin of :meth:`set_item_once`."""
+        await self.aset_item(
+            scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
+        )
+
     # -- optional capability: batches ------------------------------------------------
     #
     # The accessor has validated, encoded and de-duplicated everything before these are

@@ -10,11 +10,11 @@ child never reuses its parent's connections.
 
 **Retries.** A request that never reached the server (connection refused, connect
 timeout, no pooled connection free in time) is resent, whatever it is. One that may
-have reached it (the connection broke before the answer) is resent only if sending it
-twice is harmless: reads, plain writes (the same value again), deletes and clears. A
-conditional write (``if_version``) is not: had the first been applied, the second
-would report a conflict with our own write -- so its failure says the outcome is
-unknown. Every attempt and pause fits inside ``timeout_seconds``; then
+have reached it (the connection broke before the answer) is resent too, because
+sending any of them twice is harmless: reads, plain writes (the same value again),
+deletes and clears -- and conditional writes (``if_version``), which carry a write id
+that the server answers as applied when a copy of the request was
+(:mod:`statestore.write_ids`). Every attempt and pause fits inside ``timeout_seconds``; then
 ``BackendUnavailableError`` names the server (never the token).
 """
 
@@ -196,16 +196,10 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
     ) -> float:
         """How long to wait before resending ``call``; raises when it must not be."""
         remaining = start + self._policy.timeout - time.monotonic()
-        pause = self._policy.pause(attempt, remaining) if messages.may_resend(exc, call) else None
+        pause = self._policy.pause(attempt, remaining) if messages.may_resend(exc) else None
         if pause is not None:
             return pause
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if not call.idempotent and not messages.never_sent(exc):
-            raise BackendUnavailableError(
-                f"the connection to the state server at {self._server} broke after a "
-                f"conditional write was sent ({what}); whether it was applied is unknown, "
-                "so it was not resent: read the key to find out"
-            ) from exc
         raise BackendUnavailableError(
             f"the state server at {self._server} did not answer ({what}; "
             f"{attempt + 1} attempt{'s' if attempt else ''} within the "

@@ -85,7 +85,7 @@ def referenced_calls(refs: list[str]) -> Iterator[Call]:
     headers = {"Content-Type": "application/json"}
     for start in range(0, len(refs), REFS_PER_REQUEST):
         body = json.dumps({"refs": refs[start : start + REFS_PER_REQUEST]}).encode("utf-8")
-        yield Call("POST", wire.OBJECTS_REFERENCED, {}, headers, body, idempotent=True)
+        yield Call("POST", wire.OBJECTS_REFERENCED, {}, headers, body)
 
 
 def read_held(response: httpx.Response, server: str) -> set[str]:

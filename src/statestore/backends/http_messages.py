@@ -33,6 +33,7 @@ from statestore.exceptions import (
 )
 from statestore.items import StoredItem
 from statestore.scopes import AssetScope, StateScope, TaskScope
+from statestore.write_ids import WRITE_ID_HEADER, new_write_id
 
 if TYPE_CHECKING:
     from statestore.metastore.maintenance import AssetInfo
@@ -50,7 +51,6 @@ __all__ = [
     "get_call",
     "list_call",
     "may_resend",
-    "never_sent",
     "read_assets",
     "read_count",
     "read_done",
@@ -68,10 +68,10 @@ _JSON = "application/json"
 class Call:
     """One HTTP request of one operation.
 
-    ``idempotent``: sending it twice leaves the same state as once, so it may be resent
-    after an *ambiguous* failure (the request went out, no answer came back). A
-    conditional write is not: had the first one been applied, the second would lose to
-    it and report a conflict with our own write.
+    Every call may be sent again after an *ambiguous* failure (the request went out, no
+    answer came back): sending a read, a plain write, a delete or a clear twice leaves
+    the same state as once, and a conditional write carries a write id
+    (``Idempotency-Key``) that the server answers as applied when a copy was.
     """
 
     method: str
@@ -79,7 +79,6 @@ class Call:
     params: dict[str, str]
     headers: dict[str, str] = field(default_factory=dict)
     content: bytes | None = None
-    idempotent: bool = True
 
 
 _HEADERS = {"Accept": "application/json", "User-Agent": "statestore-http-backend"}
@@ -187,11 +186,14 @@ def set_call(
     if_version: int | None = None,
     updated_by: str | None = None,
 ) -> Call:
-    """Write one key; with ``if_version`` a conditional request (not resendable)."""
+    """Write one key; with ``if_version`` a conditional request named by a fresh write
+    id, so that the server answers a copy of it (a resend) as applied, not as a conflict."""
     headers = {"Content-Type": _JSON, **wire.if_version_headers(if_version)}
+    if if_version is not None:
+        headers[WRITE_ID_HEADER] = new_write_id()  # the same in every copy of this Call
     params = wire.write_params(scope, key, expires_at=expires_at, updated_by=updated_by)
     content = value.encode("utf-8")
-    return Call("PUT", _key_path(scope), params, headers, content, idempotent=if_version is None)
+    return Call("PUT", _key_path(scope), params, headers, content)
 
 
 def delete_call(scope: StateScope, key: str) -> Call:
@@ -228,7 +230,7 @@ def set_active_call(assets: list[AssetScope], *, active: bool) -> Call:
         names.append(scope.name)
     path = wire.ASSETS_ACTIVATE if active else wire.ASSETS_DEACTIVATE
     body = json.dumps({"names": names}, ensure_ascii=False).encode("utf-8")
-    return Call("POST", path, {}, {"Content-Type": _JSON}, body, idempotent=True)
+    return Call("POST", path, {}, {"Content-Type": _JSON}, body)
 
 
 # -- responses ----------------------------------------------------------------------------
@@ -337,19 +339,15 @@ def _is_certificate_problem(exc: BaseException) -> bool:
     return False
 
 
-def never_sent(exc: httpx.TransportError) -> bool:
-    """Whether the request certainly never reached the server."""
-    return isinstance(exc, _NEVER_SENT)
-
-
-def may_resend(exc: httpx.TransportError, call: Call) -> bool:
-    """Whether ``call`` may be sent again after ``exc`` (time permitting).
+def may_resend(exc: httpx.TransportError) -> bool:
+    """Whether a call may be sent again after ``exc`` (time permitting): it never
+    reached the server, or it may have and sending it twice is harmless (every call).
 
     A certificate the client refuses will be refused again: that is not retried.
     """
     if isinstance(exc, _NEVER_SENT):
         return not _is_certificate_problem(exc)
-    return call.idempotent and isinstance(exc, _AMBIGUOUS)
+    return isinstance(exc, _AMBIGUOUS)
 
 
 @dataclass(frozen=True)

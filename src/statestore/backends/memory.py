@@ -19,6 +19,7 @@ from statestore.exceptions import UnknownAssetError
 from statestore.items import StoredItem, check_version
 from statestore.retention import is_expired, utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
+from statestore.write_ids import RECEIPT_TTL, receipt_id
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,9 @@ class InMemoryStateBackend(BaseStateBackend):
         self._tasks: dict[tuple[str, str, str], dict[str, _Entries]] = {}
         self._assets: dict[str, _Entries] = {}
         self._registry: dict[str, _Asset] = {}
+        # Write receipts (statestore.write_ids) in the order written, so the oldest
+        # are dropped from the front once past RECEIPT_TTL.
+        self._receipts: dict[bytes, datetime] = {}
 
     def __repr__(self) -> str:
         return "InMemoryStateBackend()"
@@ -109,9 +113,13 @@ class InMemoryStateBackend(BaseStateBackend):
         expires_at: datetime | None,
         if_version: int | None = None,
         updated_by: str | None = None,
+        write_id: str | None = None,
     ) -> None:
         now = utcnow()
+        receipt = None if write_id is None else receipt_id(scope, key, write_id)
         with self._lock:
+            if receipt is not None and receipt in self._receipts:
+                return  # a copy of a write applied before: answered as applied
             if if_version is not None:
                 check_version(self._live(scope, key, now), if_version, scope, key)
             entries = self._entries(scope, create=True)
@@ -119,6 +127,16 @@ class InMemoryStateBackend(BaseStateBackend):
             old = entries.get(key)
             version = 1 if old is None else old.version + 1
             entries[key] = StoredItem(value, version, now, updated_by, expires_at)
+            if receipt is not None:
+                self._keep_receipt(receipt, now)
+
+    def _keep_receipt(self, receipt: bytes, now: datetime) -> None:
+        receipts = self._receipts
+        receipts[receipt] = now
+        oldest = next(iter(receipts.values()))
+        while now - oldest > RECEIPT_TTL:
+            del receipts[next(iter(receipts))]
+            oldest = next(iter(receipts.values()))
 
     def _live(self, scope: StateScope, key: str, now: datetime) -> StoredItem | None:
         entries = self._entries(scope, create=False)
@@ -267,6 +285,32 @@ class InMemoryStateBackend(BaseStateBackend):
         session: AsyncSession | None = None,
     ) -> None:
         self._set(scope, key, value, expires_at, if_version, updated_by)
+
+    def set_item_once(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        write_id: str,
+        if_version: int,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        self._set(scope, key, value, expires_at, if_version, updated_by, write_id)
+
+    async def aset_item_once(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        write_id: str,
+        if_version: int,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        self._set(scope, key, value, expires_at, if_version, updated_by, write_id)
 
     def set(
         self,

@@ -35,6 +35,7 @@ from statestore.metastore.engine import (
 )
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.listing import Listing
+from statestore.metastore.receipts import WriteReceipts
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
@@ -55,7 +56,7 @@ registers it (if allowed) and writes again."""
 
 
 class MetastoreStateBackend(
-    AssetAccess, DirectReadAccess, MetastoreBatches, Listing, BaseStateBackend
+    AssetAccess, DirectReadAccess, MetastoreBatches, Listing, WriteReceipts, BaseStateBackend
 ):
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 

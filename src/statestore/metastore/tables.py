@@ -1,4 +1,4 @@
-"""The schema: three ``statestore_`` tables that can live inside a host's database.
+"""The schema: the ``statestore_`` tables that can live inside a host's database.
 
 Rows are found by a SHA-256 digest of their identity rather than by the text columns:
 MySQL/InnoDB cannot index 3 x 250 + 512 utf8mb4 characters (3072-byte limit), and a
@@ -28,7 +28,7 @@ from sqlalchemy import (
 from statestore.metastore.types import Digest, ExactString, JsonText, KeyString, UTCDateTime
 from statestore.scopes import MAX_ASSET_REF_LENGTH, MAX_ID_LENGTH, MAX_KEY_LENGTH
 
-__all__ = ["VERSION_TABLE", "asset", "asset_state", "metadata", "task_state"]
+__all__ = ["VERSION_TABLE", "asset", "asset_state", "metadata", "task_state", "write_receipt"]
 
 VERSION_TABLE = "statestore_alembic_version"
 """Alembic's version table for our migrations, apart from a host's ``alembic_version``."""
@@ -123,3 +123,19 @@ asset_state = Table(
     Index(None, "expires_at"),  # the overview's expiry histogram (0003)
     **_MYSQL_OPTIONS,
 )
+
+write_receipt = Table(
+    "statestore_write_receipt",
+    metadata,
+    # sha256 of the written row's identity and the client's Idempotency-Key (0005).
+    Column("receipt_id", Digest(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("receipt_id"),
+    Index(None, "created_at"),  # cleanup removes the old ones, oldest first
+    **_MYSQL_OPTIONS,
+)
+"""One row per conditional write a state server applied for a client that named it
+(``Idempotency-Key``), committed in the write's own transaction: a resent copy of that
+request -- a load balancer passing it to another replica, or the client after a broken
+connection -- finds its receipt and is answered as applied instead of being applied or
+refused again (``metastore.receipts``)."""

@@ -157,6 +157,11 @@ def key_operation(method: str, *, task: bool) -> dict[str, Any]:
                 {"name": "If-None-Match", "in": "header", "required": False,
                  "schema": {"type": "string", "enum": ["*"]},
                  "description": "*: write only if the key is absent; not with If-Match."},
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~:-]{1,128}$"},
+                 "description": "Names a conditional write: a copy of an applied one "
+                                "(a resend) is answered 204 and writes nothing. Ignored "
+                                "without If-Match / If-None-Match."},
             ],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ANY_JSON}}},

@@ -17,6 +17,7 @@ from statestore.scopes import TaskScope, check_key
 from statestore.server.auth import Access
 from statestore.server.body import read_value
 from statestore.server.state import ServerState
+from statestore.write_ids import check_write_id
 
 __all__ = ["MAX_PAGE", "clear_scope", "delete_key", "get_key", "list_keys", "put_key"]
 
@@ -51,7 +52,9 @@ async def get_key(request: Request, access: Access) -> Response:
 
 
 async def put_key(request: Request, access: Access) -> Response:
-    """Write one key (``If-Match``: compare-and-set, ``If-None-Match: *``: create-only)."""
+    """Write one key (``If-Match``: compare-and-set, ``If-None-Match: *``: create-only;
+    with ``Idempotency-Key`` too, a copy of a conditional write already applied is
+    answered 204 and writes nothing -- see :mod:`statestore.write_ids`)."""
     key = _key(request)
     scope = access.scope
     params = request.query_params
@@ -63,13 +66,19 @@ async def put_key(request: Request, access: Access) -> Response:
     state = _state(request)
     value = await read_value(request, state.body_limit, state.max_value_bytes)
     assert scope is not None
+    updated_by = access.writer(params.get("updated_by"))
+    write_id = request.headers.get("idempotency-key")
+    if write_id is not None:  # checked whenever sent, though a plain write needs none
+        check_write_id(write_id)
+    if write_id is not None and if_version is not None:  # a copy is answered, not redone
+        await state.backend.aset_item_once(
+            scope, key, value, write_id=write_id, if_version=if_version,
+            expires_at=expires_at, updated_by=updated_by,
+        )  # fmt: skip
+        return Response(status_code=204)
+    # A plain write needs no receipt: a copy writes the same value again.
     await state.backend.aset_item(
-        scope,
-        key,
-        value,
-        expires_at=expires_at,
-        if_version=if_version,
-        updated_by=access.writer(params.get("updated_by")),
+        scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
     )
     return Response(status_code=204)
 

@@ -1,0 +1,290 @@
+"""Conditional writes with a receipt: applied once however often the request arrives.
+
+``MetastoreStateBackend.set_item_once`` (what a state server calls for a
+compare-and-set or create-only write that names a write id; see
+:mod:`statestore.write_ids`) runs, in one transaction:
+
+1. insert the receipt if it is not there (``ON CONFLICT DO NOTHING`` /
+   ``INSERT IGNORE``). Found already: a copy of this request was applied and committed
+   before -- roll back, and answer as applied. A copy still in flight holds the
+   receipt's index entry, so this waits for its transaction to end and then sees it
+   committed (found) or rolled back (not found: go on);
+2. the conditional write, exactly as ``set_item`` plans it (the asset registry's slow
+   path included);
+3. commit if it matched; else roll back, taking the receipt with it, and raise the
+   same ``VersionConflictError`` as ``set_item``.
+
+So receipt and write commit together or not at all, whoever else writes the key in
+between. It costs a transaction (begin, two statements, commit: four round trips on
+PostgreSQL and MariaDB instead of one), paid only by conditional writes that name a
+write id -- on the direct path nothing changes. Receipts older than
+:data:`~statestore.write_ids.RECEIPT_TTL` are removed before a write, at most once a
+minute per backend, and by ``cleanup``. The sync and async twins differ only by
+``await``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Delete, Insert, bindparam, delete, insert
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from statestore.metastore import plans, registry
+from statestore.metastore.errors import translate_errors
+from statestore.metastore.tables import write_receipt
+from statestore.retention import utcnow
+from statestore.write_ids import PRUNE_EVERY_S, RECEIPT_TTL, receipt_id
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from statestore.metastore.connections import Connections
+    from statestore.metastore.statements import Statements
+    from statestore.scopes import StateScope
+
+__all__ = ["WriteReceipts", "prune_before", "prune_statement"]
+
+_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "BEGIN", "mysql": "START TRANSACTION"}
+"""On our own autocommit connections a transaction is begun in SQL. SQLite's IMMEDIATE
+takes the write lock first, so a copy in flight is waited for (busy timeout), not
+raced."""
+
+
+@cache
+def _insert_receipt(family: str, own_engine: bool) -> Insert:
+    """Insert a receipt unless it is there; rowcount 0: a copy was applied before
+    (SQLAlchemy keeps an INSERT's rowcount only when asked to).
+
+    MySQL/MariaDB: ``ON DUPLICATE KEY UPDATE`` that changes nothing, which our own
+    engines (changed rows, not found rows) count as 0 -- not ``INSERT IGNORE``, whose
+    duplicate is a warning that asyncmy fetches (one more round trip) and logs. A
+    host's engine counts found rows, so there it is ``INSERT IGNORE``.
+    """
+    values: dict[str, Any] = {
+        "receipt_id": bindparam("receipt_id"),
+        "created_at": bindparam("created_at"),
+    }
+    stmt: Insert
+    if family == "mysql" and own_engine:
+        upsert = mysql.insert(write_receipt).values(values)
+        stmt = upsert.on_duplicate_key_update(receipt_id=upsert.inserted.receipt_id)
+    elif family == "mysql":
+        stmt = insert(write_receipt).values(values).prefix_with("IGNORE")
+    else:
+        dialect_insert = postgresql.insert if family == "postgresql" else sqlite.insert
+        stmt = (
+            dialect_insert(write_receipt)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[write_receipt.c.receipt_id])
+        )
+    return stmt.execution_options(preserve_rowcount=True)
+
+
+_SLOW = ("asset_write", "asset_cas")
+"""As in the backend: an asset write that matched no row may need the registry."""
+
+
+def prune_statement() -> Delete:
+    """Remove receipts older than :data:`~statestore.write_ids.RECEIPT_TTL` (``before``)."""
+    return delete(write_receipt).where(write_receipt.c.created_at < bindparam("before"))
+
+
+def prune_before(now: datetime) -> dict[str, datetime]:
+    """The parameters of :func:`prune_statement` at ``now``."""
+    return {"before": now - RECEIPT_TTL}
+
+
+class _Copy(Exception):  # noqa: N818 - control flow, never raised to a caller
+    """A copy of an applied request: roll the transaction back and answer as applied."""
+
+
+class WriteReceipts:
+    """``set_item_once`` and its async twin (see the module docstring)."""
+
+    _statements: Statements
+    _connections: Connections
+    _family: str
+    _own_engine: bool
+    _host_async_engine: AsyncEngine | None
+    _auto_register: bool
+    _sync_url: URL
+    _async_url: URL
+    _schema_ready: bool
+    _receipts_pruned_at = float("-inf")
+    """``time.monotonic()`` of this backend's last removal of old receipts."""
+
+    if TYPE_CHECKING:
+
+        def ensure_schema(self) -> None: ...
+        async def aensure_schema(self) -> None: ...
+        def _finish(self, plan: plans.Plan, result: Any) -> Any: ...
+        async def _afinish(self, plan: plans.Plan, result: Any) -> Any: ...
+        @property
+        def engine(self) -> Engine: ...
+        @property
+        def async_engine(self) -> AsyncEngine: ...
+
+    def _prune_due(self) -> bool:
+        """Whether to remove old receipts now (two threads may both do it: harmless)."""
+        moment = time.monotonic()
+        if moment - self._receipts_pruned_at < PRUNE_EVERY_S:
+            return False
+        self._receipts_pruned_at = moment
+        return True
+
+    def _receipt_plan(
+        self, scope: StateScope, key: str, value: str, write_id: str, expires_at: datetime | None,
+        if_version: int, updated_by: str | None, *, own: bool,
+    ) -> tuple[plans.Plan, dict[str, Any]]:  # fmt: skip
+        """The write's plan and its receipt's parameters (``own``: on our own engine)."""
+        now = utcnow()
+        plan = plans.set_(
+            self._statements, scope, key, value, expires_at, now,
+            updated_by=updated_by, if_version=if_version,
+        )  # fmt: skip
+        if not own:
+            plans.check_host_cas(plan, self._family)  # as set_item on a host's engine
+        return plan, {"receipt_id": receipt_id(scope, key, write_id), "created_at": now}
+
+    def set_item_once(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        write_id: str,
+        if_version: int,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        """``set_item(..., if_version=...)`` that a copy of the same write (the same
+        ``write_id``) answers as applied instead of applying or refusing it again."""
+        if not self._schema_ready:
+            self.ensure_schema()
+        own = self._own_engine
+        plan, receipt = self._receipt_plan(
+            scope, key, value, write_id, expires_at, if_version, updated_by, own=own
+        )
+        insert_receipt = _insert_receipt(self._family, own)
+        if self._prune_due():  # before the write: a failure here has written nothing
+            with translate_errors(self._sync_url), self._transaction() as conn:
+                conn.execute(prune_statement(), prune_before(receipt["created_at"]))
+        try:
+            with translate_errors(self._sync_url), self._transaction() as conn:
+                if not conn.execute(insert_receipt, receipt).rowcount:
+                    raise _Copy
+                result = plans.result_of(plan, conn.execute(plan.statement, plan.params))
+                if plan.kind in _SLOW and not result:
+                    result = registry.write_after_miss(
+                        conn, self._statements, plan, self._auto_register, savepoint=False
+                    )
+                if not result:
+                    raise _Lost
+        except _Copy:
+            return
+        except _Lost:
+            pass  # rolled back; raised below, outside this handler, with no chained _Lost
+        else:
+            return
+        self._finish(plan, 0)  # raises the conflict set_item raises, after a read
+
+    async def aset_item_once(
+        self,
+        scope: StateScope,
+        key: str,
+        value: str,
+        *,
+        write_id: str,
+        if_version: int,
+        expires_at: datetime | None = None,
+        updated_by: str | None = None,
+    ) -> None:
+        """Async twin of :meth:`set_item_once`."""
+        if not self._schema_ready:
+            await self.aensure_schema()
+        own = self._host_async_engine is None
+        plan, receipt = self._receipt_plan(
+            scope, key, value, write_id, expires_at, if_version, updated_by, own=own
+        )
+        insert_receipt = _insert_receipt(self._family, own)
+        if self._prune_due():
+            with translate_errors(self._async_url):
+                async with self._atransaction() as conn:
+                    await conn.execute(prune_statement(), prune_before(receipt["created_at"]))
+        try:
+            with translate_errors(self._async_url):
+                async with self._atransaction() as conn:
+                    if not (await conn.execute(insert_receipt, receipt)).rowcount:
+                        raise _Copy
+                    result = plans.result_of(plan, await conn.execute(plan.statement, plan.params))
+                    if plan.kind in _SLOW and not result:
+                        result = await registry.awrite_after_miss(
+                            conn, self._statements, plan, self._auto_register, savepoint=False
+                        )
+                    if not result:
+                        raise _Lost
+        except _Copy:
+            return
+        except _Lost:
+            pass
+        else:
+            return
+        await self._afinish(plan, 0)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction that commits when the block ends and rolls back when it raises."""
+        if not self._own_engine:
+            with self.engine.begin() as conn:  # a host's engine: SQLAlchemy's transaction
+                yield conn
+            return
+        with self._connections.connect() as conn:  # autocommit: the transaction in SQL
+            conn.exec_driver_sql(_BEGIN[self._family])
+            try:
+                yield conn
+            except BaseException:
+                _rollback(conn)
+                raise
+            conn.exec_driver_sql("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def _atransaction(self) -> AsyncIterator[AsyncConnection]:
+        """Async twin of :meth:`_transaction`."""
+        if self._host_async_engine is not None:
+            async with self._host_async_engine.begin() as conn:
+                yield conn
+            return
+        async with self._connections.aconnect() as conn:
+            await conn.exec_driver_sql(_BEGIN[self._family])
+            try:
+                yield conn
+            except BaseException:
+                await _arollback(conn)
+                raise
+            await conn.exec_driver_sql("COMMIT")
+
+
+class _Lost(Exception):  # noqa: N818 - control flow, never raised to a caller
+    """The conditional write matched nothing: roll back (the receipt too), then raise."""
+
+
+def _rollback(conn: Connection) -> None:
+    try:
+        conn.exec_driver_sql("ROLLBACK")
+    except Exception:  # noqa: BLE001 - a broken connection: the database rolls back itself
+        conn.invalidate()
+
+
+async def _arollback(conn: AsyncConnection) -> None:
+    try:
+        await conn.exec_driver_sql("ROLLBACK")
+    except Exception:  # noqa: BLE001 - as _rollback
+        await conn.invalidate()
