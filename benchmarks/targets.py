@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import sqlite3
 import tempfile
 from datetime import datetime, timezone
@@ -360,6 +361,7 @@ class DiskcacheTarget:
 
     def close(self) -> None:
         self.cache.close()
+        shutil.rmtree(self.directory, ignore_errors=True)  # its SQLite file and WAL
 
 
 def build_sync_targets(dialect: str, url: str) -> list[SyncTarget]:

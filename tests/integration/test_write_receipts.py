@@ -5,7 +5,8 @@ write that names a write id (``Idempotency-Key``). Checked here on SQLite, Postg
 MariaDB: a copy of an applied write is answered without an error and writes nothing --
 also after another writer has written the key in between (the copy must not be applied
 on top of it, nor refused); a copy that arrives while the original's transaction is
-still open waits for it and is then answered as applied; a write that lost keeps no
+in flight at the same time as the original is answered as applied, whichever of the two
+goes first; a write that lost keeps no
 receipt, so its copy loses again; a write id vouches for its own key only; old
 receipts are removed.
 """
@@ -14,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import URL
 
 from statestore import AssetScope, MetastoreStateBackend, TaskScope, VersionConflictError
 from statestore.metastore import receipts
-from statestore.metastore.tables import write_receipt
+from statestore.metastore.digests import task_row_id
+from statestore.metastore.tables import task_state, write_receipt
 from statestore.retention import utcnow
 from statestore.write_ids import RECEIPT_TTL
 
@@ -61,6 +64,10 @@ def test_a_copy_is_answered_as_applied_and_writes_nothing(
     item = backend.get_item(scope, "k")
     assert item is not None
     assert (item.value, item.version, item.updated_by) == ("7", 3, "someone-else")
+    # Deleted since: a late copy of the create does not bring the key back.
+    backend.delete(scope, "k")
+    backend.set_item_once(scope, "k", "1", write_id="create-1", if_version=0)
+    assert backend.get_item(scope, "k") is None
     assert _receipts(backend) == 2
 
 
@@ -92,45 +99,60 @@ def test_a_write_id_vouches_for_its_own_key_only(backend: MetastoreStateBackend)
         backend.set_item_once(TASK, "a", "2", write_id="fresh", if_version=0)
 
 
-def test_a_copy_in_flight_waits_for_the_original_then_is_answered(
-    backend: MetastoreStateBackend, migrated_url: URL
+def _hold_the_row(url: URL, dialect: str) -> tuple[Any, Any]:
+    """Another connection's open transaction holding ``k``'s row (SQLite: the write
+    lock): the writes started meanwhile wait for it."""
+    engine = create_engine(url)
+    conn = engine.connect()
+    if dialect == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.begin()
+        found = conn.execute(
+            select(task_state.c.version)
+            .where(task_state.c.row_id == task_row_id(TASK, "k"))
+            .with_for_update()
+        ).scalar_one()
+        assert found == 1
+    return engine, conn
+
+
+def test_copies_in_flight_together_are_applied_once(
+    backend: MetastoreStateBackend, migrated_url: URL, dialect: str
 ) -> None:
-    """The original holds its transaction open (its receipt and row written, not yet
-    committed) while its copy arrives on another connection: the copy waits, then finds
-    the committed receipt -- applied once, no conflict."""
+    """The write and its copy are both in flight at once, on two connections (both wait
+    behind a third that holds the row): whichever goes first applies it and commits its
+    receipt; the other then finds the version moved and the receipt there -- both answer
+    success, the write is applied once."""
     backend.set(TASK, "k", "1")
-    copy_backend = MetastoreStateBackend(migrated_url.render_as_string(hide_password=False))
-    wrote, release = threading.Event(), threading.Event()
-    outcome: list[BaseException | None] = []
+    text = migrated_url.render_as_string(hide_password=False)
+    copy_backend = MetastoreStateBackend(text)
+    engine, holder = _hold_the_row(migrated_url, dialect)
+    outcomes: list[BaseException | None] = []
 
-    def hold_after_the_write(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE"):
-            wrote.set()
-            release.wait(30)
-
-    def original() -> None:
-        event.listen(backend.engine, "after_cursor_execute", hold_after_the_write)
+    def send(sender: MetastoreStateBackend) -> None:
         try:
-            backend.set_item_once(TASK, "k", "2", write_id="slow-1", if_version=1)
-            outcome.append(None)
+            sender.set_item_once(TASK, "k", "2", write_id="in-flight-1", if_version=1)
+            outcomes.append(None)
         except BaseException as exc:  # noqa: BLE001 - reported to the test below
-            outcome.append(exc)
-        finally:
-            event.remove(backend.engine, "after_cursor_execute", hold_after_the_write)
+            outcomes.append(exc)
 
-    thread = threading.Thread(target=original, daemon=True)
-    thread.start()
-    assert wrote.wait(30), "the original never reached its write"
-    timer = threading.Timer(0.5, release.set)  # the copy is waiting by then
-    timer.start()
+    threads = [
+        threading.Thread(target=send, args=(b,), daemon=True) for b in (backend, copy_backend)
+    ]
     try:
-        copy_backend.set_item_once(TASK, "k", "2", write_id="slow-1", if_version=1)
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)  # the original asks first; both are waiting after this
+        assert not outcomes, outcomes  # neither got through the held row
     finally:
-        release.set()
-        timer.cancel()
-        thread.join(30)
+        holder.rollback() if dialect != "sqlite" else holder.exec_driver_sql("ROLLBACK")
+        holder.close()
+        engine.dispose()
+        for thread in threads:
+            thread.join(30)
         copy_backend.close()
-    assert outcome == [None]
+    assert outcomes == [None, None]
     item = backend.get_item(TASK, "k")
     assert item is not None
     assert (item.value, item.version) == ("2", 2)

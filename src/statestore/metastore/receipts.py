@@ -1,28 +1,32 @@
 """Conditional writes with a receipt: applied once however often the request arrives.
 
-``MetastoreStateBackend.set_item_once`` (what a state server calls for a
-compare-and-set or create-only write that names a write id; see
-:mod:`statestore.write_ids`) runs, in one transaction:
+``MetastoreStateBackend.set_item_once`` is what a state server calls for a
+compare-and-set or create-only write that names a write id (see
+:mod:`statestore.write_ids`). The receipt and the write commit together or not at
+all, whoever else writes the key in between:
 
-1. insert the receipt if it is not there (``ON CONFLICT DO NOTHING`` /
-   ``INSERT IGNORE``). Found already: a copy of this request was applied and committed
-   before -- roll back, and answer as applied. A copy still in flight holds the
-   receipt's index entry, so this waits for its transaction to end and then sees it
-   committed (found) or rolled back (not found: go on);
-2. the conditional write, exactly as ``set_item`` plans it (the asset registry's slow
-   path included);
-3. commit if it matched; else roll back, taking the receipt with it, and raise the
-   same ``VersionConflictError`` as ``set_item``.
+- **PostgreSQL** (our own engine): one statement on the hot path,
+  ``WITH written AS (<the write, only if no receipt yet> RETURNING 1) INSERT INTO
+  statestore_write_receipt SELECT … FROM written`` (``statements.ReceiptedWrites``).
+  Rowcount 1: applied now. Otherwise one lookup of the receipt tells a copy (answered
+  as applied) from a lost race (the conflict, as ``set_item`` raises it) -- or, for
+  an asset the registry does not know as writable, the transaction below. One round
+  trip in the steady state, as a plain compare-and-set; a hot-path retry after a
+  dropped connection is safe, being a copy itself.
+- **Elsewhere** (SQLite, MariaDB, a host's engine): one transaction. First insert the
+  receipt if it is not there (``ON CONFLICT DO NOTHING`` / ``ON DUPLICATE KEY``); found
+  already, a copy was applied and committed before -- roll back, answer as applied. A
+  copy still in flight holds the receipt's index entry, so this waits for it to end.
+  Then the conditional write exactly as ``set_item`` plans it (the registry's slow
+  path included); commit if it matched, else roll back, taking the receipt with it,
+  and raise the same ``VersionConflictError``. Four round trips (begin, two
+  statements, commit) instead of one.
 
-So receipt and write commit together or not at all, whoever else writes the key in
-between. It costs a transaction (begin, two statements, commit: four round trips on
-PostgreSQL and MariaDB instead of one), paid only by conditional writes that name a
-write id -- on the direct path nothing changes. Receipts older than
-:data:`~statestore.write_ids.RECEIPT_TTL` are removed before a write, at most once a
-minute per backend, and by ``cleanup``. The sync and async twins differ only by
-``await``.
+Only conditional writes that name a write id pay this; the direct path writes no
+receipts. Receipts older than :data:`~statestore.write_ids.RECEIPT_TTL` are removed
+before a write, at most once a minute per backend, and by ``cleanup``. The sync and
+async twins differ only by ``await``.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -38,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from statestore.metastore import plans, registry
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.statements import build_receipted_writes
 from statestore.metastore.tables import write_receipt
 from statestore.retention import utcnow
 from statestore.write_ids import PRUNE_EVERY_S, RECEIPT_TTL, receipt_id
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from statestore.metastore.connections import Connections
+    from statestore.metastore.connections import Connections, LoopEngine
     from statestore.metastore.statements import Statements
     from statestore.scopes import StateScope
 
@@ -120,6 +125,8 @@ class WriteReceipts:
     _schema_ready: bool
     _receipts_pruned_at = float("-inf")
     """``time.monotonic()`` of this backend's last removal of old receipts."""
+    _receipted_writes: _Receipted | None = None
+    """PostgreSQL: each conditional write's one-statement twin, built on first use."""
 
     if TYPE_CHECKING:
 
@@ -127,6 +134,8 @@ class WriteReceipts:
         async def aensure_schema(self) -> None: ...
         def _finish(self, plan: plans.Plan, result: Any) -> Any: ...
         async def _afinish(self, plan: plans.Plan, result: Any) -> Any: ...
+        def _run_fast(self, plan: plans.Plan) -> Any: ...
+        async def _arun_fast(self, state: LoopEngine, plan: plans.Plan) -> Any: ...
         @property
         def engine(self) -> Engine: ...
         @property
@@ -139,6 +148,23 @@ class WriteReceipts:
             return False
         self._receipts_pruned_at = moment
         return True
+
+    def _postgresql_plans(
+        self, plan: plans.Plan, receipt: dict[str, Any]
+    ) -> tuple[plans.Plan, plans.Plan]:
+        """``plan`` as one statement that commits its receipt too, and the receipt's
+        lookup (``statements.ReceiptedWrites``)."""
+        receipted = self._receipted_writes
+        if receipted is None:
+            receipted = self._receipted_writes = _Receipted(self._statements)
+        write = plans.Plan(
+            plan.kind, receipted.by_statement[id(plan.statement)],
+            {**plan.params, **receipt}, plan.scope, plan.if_version, plan.key,
+        )  # fmt: skip
+        found = plans.Plan(
+            "read", receipted.found, {"receipt_id": receipt["receipt_id"]}, plan.scope
+        )
+        return write, found
 
     def _receipt_plan(
         self, scope: StateScope, key: str, value: str, write_id: str, expires_at: datetime | None,
@@ -177,6 +203,16 @@ class WriteReceipts:
         if self._prune_due():  # before the write: a failure here has written nothing
             with translate_errors(self._sync_url), self._transaction() as conn:
                 conn.execute(prune_statement(), prune_before(receipt["created_at"]))
+        if own and self._family == "postgresql":  # one statement, on the hot path
+            write, found = self._postgresql_plans(plan, receipt)
+            if self._run_fast(write) or self._run_fast(found):
+                return  # applied now, or a copy of a write applied before
+            if plan.kind == "cas":
+                self._finish(plan, 0)  # a task's lost race: the conflict, after a read
+            if plan.kind == "asset_cas" and plan.if_version:  # a lost race, most likely
+                read = self._writable(plan)
+                plans.raise_if_lost(plan, plans.returned(read, self._run_fast(read)))
+            # else the registry has a say (unknown or inactive asset): the whole path
         try:
             with translate_errors(self._sync_url), self._transaction() as conn:
                 if not conn.execute(insert_receipt, receipt).rowcount:
@@ -219,6 +255,17 @@ class WriteReceipts:
             with translate_errors(self._async_url):
                 async with self._atransaction() as conn:
                     await conn.execute(prune_statement(), prune_before(receipt["created_at"]))
+        if own and self._family == "postgresql":
+            write, found = self._postgresql_plans(plan, receipt)
+            state = self._connections.loop_engine()
+            if await self._arun_fast(state, write) or await self._arun_fast(state, found):
+                return
+            if plan.kind == "cas":
+                await self._afinish(plan, 0)
+            if plan.kind == "asset_cas" and plan.if_version:
+                read = self._writable(plan)
+                row = await self._arun_fast(state, read)
+                plans.raise_if_lost(plan, plans.returned(read, row))
         try:
             with translate_errors(self._async_url):
                 async with self._atransaction() as conn:
@@ -238,6 +285,9 @@ class WriteReceipts:
         else:
             return
         await self._afinish(plan, 0)
+
+    def _writable(self, plan: plans.Plan) -> plans.Plan:
+        return plans.get_writable_item(self._statements, plan)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -270,6 +320,23 @@ class WriteReceipts:
                 await _arollback(conn)
                 raise
             await conn.exec_driver_sql("COMMIT")
+
+
+class _Receipted:
+    """:func:`~statestore.metastore.statements.build_receipted_writes` by the statement
+    each replaces (a backend's own ``Statements``, kept as long as the backend)."""
+
+    def __init__(self, stmts: Statements) -> None:
+        writes = build_receipted_writes()
+        self.found = writes.receipt_found
+        self.by_statement: dict[int, Insert] = {
+            id(stmts.task_replace): writes.task_replace,
+            id(stmts.task_create): writes.task_create,
+        }
+        for lookup, replace in stmts.asset_replace.items():
+            self.by_statement[id(replace)] = writes.asset_replace[lookup]
+        for lookup, create in stmts.asset_create.items():
+            self.by_statement[id(create)] = writes.asset_create[lookup]
 
 
 class _Lost(Exception):  # noqa: N818 - control flow, never raised to a caller

@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     literal_column,
     or_,
@@ -33,9 +34,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.metastore.tables import asset, asset_state, task_state, write_receipt
 
-__all__ = ["AssetLookup", "Statements", "build_statements"]
+__all__ = [
+    "AssetLookup",
+    "ReceiptedWrites",
+    "Statements",
+    "build_receipted_writes",
+    "build_statements",
+]
 
 AssetLookup = str
 """Which registry column an ``AssetScope`` is resolved by: ``name``, ``uri`` or ``id``."""
@@ -74,13 +81,19 @@ def _next_version(table: Table) -> ColumnElement[Any]:
     return table.c.version + literal_column("1")
 
 
-def _upsert(dialect: str, stmt: Any, table: Table, *, only_if_expired: bool = False) -> Insert:
+def _upsert(
+    dialect: str, stmt: Any, table: Table, *, only_if_expired: bool = False,
+    guard: ColumnElement[bool] | None = None,
+) -> Insert:  # fmt: skip
     """``stmt`` (an INSERT) that, on a key conflict, overwrites the row -- or, with
     ``only_if_expired``, only an expired row, leaving a live one untouched (rowcount 0:
-    how a create-only write learns it lost)."""
+    how a create-only write learns it lost). ``guard``: a further condition of the
+    overwrite (PostgreSQL and SQLite; see :func:`build_receipted_writes`)."""
     conflict = list(table.primary_key.columns)
     now = bindparam("now", type_=table.c.expires_at.type)
     expired = and_(table.c.expires_at.is_not(None), table.c.expires_at < now)
+    if guard is not None:
+        expired = and_(expired, guard)
     if dialect == "mysql":
         new = stmt.inserted
         if not only_if_expired:
@@ -102,6 +115,50 @@ def _replace(table: Table, match: ColumnElement[bool]) -> Update:
         update(table)
         .where(match, table.c.version == bindparam("if_version"), _not_expired(table.c.expires_at))
         .values(version=_next_version(table), **values)
+    )
+
+
+def _asset_insert(
+    dialect: str, lookup: AssetLookup, *, only_if_expired: bool = False,
+    guard: ColumnElement[bool] | None = None,
+) -> Insert:  # fmt: skip
+    """An asset write: ``INSERT … SELECT`` from the registry row of an active asset."""
+    columns = ["key_digest", "key", "version", *_WRITTEN]
+    source = select(
+        asset.c.id, *(bindparam(c, type_=asset_state.c[c].type) for c in columns)
+    ).where(_asset_match(lookup), asset.c.active == true())
+    if guard is not None:
+        source = source.where(guard)
+    stmt = _insert_for(dialect)(asset_state).from_select(["asset_id", *columns], source)
+    upsert = _upsert(dialect, stmt, asset_state, only_if_expired=only_if_expired, guard=guard)
+    # rowcount 0 is how the caller learns the asset is unknown or inactive.
+    return upsert.execution_options(preserve_rowcount=True)
+
+
+def _asset_replace(lookup: AssetLookup) -> Update:
+    """An asset compare-and-set, by the registry row of an active asset."""
+    # An UPDATE reserves its table's column names for SET: "w_" names for WHERE.
+    match = _asset_match(lookup, id_param="w_asset_id")
+    active = select(asset.c.id).where(match, asset.c.active == true())
+    key = asset_state.c.key_digest == bindparam("w_key_digest")
+    # "= (scalar subquery)", not "IN (subquery)": MariaDB runs the latter as a
+    # dependent subquery over a scan of the whole index, locking every row it
+    # scans -- every compare-and-set of every asset then queues behind one another.
+    # The registry's lookups are unique, so the subquery yields at most one id.
+    return _replace(asset_state, and_(asset_state.c.asset_id == active.scalar_subquery(), key))
+
+
+def _task_create(dialect: str, guard: ColumnElement[bool] | None = None) -> Insert:
+    """A create-only task write: insert, or overwrite an expired row only."""
+    stmt: Any = _insert_for(dialect)(task_state)
+    if guard is not None:  # INSERT … SELECT, so that the guard can stop the insert too
+        columns = [c.name for c in task_state.columns]
+        source = select(*(bindparam(c, type_=task_state.c[c].type) for c in columns))
+        stmt = stmt.from_select(columns, source.where(guard))
+    # rowcount 0 is how a create-only write learns it lost; through SQLAlchemy (a host's
+    # engine or session) an INSERT reports it only when asked to keep it (else -1).
+    return _upsert(dialect, stmt, task_state, only_if_expired=True, guard=guard).execution_options(
+        preserve_rowcount=True
     )
 
 
@@ -177,21 +234,6 @@ def build_statements(dialect: str) -> Statements:
     ts = task_state.c
     key_match = asset_state.c.key_digest == bindparam("key_digest")
     task_set = _upsert(dialect, insert(task_state), task_state)
-    # rowcount 0 is how a create-only write learns it lost; through SQLAlchemy (a host's
-    # engine or session) an INSERT reports it only when asked to keep it (else -1).
-    task_create = _upsert(
-        dialect, insert(task_state), task_state, only_if_expired=True
-    ).execution_options(preserve_rowcount=True)
-
-    def asset_set_for(lookup: AssetLookup, *, only_if_expired: bool = False) -> Insert:
-        columns = ["key_digest", "key", "version", *_WRITTEN]
-        source = select(
-            asset.c.id, *(bindparam(c, type_=asset_state.c[c].type) for c in columns)
-        ).where(_asset_match(lookup), asset.c.active == true())
-        stmt = insert(asset_state).from_select(["asset_id", *columns], source)
-        upsert = _upsert(dialect, stmt, asset_state, only_if_expired=only_if_expired)
-        # rowcount 0 is how the caller learns the asset is unknown or inactive.
-        return upsert.execution_options(preserve_rowcount=True)
 
     def task_read(columns: list[Any]) -> Select[Any]:
         """The live row of one key: its value, or its value with metadata."""
@@ -204,17 +246,6 @@ def build_statements(dialect: str) -> Statements:
             .where(_asset_match(lookup), key_match, _not_expired(asset_state.c.expires_at))
         )
 
-    def asset_replace_for(lookup: AssetLookup) -> Update:
-        # An UPDATE reserves its table's column names for SET: "w_" names for WHERE.
-        match = _asset_match(lookup, id_param="w_asset_id")
-        active = select(asset.c.id).where(match, asset.c.active == true())
-        key = asset_state.c.key_digest == bindparam("w_key_digest")
-        # "= (scalar subquery)", not "IN (subquery)": MariaDB runs the latter as a
-        # dependent subquery over a scan of the whole index, locking every row it
-        # scans -- every compare-and-set of every asset then queues behind one another.
-        # The registry's lookups are unique, so the subquery yields at most one id.
-        return _replace(asset_state, and_(asset_state.c.asset_id == active.scalar_subquery(), key))
-
     register = insert(asset)
     register = (
         register.prefix_with("IGNORE")
@@ -225,7 +256,7 @@ def build_statements(dialect: str) -> Statements:
         task_get=task_read([ts.value]),
         task_get_item=task_read(_item_columns(task_state)),
         task_set=task_set,
-        task_create=task_create,
+        task_create=_task_create(dialect),
         task_replace=_replace(task_state, ts.row_id == bindparam("w_row_id")),
         task_delete=delete(task_state).where(ts.row_id == bindparam("row_id")),
         task_clear_one=delete(task_state).where(
@@ -247,9 +278,11 @@ def build_statements(dialect: str) -> Statements:
             lookup: asset_read(_item_columns(asset_state), lookup).where(asset.c.active == true())
             for lookup in _LOOKUPS
         },
-        asset_set={lookup: asset_set_for(lookup) for lookup in _LOOKUPS},
-        asset_create={lookup: asset_set_for(lookup, only_if_expired=True) for lookup in _LOOKUPS},
-        asset_replace={lookup: asset_replace_for(lookup) for lookup in _LOOKUPS},
+        asset_set={lookup: _asset_insert(dialect, lookup) for lookup in _LOOKUPS},
+        asset_create={
+            lookup: _asset_insert(dialect, lookup, only_if_expired=True) for lookup in _LOOKUPS
+        },
+        asset_replace={lookup: _asset_replace(lookup) for lookup in _LOOKUPS},
         asset_delete={
             lookup: delete(asset_state).where(key_match, _asset_id_is(lookup))
             for lookup in _LOOKUPS
@@ -281,4 +314,52 @@ def build_statements(dialect: str) -> Statements:
             for lookup in _LOOKUPS
             for values in (True, False)
         },
+    )
+
+
+@dataclass(frozen=True)
+class ReceiptedWrites:
+    """PostgreSQL's conditional writes that commit their receipt in the same statement.
+
+    ``WITH written AS (<the write> AND no receipt yet RETURNING 1) INSERT INTO
+    statestore_write_receipt SELECT … FROM written``: rowcount 1 when the write was
+    applied now, with its receipt; 0 when it matched nothing or its receipt was
+    already there (a copy; the caller looks the receipt up to tell them apart). A copy
+    that arrives while the original is in flight waits on the row (or key) the original
+    holds, then finds the version moved. One round trip, as a plain compare-and-set.
+    """
+
+    task_replace: Insert
+    task_create: Insert
+    asset_replace: dict[AssetLookup, Insert]
+    asset_create: dict[AssetLookup, Insert]
+    receipt_found: Select[Any]
+
+
+def build_receipted_writes() -> ReceiptedWrites:
+    """The PostgreSQL statements of :class:`ReceiptedWrites`."""
+    receipt_id = bindparam("receipt_id", type_=write_receipt.c.receipt_id.type)
+    guard = ~exists().where(write_receipt.c.receipt_id == receipt_id)
+
+    def receipted(write: Any) -> Insert:
+        written = write.returning(literal_column("1")).cte("written")
+        created_at = bindparam("created_at", type_=write_receipt.c.created_at.type)
+        source = select(receipt_id, created_at).select_from(written)
+        stmt = postgresql.insert(write_receipt).from_select(["receipt_id", "created_at"], source)
+        return stmt.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+
+    task_match = task_state.c.row_id == bindparam("w_row_id")
+    return ReceiptedWrites(
+        task_replace=receipted(_replace(task_state, task_match).where(guard)),
+        task_create=receipted(_task_create("postgresql", guard)),
+        asset_replace={
+            lookup: receipted(_asset_replace(lookup).where(guard)) for lookup in _LOOKUPS
+        },
+        asset_create={
+            lookup: receipted(
+                _asset_insert("postgresql", lookup, only_if_expired=True, guard=guard)
+            )
+            for lookup in _LOOKUPS
+        },
+        receipt_found=select(literal_column("1")).where(write_receipt.c.receipt_id == receipt_id),
     )
