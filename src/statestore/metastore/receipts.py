@@ -27,6 +27,7 @@ receipts. Receipts older than :data:`~statestore.write_ids.RECEIPT_TTL` are remo
 before a write, at most once a minute per backend, and by ``cleanup``. The sync and
 async twins differ only by ``await``.
 """
+
 from __future__ import annotations
 
 import contextlib
