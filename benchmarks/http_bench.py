@@ -80,6 +80,7 @@ def _single_ops(t: StatestoreTarget | HttpTarget, prefix: str) -> Ops:
         "get (hits)": lambda i: t.get(f"{prefix}k{i}"),
         "overwrite": lambda i: t.set(f"{prefix}k{i}", VALUE),
         "asset get": lambda i: t.asset_get(f"a{i % 100}"),
+        "update (+1)": lambda i: t.update(f"{prefix}n{i % 50}"),
     }
 
 

@@ -126,6 +126,10 @@ class HttpTarget:
     def delete(self, key: str) -> None:
         self.task.delete(key)
 
+    def update(self, key: str) -> None:
+        """``update(+1)``: a read, then a compare-and-set with its write id."""
+        self.task.update(key, lambda n: n + 1, default=0)
+
     def asset_set(self, key: str, value: Any) -> None:
         self.asset.set(key, value)
 
