@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, delete
 from sqlalchemy.engine import URL
 
 from statestore.metastore import upgrade
-from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.metastore.tables import asset, asset_state, task_state, write_receipt
 from tests.integration.conftest import ServerDatabases, _server
 from tests.integration.pgbouncer import PgBouncer, find_pgbouncer
 
@@ -102,7 +102,7 @@ class PooledDatabases:
     def wipe(self, name: str) -> None:
         """Delete every statestore row (children first), keeping the schema."""
         with self.direct(name).connect() as conn:
-            for table in (asset_state, task_state, asset):
+            for table in (asset_state, task_state, asset, write_receipt):
                 conn.execute(delete(table))
 
     def drop(self, name: str) -> None:
