@@ -40,12 +40,13 @@ WRITE_ID_HEADER = "Idempotency-Key"
 MAX_WRITE_ID_LENGTH = 128
 
 RECEIPT_TTL = timedelta(minutes=15)
-"""How long a receipt is kept. Copies of a request arrive within a minute or so: a load
-balancer's resend at once, or after its upstream read timeout (nginx: 60 s); the
-client's own within its ``timeout_seconds``. A copy arriving later than this is
-answered as any conditional write is. Kept short because every conditional write
-through a server leaves one (~100 bytes with its index): the metastore removes
-older ones itself, at most once a minute per process, and ``cleanup`` does too."""
+"""How long a receipt is kept at least. Copies of a request arrive within a minute or
+so: a load balancer's resend at once, or after its upstream read timeout (nginx: 60 s);
+the client's own within its ``timeout_seconds``. A receipt counts until it is removed:
+once older than this, before a conditional write with a write id (the metastore, at
+most once a minute per process; the in-memory backend, on each one) and by
+``cleanup``. Kept short because every conditional write through a server leaves one
+(~100 bytes with its index)."""
 
 PRUNE_EVERY_S = 60.0
 """How often (at most) one backend removes receipts older than :data:`RECEIPT_TTL`."""

@@ -161,9 +161,10 @@ def key_operation(method: str, *, task: bool) -> dict[str, Any]:
                  "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~:-]{1,128}$"},
                  "description": "Names a conditional write: a copy of an applied one "
                                 "(a resend) is answered 204 and writes nothing. A new "
-                                "random value for every write: one reused within 15 "
-                                "minutes on the same key is answered 204 unwritten. "
-                                "Ignored without If-Match / If-None-Match."},
+                                "random value for every write: one reused on the same "
+                                "key while its receipt is kept (at least 15 minutes) "
+                                "is answered 204 unwritten. Checked on every PUT, "
+                                "acted on only with If-Match / If-None-Match."},
             ],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ANY_JSON}}},

@@ -9,7 +9,7 @@ compare-and-set or create-only write that a client named with an ``Idempotency-K
 in the write's own transaction; a copy of the request that arrives again (a load
 balancer resending a PUT to another replica after the first died mid-request, or the
 client resending after a broken connection) finds it and is answered "applied" instead
-of 412. ``cleanup`` removes receipts older than a day.
+of 412. Receipts older than 15 minutes are removed by the server and by ``cleanup``.
 """
 
 from __future__ import annotations
