@@ -27,6 +27,7 @@ from statestore.scopes import AssetScope, StateScope, TaskScope
 __all__ = [
     "MAX_WRITE_ID_LENGTH",
     "PRUNE_EVERY_S",
+    "RECEIPTS_HEADER",
     "RECEIPT_TTL",
     "WRITE_ID_HEADER",
     "check_write_id",
@@ -36,6 +37,11 @@ __all__ = [
 
 WRITE_ID_HEADER = "Idempotency-Key"
 """The request header that names a conditional write (the IETF httpapi draft's name)."""
+
+RECEIPTS_HEADER = "Statestore-Write-Receipts"
+"""A response header, ``kept``, on a state server's key reads and writes when its backend
+keeps write receipts: only then does a client resend a conditional write whose answer
+it did not get (see ``HttpStateBackend``)."""
 
 MAX_WRITE_ID_LENGTH = 128
 

@@ -103,6 +103,9 @@ async def test_a_conditional_write_sent_twice_is_applied_once(
     for _ in range(2):
         sent = await client.put(wire.TASK_KEY, params=key, content=b"2", headers=cas)
         assert sent.status_code == 204
+        assert sent.headers["Statestore-Write-Receipts"] == "kept"  # resending is safe
+    got = await client.get(wire.TASK_KEY, params=key, headers=auth)
+    assert got.headers["Statestore-Write-Receipts"] == "kept"  # told on reads too
     assert (
         await client.put(wire.TASK_KEY, params=key, content=b"9", headers=auth)
     ).status_code == 204

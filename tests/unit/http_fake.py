@@ -21,7 +21,7 @@ from statestore.backends.memory import InMemoryStateBackend
 from statestore.batches import check_keys, encode_entries
 from statestore.exceptions import AuthenticationError, StateStoreError
 from statestore.scopes import StateScope, TaskScope
-from statestore.write_ids import WRITE_ID_HEADER, check_write_id
+from statestore.write_ids import RECEIPTS_HEADER, WRITE_ID_HEADER, check_write_id
 
 __all__ = ["FakeServer"]
 
@@ -40,6 +40,9 @@ class FakeServer:
     # Called with each request the server answered: raise an httpx error to simulate a
     # connection that broke after the server had acted, before its answer arrived.
     lost_answer: Callable[[httpx.Request], None] | None = None
+    # As a server whose backend keeps write receipts (it says so on every answer); off:
+    # as one over a custom backend without them.
+    keeps_receipts: bool = True
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -53,6 +56,8 @@ class FakeServer:
         except StateStoreError as exc:
             status, body = wire.problem_for(exc)
             response = _problem(status, body)
+        if self.keeps_receipts:
+            response.headers[RECEIPTS_HEADER] = "kept"
         if self.lost_answer is not None:
             self.lost_answer(request)
         return response
@@ -84,7 +89,7 @@ class FakeServer:
                 value = request.content.decode("utf-8")
                 expires_at = wire.expires_at_from_params(params)
                 write_id = request.headers.get(WRITE_ID_HEADER)
-                if write_id is not None and if_version is not None:  # as the real server
+                if write_id is not None and if_version is not None and self.keeps_receipts:
                     self.backend.set_item_once(
                         scope, key, value, write_id=check_write_id(write_id),
                         if_version=if_version, expires_at=expires_at,

@@ -296,6 +296,7 @@ def test_a_conditional_write_whose_answer_was_lost_is_resent_and_applied_once(
     server: FakeServer, if_version: int
 ) -> None:
     backend = _backend(server)
+    backend.get(SCOPE, "k")  # any answer says whether the server keeps write receipts
     if if_version:
         backend.set(SCOPE, "k", '"old"')
     server.requests.clear()
@@ -307,6 +308,31 @@ def test_a_conditional_write_whose_answer_was_lost_is_resent_and_applied_once(
     puts = [r for r in server.requests if r.method == "PUT"]
     assert len(puts) == 2  # the write, and its copy after the broken connection
     assert len({r.headers["Idempotency-Key"] for r in puts}) == 1
+
+
+def test_without_receipts_a_conditional_write_whose_answer_was_lost_is_not_resent(
+    server: FakeServer,
+) -> None:
+    """A server that has not said it keeps write receipts (one over a custom backend)
+    would answer a copy 412: the outcome is reported unknown instead, and nothing is
+    sent twice. Once a server says it keeps them, the same failure is resent."""
+    server.keeps_receipts = False
+    backend = _backend(server)
+    _answer_lost_once(server)
+    with pytest.raises(BackendUnavailableError, match="whether the write was applied is unknown"):
+        backend.set_item(SCOPE, "k", '"v"', if_version=0)
+    assert [r.method for r in server.requests] == ["PUT"]
+    item = backend.get_item(SCOPE, "k")  # applied once, and the client was told "unknown"
+    assert item is not None
+    assert item.version == 1
+    server.keeps_receipts = True
+    backend.get(SCOPE, "k")  # an answer that says it
+    _answer_lost_once(server)
+    backend.set_item(SCOPE, "k", '"w"', if_version=1)
+    assert [r.method for r in server.requests][-2:] == ["PUT", "PUT"]
+    item = backend.get_item(SCOPE, "k")
+    assert item is not None
+    assert (item.value, item.version) == ('"w"', 2)
 
 
 async def test_async_update_whose_answer_was_lost_counts_once(server: FakeServer) -> None:

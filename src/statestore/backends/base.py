@@ -177,7 +177,11 @@ class BaseStateBackend(ABC):
     # What a state server calls for a conditional write that names a write id
     # (``statestore.write_ids``). The default is the plain conditional write: a backend
     # that keeps no receipts answers a copy of an applied request with the conflict,
-    # as HTTP's If-Match alone would.
+    # as HTTP's If-Match alone would. A backend that keeps them says so with
+    # ``keeps_write_receipts``; a server tells its clients, which resend an unanswered
+    # conditional write only then.
+
+    keeps_write_receipts: bool = False
 
     def set_item_once(
         self,

@@ -14,8 +14,10 @@ have reached it (the connection broke before the answer) is resent too, because
 sending any of them twice is harmless: reads, plain writes (the same value again),
 deletes and clears -- and conditional writes (``if_version``), which carry a write id
 that the server answers as applied when a copy of the request was
-(:mod:`statestore.write_ids`). Every attempt and pause fits inside ``timeout_seconds``; then
-``BackendUnavailableError`` names the server (never the token).
+(:mod:`statestore.write_ids`), once the server has said that it keeps write receipts
+(until then such a failure says the outcome is unknown). Every attempt and pause fits
+inside ``timeout_seconds``; then ``BackendUnavailableError`` names the server (never the
+token).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from statestore.backends.http_admin import AdminRoutes
 from statestore.backends.http_batches import HttpBatches
 from statestore.backends.http_messages import Call, RetryPolicy, TokenSource
 from statestore.exceptions import BackendUnavailableError, ConfigError
+from statestore.write_ids import RECEIPTS_HEADER, WRITE_ID_HEADER
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,6 +125,7 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
         self._given_async_transport = async_transport
         self._verify = verify
         self._lock = threading.Lock()
+        self._receipts_kept = False  # until the server says so (write_ids.RECEIPTS_HEADER)
         self._pool: httpx.BaseTransport | None = None
         self._loops: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
         lifecycle.track_forks(self)
@@ -197,14 +201,32 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
         """How long to wait before resending ``call``; raises when it must not be."""
         remaining = start + self._policy.timeout - time.monotonic()
         pause = self._policy.pause(attempt, remaining) if messages.may_resend(exc) else None
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if pause is not None and not self._safe_to_resend(exc, call):
+            raise BackendUnavailableError(
+                f"the connection to the state server at {self._server} broke after a "
+                f"conditional write was sent ({what}), and the server has not said that it "
+                "keeps write receipts: whether the write was applied is unknown, so it was "
+                "not resent; read the key to find out"
+            ) from exc
         if pause is not None:
             return pause
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise BackendUnavailableError(
             f"the state server at {self._server} did not answer ({what}; "
             f"{attempt + 1} attempt{'s' if attempt else ''} within the "
             f"{self._policy.timeout:g} s timeout_seconds)"
         ) from exc
+
+    def _safe_to_resend(self, exc: httpx.TransportError, call: Call) -> bool:
+        """A conditional write that may have reached the server is resent only once the
+        server has said it keeps write receipts (a server over a custom backend may not:
+        a copy would then get 412, and ``update()`` apply its function again)."""
+        conditional = WRITE_ID_HEADER in call.headers
+        return not conditional or self._receipts_kept or messages.never_sent(exc)
+
+    def _learn(self, response: httpx.Response) -> None:
+        if not self._receipts_kept and response.headers.get(RECEIPTS_HEADER) == "kept":
+            self._receipts_kept = True
 
     def _send(self, call: Call) -> httpx.Response:
         pool = self._sync_transport()
@@ -226,6 +248,7 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
             if not renewed and self._token.renewed_since(token, response):
                 renewed = True
                 continue
+            self._learn(response)
             return response
 
     async def _asend(self, call: Call) -> httpx.Response:
@@ -248,6 +271,7 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
             if not renewed and self._token.renewed_since(token, response):
                 renewed = True
                 continue
+            self._learn(response)
             return response
 
     def _call(self, call: Call, read: Callable[[httpx.Response, str], T]) -> T:

@@ -51,6 +51,7 @@ __all__ = [
     "get_call",
     "list_call",
     "may_resend",
+    "never_sent",
     "read_assets",
     "read_count",
     "read_done",
@@ -71,7 +72,8 @@ class Call:
     Every call may be sent again after an *ambiguous* failure (the request went out, no
     answer came back): sending a read, a plain write, a delete or a clear twice leaves
     the same state as once, and a conditional write carries a write id
-    (``Idempotency-Key``) that the server answers as applied when a copy was.
+    (``Idempotency-Key``) that the server answers as applied when a copy was -- if the
+    server keeps write receipts, which the backend learns from its answers.
     """
 
     method: str
@@ -337,6 +339,11 @@ def _is_certificate_problem(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request certainly never reached the server."""
+    return isinstance(exc, _NEVER_SENT)
 
 
 def may_resend(exc: httpx.TransportError) -> bool:

@@ -40,6 +40,8 @@ class _Asset:
 class InMemoryStateBackend(BaseStateBackend):
     """Thread-safe, asyncio-safe, process-local state. Honours ``expires_at`` on read."""
 
+    keeps_write_receipts = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # (dag_id, run_id, task_id) -> map_index -> key -> StoredItem; nesting

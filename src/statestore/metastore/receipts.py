@@ -20,7 +20,9 @@ all, whoever else writes the key in between:
   Then the conditional write exactly as ``set_item`` plans it (the registry's slow
   path included); commit if it matched, else roll back, taking the receipt with it,
   and raise the same ``VersionConflictError``. Four round trips (begin, two
-  statements, commit) instead of one.
+  statements, commit) instead of one. A deadlock victim (InnoDB, when writers of one
+  key from two server processes meet on the receipt's and the row's locks) is run
+  again after a short random pause, as the hot path does, up to ``DEADLOCK_RETRIES``.
 
 Only conditional writes that name a write id pay this; the direct path writes no
 receipts. Receipts older than :data:`~statestore.write_ids.RECEIPT_TTL` are removed
@@ -39,11 +41,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Delete, Insert, bindparam, delete, insert
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from statestore.metastore import plans, registry
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.retries import DEADLOCK_RETRIES, deadlock_pause, is_deadlock
 from statestore.metastore.statements import build_receipted_writes
 from statestore.metastore.tables import write_receipt
 from statestore.retention import utcnow
@@ -111,6 +115,8 @@ def prune_before(now: datetime) -> dict[str, datetime]:
 
 class WriteReceipts:
     """``set_item_once`` and its async twin (see the module docstring)."""
+
+    keeps_write_receipts = True
 
     _statements: Statements
     _connections: Connections
@@ -210,8 +216,17 @@ class WriteReceipts:
                 read = self._writable(plan)
                 plans.raise_if_lost(plan, plans.returned(read, self._run_fast(read)))
             # else the registry has a say (unknown or inactive asset): the whole path
-        with translate_errors(self._sync_url), self._connect() as conn:
-            outcome = _write_once(conn, self._once_args(plan, receipt, own))
+        once = self._once_args(plan, receipt, own)
+        with translate_errors(self._sync_url):
+            for attempt in range(DEADLOCK_RETRIES + 1):
+                try:
+                    with self._connect() as conn:
+                        outcome = _write_once(conn, once)
+                    break
+                except sa_exc.DBAPIError as exc:
+                    if not _retried(exc, attempt):
+                        raise
+                time.sleep(deadlock_pause(attempt))
         if outcome is False:
             self._finish(plan, 0)  # raises the conflict set_item raises, after a read
 
@@ -257,9 +272,17 @@ class WriteReceipts:
                 read = self._writable(plan)
                 row = await self._arun_fast(state, read)
                 plans.raise_if_lost(plan, plans.returned(read, row))
+        once = self._once_args(plan, receipt, own)
         with translate_errors(self._async_url):
-            async with self._aconnect() as conn:  # one hop into the sync core below
-                outcome = await conn.run_sync(_write_once, self._once_args(plan, receipt, own))
+            for attempt in range(DEADLOCK_RETRIES + 1):
+                try:
+                    async with self._aconnect() as conn:  # one hop into the sync core below
+                        outcome = await conn.run_sync(_write_once, once)
+                    break
+                except sa_exc.DBAPIError as exc:
+                    if not _retried(exc, attempt):
+                        raise
+                await asyncio.sleep(deadlock_pause(attempt))
         if outcome is False:
             await self._afinish(plan, 0)
 
@@ -294,6 +317,13 @@ class _Once:
     begin: str | None
     """SQL that begins the transaction on an autocommit connection; ``None``: a host's
     connection, on which SQLAlchemy begins it."""
+
+
+def _retried(exc: sa_exc.DBAPIError, attempt: int) -> bool:
+    """Whether to run the transaction again: the database chose it as a deadlock victim
+    and rolled it back whole (InnoDB, when writers of one key meet on the receipt's and
+    the row's locks), and attempts are left. Running it again is what a copy does."""
+    return is_deadlock(exc) and attempt < DEADLOCK_RETRIES
 
 
 def _write_once(conn: Connection, once: _Once) -> bool | None:

@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from statestore import wire
+from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import InvalidKeyError, InvalidValueError
 from statestore.scopes import TaskScope, check_key
 from statestore.server.auth import Access
 from statestore.server.body import read_value
 from statestore.server.state import ServerState
-from statestore.write_ids import check_write_id
+from statestore.write_ids import RECEIPTS_HEADER, check_write_id
 
 __all__ = ["MAX_PAGE", "clear_scope", "delete_key", "get_key", "list_keys", "put_key"]
 
@@ -44,11 +45,23 @@ async def get_key(request: Request, access: Access) -> Response:
     """The value's JSON text with its metadata in headers, or the KeyAbsent 404."""
     key = _key(request)
     assert access.scope is not None
-    item = await _state(request).backend.aget_item(access.scope, key)
+    backend = _state(request).backend
+    item = await backend.aget_item(access.scope, key)
     if item is None:
         status, body = wire.absent_problem(key)
-        return JSONResponse(body, status, media_type=wire.PROBLEM_CONTENT_TYPE)
-    return Response(item.value, 200, wire.item_headers(item), media_type=_JSON)
+        return JSONResponse(body, status, _receipts(backend), media_type=wire.PROBLEM_CONTENT_TYPE)
+    headers = wire.item_headers(item)
+    if backend.keeps_write_receipts:
+        headers[RECEIPTS_HEADER] = "kept"
+    return Response(item.value, 200, headers, media_type=_JSON)
+
+
+def _receipts(backend: BaseStateBackend) -> dict[str, str] | None:
+    """The header that tells a client its conditional writes may be resent."""
+    return _KEPT if backend.keeps_write_receipts else None
+
+
+_KEPT = {RECEIPTS_HEADER: "kept"}
 
 
 async def put_key(request: Request, access: Access) -> Response:
@@ -70,17 +83,18 @@ async def put_key(request: Request, access: Access) -> Response:
     write_id = request.headers.get("idempotency-key")
     if write_id is not None:  # checked whenever sent, though a plain write needs none
         check_write_id(write_id)
-    if write_id is not None and if_version is not None:  # a copy is answered, not redone
-        await state.backend.aset_item_once(
+    backend = state.backend
+    if write_id is not None and if_version is not None and backend.keeps_write_receipts:
+        await backend.aset_item_once(
             scope, key, value, write_id=write_id, if_version=if_version,
             expires_at=expires_at, updated_by=updated_by,
         )  # fmt: skip
-        return Response(status_code=204)
+        return Response(status_code=204, headers=_KEPT)  # a copy is answered, not redone
     # A plain write needs no receipt: a copy writes the same value again.
-    await state.backend.aset_item(
+    await backend.aset_item(
         scope, key, value, expires_at=expires_at, if_version=if_version, updated_by=updated_by
     )
-    return Response(status_code=204)
+    return Response(status_code=204, headers=_receipts(backend))
 
 
 async def delete_key(request: Request, access: Access) -> Response:
