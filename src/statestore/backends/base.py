@@ -182,6 +182,8 @@ class BaseStateBackend(ABC):
     # conditional write only then.
 
     keeps_write_receipts: bool = False
+    """Whether :meth:`set_item_once` keeps receipts (a state server then tells its
+    clients that resending an unanswered conditional write is safe)."""
 
     def set_item_once(
         self,

@@ -41,6 +41,7 @@ class InMemoryStateBackend(BaseStateBackend):
     """Thread-safe, asyncio-safe, process-local state. Honours ``expires_at`` on read."""
 
     keeps_write_receipts = True
+    """Receipts in this process, kept as long as the metastore keeps them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -117,6 +117,7 @@ class WriteReceipts:
     """``set_item_once`` and its async twin (see the module docstring)."""
 
     keeps_write_receipts = True
+    """Receipts in ``statestore_write_receipt``, committed with each write."""
 
     _statements: Statements
     _connections: Connections
