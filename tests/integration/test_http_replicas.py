@@ -14,11 +14,13 @@ test skips, except in CI (``CI=true``), where a missing nginx is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -125,6 +127,28 @@ def _count_up(
                 results["succeeded"] += 1
 
 
+@contextlib.contextmanager
+def _counting(url: str, token: str, jobs: list[tuple[Any, ...]]) -> Iterator[None]:
+    """One store and thread per job, each running ``_count_up(store, *job)``, started
+    before the block; after it, every thread is joined (none may hang) and every store
+    closed. A fault the test injects goes in the block."""
+    stores = [StateStore(url, token=token) for _ in jobs]
+    threads = [
+        threading.Thread(target=_count_up, args=(store, *job), daemon=True)
+        for store, job in zip(stores, jobs, strict=True)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        yield
+        for thread in threads:
+            thread.join(DEADLINE_S + 30)
+        assert not any(thread.is_alive() for thread in threads), "a client hung"
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_replicas_behind_nginx_lose_no_update(
     replicas: list[Served], database: URL, keys: tuple[bytes, Path], tmp_path: Path
 ) -> None:
@@ -136,20 +160,8 @@ def test_replicas_behind_nginx_lose_no_update(
     errors: list[BaseException] = []
     lock = threading.Lock()
     with Nginx([r.port for r in replicas], tmp_path) as nginx:
-        stores = [StateStore(nginx.url, token=token) for _ in range(CLIENTS)]
-        threads = [
-            threading.Thread(target=_count_up, args=(store, results, errors, lock), daemon=True)
-            for store in stores
-        ]
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(DEADLINE_S + 30)
-            assert not any(thread.is_alive() for thread in threads), "a client hung"
-        finally:
-            for store in stores:
-                store.close()
+        with _counting(nginx.url, token, [(results, errors, lock)] * CLIENTS):
+            pass
         served_by = nginx.served_by()
     assert errors == [], errors
     assert results["succeeded"] > 0
@@ -211,18 +223,8 @@ def test_a_replica_lost_mid_burst_loses_and_doubles_no_update(
             TcpProxy("127.0.0.1", lost.port) as link,
             Nginx([link.port, kept.port], tmp_path) as nginx,
         ):
-            stores = [StateStore(nginx.url, token=token) for _ in names]
-            threads = [
-                threading.Thread(
-                    target=_count_up,
-                    args=(store, results[name], errors, lock, updates, name),
-                    daemon=True,
-                )
-                for store, name in zip(stores, names, strict=True)
-            ]
-            try:
-                for thread in threads:
-                    thread.start()
+            jobs = [(results[name], errors, lock, updates, name) for name in names]
+            with _counting(nginx.url, token, jobs):
                 deadline = time.monotonic() + DEADLINE_S
                 while (
                     sum(r["succeeded"] for r in results.values()) < CLIENTS * 3
@@ -234,12 +236,6 @@ def test_a_replica_lost_mid_burst_loses_and_doubles_no_update(
                 link.refuse()
                 link.cut_all()  # nginx: the upstream failed before answering
                 lost.kill()
-                for thread in threads:
-                    thread.join(DEADLINE_S + 30)
-                assert not any(thread.is_alive() for thread in threads), "a client hung"
-            finally:
-                for store in stores:
-                    store.close()
             passed_on = nginx.passed_on()
     finally:
         lost.stop()

@@ -146,7 +146,10 @@ def test_copies_in_flight_together_are_applied_once(
             time.sleep(0.3)  # the original asks first; both are waiting after this
         assert not outcomes, outcomes  # neither got through the held row
     finally:
-        holder.rollback() if dialect != "sqlite" else holder.exec_driver_sql("ROLLBACK")
+        if dialect == "sqlite":
+            holder.exec_driver_sql("ROLLBACK")
+        else:
+            holder.rollback()
         holder.close()
         engine.dispose()
         for thread in threads:

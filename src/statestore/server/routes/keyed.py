@@ -50,9 +50,7 @@ async def get_key(request: Request, access: Access) -> Response:
     if item is None:
         status, body = wire.absent_problem(key)
         return JSONResponse(body, status, _receipts(backend), media_type=wire.PROBLEM_CONTENT_TYPE)
-    headers = wire.item_headers(item)
-    if backend.keeps_write_receipts:
-        headers[RECEIPTS_HEADER] = "kept"
+    headers = {**wire.item_headers(item), **(_receipts(backend) or {})}
     return Response(item.value, 200, headers, media_type=_JSON)
 
 
