@@ -29,6 +29,16 @@ query                         index
 :func:`run_search`            the same: one seek per dag, then one per matching run
 (:mod:`.search`)              searching task ids and keys in every scope
 :func:`task_keys`             ``ix_statestore_task_state_task_digest_map_index_key``
+============================  ===============================================
+
+On SQLite (migration 0006) one ``(dag_id, run_id, task_id, map_index, key)`` index
+stands for the browse index and the digest one, so every query above seeks on it; the
+search by task id or key (:mod:`.search`) reads the table once per page there instead
+(:meth:`SkipScan.scan`), the price of writing four B-trees per new key instead of seven.
+
+============================  ===============================================
+query                         index
+============================  ===============================================
 :func:`asset_keys`            ``ix_statestore_asset_state_asset_id_key``
 :func:`assets`                none: the registry is small (one row per asset, not per
                               key) and is read in name order up to the page
@@ -64,9 +74,10 @@ from sqlalchemy import (
 )
 
 from statestore.metastore.backend import MetastoreStateBackend
-from statestore.metastore.digests import key_digest, task_digest, task_row_id
+from statestore.metastore.digests import key_digest, task_row_id
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.metastore.tables import SCANNED_ON_SQLITE, asset, asset_state, task_state
+from statestore.metastore.task_match import task_match
 from statestore.scopes import TaskScope
 
 __all__ = [
@@ -199,6 +210,26 @@ class SkipScan:
             .limit(1)
         )
 
+    def scan(self) -> Select[Any]:
+        """The same values in one pass over the rows: for a column with no index to
+        seek on (SQLite's task ids and keys, :data:`.tables.SCANNED_ON_SQLITE`), where
+        each seek would read the whole table."""
+        return (
+            select(self.column)
+            .where(*self.where, self.column > self.after)
+            .distinct()
+            .order_by(self.column)
+            .limit(self.limit + 1)
+        )
+
+    def unindexed_on(self, dialect: str) -> bool:
+        """Whether ``dialect`` has no index that starts with this column."""
+        return (
+            dialect == "sqlite"
+            and self.column.table is task_state
+            and self.column.name in SCANNED_ON_SQLITE
+        )
+
     def cte(self) -> Select[Any]:
         """All the seeks in one statement: a recursive CTE (a loose index scan)."""
         after = literal(self.after, type_=self.column.type)
@@ -307,17 +338,6 @@ def instances(
     return Page(tuple(found[:limit]), len(found) > limit)
 
 
-def _instance_match(scope: TaskScope) -> list[ColumnElement[bool]]:
-    # As the backend's own statements: a map key is the identity when given.
-    if scope.map_key is not None:
-        return [_ts.task_digest == task_digest(scope), _ts.map_key == scope.map_key]
-    return [
-        _ts.task_digest == task_digest(scope),
-        _ts.map_index == scope.map_index,
-        _ts.map_key.is_(None),
-    ]
-
-
 def _key_rows(rows: Sequence[Row[Any]], limit: int) -> Page[KeyRow]:
     items = tuple(KeyRow(*_fields(row)) for row in rows[:limit])
     return Page(items, len(rows) > limit)
@@ -329,7 +349,7 @@ def task_keys(
     """Keys of one task instance (expired ones too), in key order."""
     rows = yield (
         select(_ts.key, _ts.version, _ts.updated_at, _ts.updated_by, _ts.expires_at)
-        .where(*_instance_match(scope), _ts.key > after, *_range(_ts.key, prefix))
+        .where(*task_match(scope), _ts.key > after, *_range(_ts.key, prefix))
         .order_by(_ts.key)
         .limit(limit + 1)
     )
@@ -390,6 +410,8 @@ def asset_key(asset_id: int, key: str) -> Plan[KeyDetail | None]:
 def _statements(step: Step, dialect: str) -> Generator[Executable, Sequence[Any], Sequence[Any]]:
     if not isinstance(step, SkipScan):
         return (yield step)
+    if step.unindexed_on(dialect):
+        return (yield step.scan())
     if dialect != "mysql":
         return (yield step.cte())
     found: list[tuple[Any]] = []

@@ -19,9 +19,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from statestore.exceptions import InvalidScopeError
-from statestore.metastore.digests import ref_digest, task_digest
+from statestore.metastore.digests import ref_digest
 from statestore.metastore.retries import DeadlockError, Retry, is_deadlock
 from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.metastore.task_match import task_match
 from statestore.scopes import AssetScope, TaskScope
 
 __all__ = [
@@ -248,7 +249,6 @@ def list_task_state(
 ) -> list[StoredKey]:
     """Unexpired task-state keys of a task (one map index or map key, or all instances),
     by map index, map key and key."""
-    digest = task_digest(TaskScope(*scope_ids))
     query = (
         select(
             _ts.map_index,
@@ -260,7 +260,7 @@ def list_task_state(
             _ts.updated_by,
             _ts.map_key,
         )
-        .where(_ts.task_digest == digest)
+        .where(*task_match(TaskScope(*scope_ids), all_map_indices=True))
         .where((_ts.expires_at.is_(None)) | (_ts.expires_at >= now))
         .order_by(_ts.map_index, _ts.map_key, _ts.key)
     )

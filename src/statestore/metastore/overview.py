@@ -40,8 +40,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import Select
 
-from statestore.metastore.digests import ref_digest, task_digest
+from statestore.metastore.digests import ref_digest
 from statestore.metastore.tables import asset, asset_state, task_state
+from statestore.metastore.task_match import task_match
 from statestore.scopes import TaskScope
 
 if TYPE_CHECKING:
@@ -175,12 +176,7 @@ def _task_where(scope: OverviewScope) -> ColumnElement[bool] | None:
     task = scope.task
     if task is None:
         return false()
-    mine = _ts.task_digest == task_digest(task)
-    if scope.all_map_indices:
-        return mine
-    if task.map_key is not None:
-        return and_(mine, _ts.map_key == task.map_key)
-    return and_(mine, _ts.map_index == task.map_index, _ts.map_key.is_(None))
+    return and_(*task_match(task, all_map_indices=scope.all_map_indices))
 
 
 def _asset_ids(conn: Connection, scope: OverviewScope) -> dict[int, str] | None:

@@ -69,6 +69,12 @@ class Plan:
     """A read that also returns the asset's registry id first (see ``asset_ids``)."""
 
 
+def _task_ids(scope: TaskScope) -> dict[str, Any]:
+    # What finds one task's rows: its digest, or on SQLite its ids (statements._task_is).
+    return {"task_digest": task_digest(scope), "dag_id": scope.dag_id,
+            "run_id": scope.run_id, "task_id": scope.task_id}  # fmt: skip
+
+
 def _asset_lookup(scope: AssetScope) -> tuple[AssetLookup, dict[str, Any]]:
     # An asset is identified by name; a uri-only scope resolves through the registry.
     if scope.name is not None:
@@ -167,7 +173,7 @@ def list_(
     page = {"prefix": prefix, "prefix_length": len(prefix), "after": after, "limit": limit,
             "now": now}  # fmt: skip
     if isinstance(scope, TaskScope):
-        params = {"task_digest": task_digest(scope), **page}
+        params = {**_task_ids(scope), **page}
         if scope.map_key is not None:
             params["map_key"] = scope.map_key
             return Plan("read_rows", stmts.task_list_key[values], params, scope)
@@ -234,7 +240,7 @@ def delete(stmts: Statements, scope: StateScope, key: str) -> Plan:
 def clear(stmts: Statements, scope: StateScope, all_map_indices: bool) -> Plan:
     """Delete every key of a scope (of every map index with ``all_map_indices``)."""
     if isinstance(scope, TaskScope):
-        params: dict[str, Any] = {"task_digest": task_digest(scope)}
+        params = _task_ids(scope)
         if all_map_indices:
             return Plan("write", stmts.task_clear_all, params, scope)
         if scope.map_key is not None:

@@ -12,6 +12,9 @@ query                         index (migration 0003)
 :func:`asset_holders`         a search narrows to one exact id before it lists
                               where it is, so it never reads the whole table
 ============================  ===============================================
+
+SQLite has neither search index since migration 0006: there each search reads the
+table (one pass per page, not one per value; see :meth:`.browse.SkipScan.scan`).
 """
 
 from __future__ import annotations

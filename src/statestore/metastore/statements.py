@@ -219,6 +219,18 @@ class Statements:
     asset_list: dict[tuple[AssetLookup, bool], Select[Any]]
 
 
+def _task_is(dialect: str) -> ColumnElement[bool]:
+    """Every row of one task (all its map indices): by its digest, or on SQLite by its
+    ids, which lead the one task-instance index there (migration 0006)."""
+    if dialect == "sqlite":
+        return and_(
+            task_state.c.dag_id == bindparam("dag_id"),
+            task_state.c.run_id == bindparam("run_id"),
+            task_state.c.task_id == bindparam("task_id"),
+        )
+    return task_state.c.task_digest == bindparam("task_digest")
+
+
 def _asset_id_is(lookup: AssetLookup) -> ColumnElement[bool]:
     """``asset_id = (SELECT id …)``: the registry's lookups are unique, so at most one
     id. Not ``IN (SELECT …)``, which MariaDB runs as a dependent subquery over a scan
@@ -234,6 +246,7 @@ def build_statements(dialect: str) -> Statements:
     ts = task_state.c
     key_match = asset_state.c.key_digest == bindparam("key_digest")
     task_set = _upsert(dialect, insert(task_state), task_state)
+    task_is = _task_is(dialect)
 
     def task_read(columns: list[Any]) -> Select[Any]:
         """The live row of one key: its value, or its value with metadata."""
@@ -260,14 +273,12 @@ def build_statements(dialect: str) -> Statements:
         task_replace=_replace(task_state, ts.row_id == bindparam("w_row_id")),
         task_delete=delete(task_state).where(ts.row_id == bindparam("row_id")),
         task_clear_one=delete(task_state).where(
-            ts.task_digest == bindparam("task_digest"),
+            task_is,
             ts.map_index == bindparam("map_index"),
             ts.map_key.is_(None),
         ),
-        task_clear_key=delete(task_state).where(
-            ts.task_digest == bindparam("task_digest"), ts.map_key == bindparam("map_key")
-        ),
-        task_clear_all=delete(task_state).where(ts.task_digest == bindparam("task_digest")),
+        task_clear_key=delete(task_state).where(task_is, ts.map_key == bindparam("map_key")),
+        task_clear_all=delete(task_state).where(task_is),
         asset_get={lookup: asset_read([asset_state.c.value], lookup) for lookup in _LOOKUPS},
         asset_get_item={
             lookup: asset_read(_item_columns(asset_state), lookup) for lookup in _LOOKUPS
@@ -297,16 +308,14 @@ def build_statements(dialect: str) -> Statements:
         asset_register=register,
         task_list={
             values: _listing(task_state, values).where(
-                ts.task_digest == bindparam("task_digest"),
+                task_is,
                 ts.map_index == bindparam("map_index"),
                 ts.map_key.is_(None),
             )
             for values in (True, False)
         },
         task_list_key={
-            values: _listing(task_state, values).where(
-                ts.task_digest == bindparam("task_digest"), ts.map_key == bindparam("map_key")
-            )
+            values: _listing(task_state, values).where(task_is, ts.map_key == bindparam("map_key"))
             for values in (True, False)
         },
         asset_list={
