@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Executable
@@ -17,8 +17,8 @@ from sqlalchemy.dialects import sqlite
 
 from statestore import StateStore, TaskScope
 from statestore.metastore import browse, plans, search, upgrade
-from statestore.metastore.browse import SkipScan
 from statestore.metastore.backend import MetastoreStateBackend
+from statestore.metastore.browse import SkipScan
 from statestore.metastore.compiled import compile_statement
 from statestore.metastore.engine import SQLITE_CHECKPOINT_PAGES
 from statestore.metastore.statements import build_statements
@@ -55,10 +55,11 @@ def test_the_backend_lists_and_clears_one_task_by_the_merged_index(
     database: sqlite3.Connection,
 ) -> None:
     stmts = build_statements("sqlite")
-    page = {"prefix": "", "after": "", "limit": 10, "now": NOW}
     for scope in (PLAIN, KEYED):
         for values in (True, False):
-            listing = plans.list_(stmts, scope, values=values, **page)
+            listing = plans.list_(
+                stmts, scope, prefix="", after="", limit=10, values=values, now=NOW
+            )
             assert _seeks_the_merged_index(_plan(database, listing.statement, listing.params))
         for every in (True, False):
             clear = plans.clear(stmts, scope, every)
@@ -79,7 +80,7 @@ def _ui_statements(plan: Any) -> list[Executable]:
 
 
 def _ui_plan(db: sqlite3.Connection, statement: Executable) -> str:
-    compiled = statement.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
+    compiled = cast(Any, statement).compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
     return " | ".join(str(row[3]) for row in db.execute(f"EXPLAIN QUERY PLAN {compiled}"))
 
 
@@ -95,7 +96,7 @@ def test_the_search_reads_once_per_page_on_sqlite(database: sqlite3.Connection) 
     for plan in (search.task_ids(prefix="ta"), search.key_names(prefix="k")):
         sent = _ui_statements(plan)
         assert len(sent) == 1  # one pass, not one seek per value
-        assert "WITH RECURSIVE" not in str(sent[0].compile(dialect=DIALECT))
+        assert "WITH RECURSIVE" not in str(cast(Any, sent[0]).compile(dialect=DIALECT))
     # elsewhere the same step stays a skip-scan of index seeks
     step = SkipScan(browse._ts.task_id, (), "", 5)
     assert step.unindexed_on("sqlite")

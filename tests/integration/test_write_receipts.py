@@ -21,15 +21,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, insert, select, update
 from sqlalchemy.engine import URL
 
 from statestore import AssetScope, MetastoreStateBackend, TaskScope, VersionConflictError
 from statestore.metastore import receipts
 from statestore.metastore.digests import task_row_id
+from statestore.metastore.retries import deadlock_pause
 from statestore.metastore.tables import task_state, write_receipt
 from statestore.retention import utcnow
-from statestore.write_ids import RECEIPT_TTL
+from statestore.write_ids import RECEIPT_TTL, receipt_id
 
 TASK = TaskScope("dag", "run", "task")
 ASSET = AssetScope(name="receipts_asset")
@@ -160,6 +161,85 @@ def test_copies_in_flight_together_are_applied_once(
     assert item is not None
     assert (item.value, item.version) == ("2", 2)
     assert _receipts(backend) == 1
+
+
+def _wait_for_a_lock_wait(engine: Any, timeout: float = 10.0) -> None:
+    """Until a transaction on this test's database waits for a row lock."""
+    waiting = (
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
+        " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+        " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+    )
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while not conn.exec_driver_sql(waiting).scalar():
+            assert time.monotonic() < deadline, "no transaction came to wait for a lock"
+            time.sleep(0.01)
+
+
+def test_a_deadlock_victim_runs_again_and_applies_once(
+    backend: MetastoreStateBackend,
+    migrated_url: URL,
+    dialect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real InnoDB deadlock, built so the receipt transaction is the victim: another
+    transaction, heavier (eleven rows changed), holds the key's row; the receipt
+    transaction inserts its receipt and waits for that row; the other then inserts the
+    same receipt, which waits for the first: a cycle, and InnoDB rolls back the lighter
+    one. The write runs again after a pause, once the other has rolled back, and is
+    applied once with one receipt -- not answered 503 as before the retry."""
+    if dialect != "mysql":
+        pytest.skip("MariaDB's receipt transaction only: PostgreSQL's is one statement")
+    backend.set(TASK, "k", "1")
+    for n in range(10):
+        backend.set(TASK, f"filler{n}", "0")
+    pauses: list[int] = []
+
+    def counted_pause(attempt: int) -> float:
+        pauses.append(attempt)
+        return deadlock_pause(attempt)
+
+    monkeypatch.setattr(receipts, "deadlock_pause", counted_pause)
+    engine = create_engine(migrated_url)
+    other = engine.connect()
+    outcomes: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            backend.set_item_once(TASK, "k", "2", write_id="deadlock-1", if_version=1)
+            outcomes.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+            outcomes.append(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
+    try:
+        other.begin()
+        fillers = task_state.c.key.like("filler%")
+        assert other.execute(update(task_state).where(fillers).values(value='"1"')).rowcount == 10
+        held = task_state.c.row_id == task_row_id(TASK, "k")
+        other.execute(update(task_state).where(held).values(value='"held"'))
+        writer.start()
+        _wait_for_a_lock_wait(engine)  # its receipt is in, and it waits for the held row
+        assert not outcomes, outcomes
+        # The same receipt: waits for the writer, which waits for us. InnoDB picks the
+        # writer (one row) as the victim, and this insert goes through.
+        mine = {"receipt_id": receipt_id(TASK, "k", "deadlock-1"), "created_at": utcnow()}
+        other.execute(insert(write_receipt).values(**mine))
+        _wait_for_a_lock_wait(engine)  # the writer's retry waits for this receipt
+        assert not outcomes, outcomes
+        other.rollback()  # neither the held row nor this receipt stays
+    finally:
+        other.close()
+        engine.dispose()
+        writer.join(30)
+    assert outcomes == [None]
+    assert pauses == [0]  # one deadlock, one pause, one retry
+    item = backend.get_item(TASK, "k")
+    assert item is not None
+    assert (item.value, item.version) == ("2", 2)
+    assert _receipts(backend) == 1
+    assert backend.get(TASK, "filler0") == "0"
 
 
 def test_async_twin_and_old_receipts_are_removed(backend: MetastoreStateBackend) -> None:
