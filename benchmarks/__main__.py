@@ -194,6 +194,12 @@ def run_dialect(
                 results, "4 threads set", RAW_NAMES[dialect],
                 _threaded(lambda: raw_factory(make_url(url)), ops, round_no), [],
             )  # fmt: skip
+            if dialect == "postgresql":  # like for like: statestore's default mode
+                _record(
+                    results, "4 threads set", "raw_psycopg_unprepared",
+                    _threaded(lambda: raw_psycopg(make_url(url), prepared=False), ops,
+                              round_no), [],
+                )  # fmt: skip
             for name, (ops_s, lat) in asyncio.run(
                 async_targets.run_async(dialect, url, ops, round_no, VALUE)
             ).items():
