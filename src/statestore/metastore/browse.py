@@ -29,22 +29,18 @@ query                         index
 :func:`run_search`            the same: one seek per dag, then one per matching run
 (:mod:`.search`)              searching task ids and keys in every scope
 :func:`task_keys`             ``ix_statestore_task_state_task_digest_map_index_key``
-============================  ===============================================
-
-On SQLite (migration 0006) one ``(dag_id, run_id, task_id, map_index, key)`` index
-stands for the browse index and the digest one, so every query above seeks on it; the
-search by task id or key (:mod:`.search`) reads the table once per page there instead
-(:meth:`SkipScan.scan`), the price of writing four B-trees per new key instead of seven.
-
-============================  ===============================================
-query                         index
-============================  ===============================================
 :func:`asset_keys`            ``ix_statestore_asset_state_asset_id_key``
 :func:`assets`                none: the registry is small (one row per asset, not per
                               key) and is read in name order up to the page
 :func:`task_key`,             the primary keys (``row_id``; ``asset_id, key_digest``)
 :func:`asset_key`
 ============================  ===============================================
+
+On SQLite (migration 0006) one ``(dag_id, run_id, task_id, map_index, key)`` index
+stands for the browse index and the digest one, so every task-state query above seeks on
+it; the
+search by task id or key (:mod:`.search`) reads the table once per page there instead
+(:meth:`SkipScan.scan`), the price of writing four B-trees per new key instead of seven.
 
 A prefix is a range, ``col >= prefix AND col < prefix_end`` (:func:`prefix_end`):
 exact and index-friendly on the binary collations every text column has (code point
