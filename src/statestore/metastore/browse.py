@@ -38,9 +38,9 @@ query                         index
 
 On SQLite (migration 0006) one ``(dag_id, run_id, task_id, map_index, key)`` index
 stands for the browse index and the digest one, so every task-state query above seeks on
-it; the
-search by task id or key (:mod:`.search`) reads the table once per page there instead
-(:meth:`SkipScan.scan`), the price of writing four B-trees per new key instead of seven.
+it; the search by task id or key (:mod:`.search`) reads the table once per page there
+instead (:meth:`SkipScan.scan`), the price of writing four B-trees per new key instead
+of seven.
 
 A prefix is a range, ``col >= prefix AND col < prefix_end`` (:func:`prefix_end`):
 exact and index-friendly on the binary collations every text column has (code point
