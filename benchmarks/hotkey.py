@@ -19,6 +19,11 @@ A second raw loop, ``raw_checked`` (``raw_checked_unprepared`` on PostgreSQL), m
 checks statestore's two statements make -- the expiry on read and on write, the asset's
 active flag by name, the provenance columns -- so the ``x chk`` column separates what
 the library costs from what those checks cost the database.
+
+Two more columns say where a gap comes from: ``races`` (lost races per successful update:
+the pauses taken) and ``cpu µs`` (the worker processes' own CPU per successful update,
+``time.process_time``). Equal races with more CPU mean the client's own work, not the
+contention, sets the pace on a machine whose cores the workers and the server share.
 """
 
 from __future__ import annotations
@@ -47,9 +52,27 @@ PAIRS = (("statestore", "raw_unprepared"), ("statestore_prepared", "raw"))
 """PostgreSQL: each statestore mode and the raw loop in the same prepared mode."""
 
 
+PAUSES = [0]
+"""Lost races in this worker process: every pause taken, by either loop."""
+
+
 def _pause(attempt: int) -> float:
     # Raw targets import nothing from statestore: this mirrors items.update_pause.
+    PAUSES[0] += 1
     return random.uniform(0, 0.001 * 2 ** min(attempt, 6))
+
+
+def _count_statestore_pauses() -> None:
+    """Count update()'s pauses in this (benchmark) process; the pause itself unchanged."""
+    from statestore import items
+
+    chosen = items.update_pause
+
+    def counted(attempt: int) -> float:
+        PAUSES[0] += 1
+        return chosen(attempt)
+
+    items.update_pause = counted
 
 
 def _statestore_worker(url: str, asset: str, updates: int, retries: int) -> Callable[[], Any]:
@@ -185,6 +208,8 @@ def _raw_worker(
 
 def _process(kind: str, url: str, asset: str, updates: int, retries: int,
              ready: Any, start: Any, results: Any) -> None:  # fmt: skip
+    if kind.startswith("statestore"):
+        _count_statestore_pauses()
     if kind == "statestore":
         run = _statestore_worker(url, asset, updates, retries)
     elif kind == "statestore_prepared":
@@ -197,7 +222,9 @@ def _process(kind: str, url: str, asset: str, updates: int, retries: int,
                           checked=kind.startswith("raw_checked"))  # fmt: skip
     ready.release()
     start.wait()
-    results.put(run())
+    cpu = time.process_time()
+    ok, gave_up = run()
+    results.put((ok, gave_up, PAUSES[0], time.process_time() - cpu))
 
 
 def run_once(kind: str, url: str, asset: str, processes: int, updates: int,
@@ -224,10 +251,12 @@ def run_once(kind: str, url: str, asset: str, processes: int, updates: int,
         worker.join(timeout=60)
     ok = sum(o[0] for o in outcomes)
     gave_up = sum(o[1] for o in outcomes)
+    races = sum(o[2] for o in outcomes)
+    cpu = sum(o[3] for o in outcomes)
     with StateStore(url) as store:
         after = store.asset_state(asset).get(KEY)
-    return {"ops": ok / elapsed, "ok": ok, "gave_up": gave_up,
-            "lost": ok - (after - before)}  # fmt: skip
+    return {"ops": ok / elapsed, "ok": ok, "gave_up": gave_up, "races": races,
+            "cpu": cpu, "lost": ok - (after - before)}  # fmt: skip
 
 
 def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: int,
@@ -256,6 +285,7 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
                 checked_ops = medians.get(checked.get(kind, ""), 0.0)
                 calls = sum(r["ok"] + r["gave_up"] for r in measured)
                 gave_up = sum(r["gave_up"] for r in measured)
+                done = sum(r["ok"] for r in measured)
                 rows.append({
                     "database": dialect, "processes": processes, "target": kind,
                     "updates_per_s": round(ops, 1), "ratio_to_raw": round(ops / raw_ops, 3),
@@ -263,6 +293,10 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
                     "ratio_to_checked": round(ops / checked_ops, 3) if checked_ops else None,
                     "calls": int(calls), "gave_up": int(gave_up),
                     "give_up_rate": round(gave_up / calls, 5) if calls else 0.0,
+                    "races_per_update": round(sum(r["races"] for r in measured) / done, 3)
+                    if done else None,
+                    "cpu_us_per_update": round(sum(r["cpu"] for r in measured) / done * 1e6, 1)
+                    if done else None,
                     "lost": int(sum(r["lost"] for r in measured)),
                 })  # fmt: skip
     finally:
@@ -290,14 +324,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"… {dialect}", file=sys.stderr)
             rows += run_dialect(dialect, counts, args.updates, retries, args.rounds, Path(tmp))
     header = (f"{'database':<10} {'procs':>5} {'target':<22} {'updates/s':>10} {'x raw':>6} "
-              f"{'x chk':>6} {'calls':>6} {'gave up':>7} {'rate':>8} {'lost':>4}")  # fmt: skip
+              f"{'x chk':>6} {'calls':>6} {'gave up':>7} {'rate':>8} {'races':>6} {'cpu µs':>7} "
+              f"{'lost':>4}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in rows:
         chk = "" if r["ratio_to_checked"] is None else f"{r['ratio_to_checked']:.2f}"
         print(f"{r['database']:<10} {r['processes']:>5} {r['target']:<22} "
               f"{r['updates_per_s']:>10.0f} {r['ratio_to_raw']:>6.2f} {chk:>6} {r['calls']:>6} "
-              f"{r['gave_up']:>7} {r['give_up_rate']:>8.2%} {r['lost']:>4}")  # fmt: skip
+              f"{r['gave_up']:>7} {r['give_up_rate']:>8.2%} {r['races_per_update'] or 0:>6.2f} "
+              f"{r['cpu_us_per_update'] or 0:>7.0f} {r['lost']:>4}")  # fmt: skip
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "updates": args.updates, "retries": retries, "rounds": args.rounds}  # fmt: skip
     Path(args.json).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
