@@ -34,6 +34,7 @@ from statestore.scopes import (
     to_asset_scope,
     writer_name,
 )
+from statestore.update_steps import aupdate_steps, update_steps
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -145,11 +146,11 @@ class TaskStateAccessor(TaskBatches, KeyedState):
         """Read-modify-write without lost updates: ``fn(current or default)`` is written
         only if nobody wrote ``key`` in between, else re-read and re-applied, up to
         ``retries`` more times (then ``VersionConflictError``). Returns the new value."""
-        return run_update(
-            lambda: self.get_item(key),
-            lambda new, version: self.set(key, new, retention=retention, if_version=version),
-            fn, default, retries, to_item,
+        steps = update_steps(
+            self._backend, self._scope, key, self._updated_by,
+            lambda new: self._prepare_set(key, new, retention),
         )  # fmt: skip
+        return run_update(*steps, fn, default, retries, to_item)
 
     def clear(self, *, all_map_indices: bool = False) -> None:
         """Remove every key of this task instance, or of every map index of the task."""
@@ -180,11 +181,11 @@ class TaskStateAccessor(TaskBatches, KeyedState):
         retries: int = DEFAULT_UPDATE_RETRIES,
     ) -> Any:
         """Async twin of :meth:`update` (``fn`` stays a plain function)."""
-        return await arun_update(
-            lambda: self.aget_item(key),
-            lambda new, version: self.aset(key, new, retention=retention, if_version=version),
-            fn, default, retries, to_item,
+        steps = aupdate_steps(
+            self._backend, self._scope, key, self._updated_by,
+            lambda new: self._prepare_set(key, new, retention),
         )  # fmt: skip
+        return await arun_update(*steps, fn, default, retries, to_item)
 
     async def aclear(self, *, all_map_indices: bool = False) -> None:
         """Async twin of :meth:`clear`."""
@@ -241,11 +242,11 @@ class AssetStateAccessor(AssetBatches, KeyedState):
         """Read-modify-write without lost updates; see :meth:`TaskStateAccessor.update`.
         For example, advance a watermark only forward when two runs race:
         ``state.update("watermark", lambda w: max(w, new), default=new)``."""
-        return run_update(
-            lambda: self.get_item(key),
-            lambda new, version: self.set(key, new, if_version=version),
-            fn, default, retries, to_item,
+        steps = update_steps(
+            self._backend, self._scope, key, self._updated_by,
+            lambda new: (self._prepare_set(key, new), None),
         )  # fmt: skip
+        return run_update(*steps, fn, default, retries, to_item)
 
     def clear(self) -> None:
         """Remove every key of this asset."""
@@ -267,11 +268,11 @@ class AssetStateAccessor(AssetBatches, KeyedState):
         retries: int = DEFAULT_UPDATE_RETRIES,
     ) -> Any:
         """Async twin of :meth:`update`."""
-        return await arun_update(
-            lambda: self.aget_item(key),
-            lambda new, version: self.aset(key, new, if_version=version),
-            fn, default, retries, to_item,
+        steps = aupdate_steps(
+            self._backend, self._scope, key, self._updated_by,
+            lambda new: (self._prepare_set(key, new), None),
         )  # fmt: skip
+        return await arun_update(*steps, fn, default, retries, to_item)
 
     async def aclear(self) -> None:
         """Async twin of :meth:`clear`."""

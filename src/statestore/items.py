@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from statestore.exceptions import InvalidTypeError, InvalidValueError, VersionConflictError
 
@@ -26,6 +26,7 @@ __all__ = [
     "MAX_VERSION",
     "StateItem",
     "StoredItem",
+    "Versioned",
     "arun_update",
     "check_retries",
     "check_version",
@@ -74,6 +75,15 @@ class StateItem:
     """Who wrote it last (the store's or accessor's ``updated_by``), or ``None``."""
     expires_at: datetime | None
     """When the key stops reading (aware UTC), or ``None`` for never."""
+
+
+class Versioned(Protocol):
+    """What ``update`` needs of a read: the decoded value and its version."""
+
+    @property
+    def value(self) -> Any: ...
+    @property
+    def version(self) -> int: ...
 
 
 def conflict(
@@ -155,18 +165,18 @@ def update_pause(attempt: int) -> float:
     return random.uniform(0, 0.001 * 2 ** min(attempt, 6))  # noqa: S311 - jitter
 
 
-def version_of(item: StateItem | None) -> int:
+def version_of(item: Versioned | None) -> int:
     """The version ``if_version`` must name to replace ``item`` (0: there is none)."""
     return 0 if item is None else item.version
 
 
 def run_update(
-    read: Callable[[], StateItem | None],
+    read: Callable[[], Versioned | None],
     write: Callable[[Any, int], None],
     fn: Callable[[Any], Any],
     default: Any,
     retries: int,
-    seen: Callable[[StoredItem | None], StateItem | None],
+    seen: Callable[[StoredItem | None], Versioned | None],
 ) -> Any:
     """The loop behind ``update``: read, apply ``fn``, write at the version read; after
     a lost race, pause briefly and go again, at most ``retries`` more times.
@@ -202,12 +212,12 @@ def run_update(
 
 
 async def arun_update(
-    read: Callable[[], Awaitable[StateItem | None]],
+    read: Callable[[], Awaitable[Versioned | None]],
     write: Callable[[Any, int], Awaitable[None]],
     fn: Callable[[Any], Any],
     default: Any,
     retries: int,
-    seen: Callable[[StoredItem | None], StateItem | None],
+    seen: Callable[[StoredItem | None], Versioned | None],
 ) -> Any:
     """Async twin of :func:`run_update` (``fn`` stays a plain function)."""
     check_retries(retries)

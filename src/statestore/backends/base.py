@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from statestore.items import StoredItem
+    from statestore.metastore.key_updates import KeyUpdater
     from statestore.scopes import AssetScope, StateScope, TaskScope
 
 __all__ = ["BaseStateBackend", "load_backend"]
@@ -171,6 +172,14 @@ class BaseStateBackend(ABC):
         if if_version is not None:
             raise UnsupportedOperationError(f"{type(self).__name__} does not keep versions")
         await self.aset(scope, key, value, expires_at=expires_at, session=session)
+
+    def _key_updater(
+        self, scope: StateScope, key: str, updated_by: str | None, *, in_loop: bool = False
+    ) -> KeyUpdater | None:
+        """``update``'s short read-and-replace of one key (``metastore.key_updates``;
+        ``in_loop``: for the running event loop), or ``None``: ``update`` goes through
+        ``get_item`` and ``set_item``, as it does for every backend but the metastore."""
+        return None
 
     # -- optional capability: write receipts ----------------------------------------
     #

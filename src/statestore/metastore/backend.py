@@ -34,6 +34,7 @@ from statestore.metastore.engine import (
     dialect_family,
 )
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.key_updates import KeyPlans
 from statestore.metastore.listing import Listing
 from statestore.metastore.receipts import WriteReceipts
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
@@ -88,6 +89,8 @@ class MetastoreStateBackend(
         self._statements = build_statements(self._family)
         self._compiled: dict[int, CompiledStatement] = {}
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
+        self._key_plans = KeyPlans(self._statements, self._compiled)  # update()'s, per key
+        self._akey_plans = KeyPlans(self._statements, self._acompiled)
         self._own_engine = engine is None
         self._host_async_engine = async_engine
         self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"

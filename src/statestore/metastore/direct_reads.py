@@ -25,10 +25,13 @@ from statestore.items import StoredItem
 from statestore.metastore import asset_ids
 from statestore.metastore.compiled import ItemRows, compile_statement
 from statestore.metastore.digests import TaskRowIds, key_digest
+from statestore.metastore.key_updates import KeyPlans, KeyUpdater
 from statestore.metastore.statements import Statements
 from statestore.scopes import StateScope, TaskScope
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from statestore.metastore.asset_ids import AssetIds
     from statestore.metastore.connections import Connections
 
@@ -173,13 +176,15 @@ class DirectReadAccess:
     _statements: Statements
     _direct_reads: DirectReads | None
     _adirect_reads: DirectReads | None
+    _key_plans: KeyPlans
+    _akey_plans: KeyPlans
+    _schema_ready: bool
+    _own_engine: bool
+    _host_async_engine: AsyncEngine | None
 
     def _direct_read(self, scope: StateScope, key: str, *, whole: bool) -> Any:
         """The read's result (a ``StoredItem`` with ``whole``), or :data:`NOT_DIRECT`."""
-        reads = self._direct_reads
-        if reads is None:
-            dialect = self._connections.engine.dialect
-            reads = self._direct_reads = DirectReads(self._statements, _BY_ID, dialect)
+        reads = self._sync_reads()
         hotpath = self._connections.sync_hotpath()
         if isinstance(scope, TaskScope):
             found = reads.task_get(hotpath, scope, key, whole=whole)
@@ -193,9 +198,7 @@ class DirectReadAccess:
         """Async twin of :meth:`_direct_read` (the running loop's engine)."""
         state = self._connections.loop_engine()
         dialect = state.engine.dialect
-        reads = self._adirect_reads
-        if reads is None:  # the async dialect: its own paramstyle (asyncpg's $1, say)
-            reads = self._adirect_reads = DirectReads(self._statements, _BY_ID, dialect)
+        reads = self._loop_reads(dialect)
         if isinstance(scope, TaskScope):
             found = await reads.task_get(state.hotpath, scope, key, whole=whole)
         elif (asset_id := self._asset_ids.known(scope)) is not None:
@@ -203,6 +206,43 @@ class DirectReadAccess:
         else:
             return NOT_DIRECT
         return self._stored(found, dialect) if whole else found
+
+    def _key_updater(
+        self, scope: StateScope, key: str, updated_by: str | None, *, in_loop: bool = False
+    ) -> KeyUpdater | None:
+        """``update``'s read and replace of one key on the hot path (``key_updates``),
+        where a direct read would serve its ``get_item``; else ``None``."""
+        if not self._schema_ready or not (
+            self._host_async_engine is None if in_loop else self._own_engine
+        ):
+            return None
+        asset_id = None
+        if not isinstance(scope, TaskScope) and (asset_id := self._asset_ids.known(scope)) is None:
+            return None
+        if in_loop:
+            state = self._connections.loop_engine()
+            hotpath: Any = state.hotpath
+            reads, key_plans = self._loop_reads(state.engine.dialect), self._akey_plans
+        else:
+            hotpath = self._connections.sync_hotpath()
+            reads, key_plans = self._sync_reads(), self._key_plans
+        return KeyUpdater(
+            key_plans=key_plans, reads=reads, hotpath=hotpath,
+            scope=scope, key=key, asset_id=asset_id, updated_by=updated_by,
+        )  # fmt: skip
+
+    def _sync_reads(self) -> DirectReads:
+        reads = self._direct_reads
+        if reads is None:
+            dialect = self._connections.engine.dialect
+            reads = self._direct_reads = DirectReads(self._statements, _BY_ID, dialect)
+        return reads
+
+    def _loop_reads(self, dialect: Dialect) -> DirectReads:
+        reads = self._adirect_reads
+        if reads is None:  # the async dialect: its own paramstyle (asyncpg's $1, say)
+            reads = self._adirect_reads = DirectReads(self._statements, _BY_ID, dialect)
+        return reads
 
     def _stored(self, row: Any, dialect: Dialect) -> StoredItem | None:
         item = self._rows.item(row, dialect)

@@ -1,0 +1,151 @@
+"""``update()``'s short steps (``key_updates``) send exactly what the general path sends.
+
+For every driver the metastore runs on, sync and async: the read is ``get_item``'s
+direct read, and the replace is ``set(..., if_version=N)``'s statement with the same
+driver parameters, in the same order and form -- with the clock frozen so both take the
+same ``now``. What the steps say about a miss is checked here too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import time_machine
+from sqlalchemy.engine import make_url
+
+from statestore import VersionConflictError
+from statestore.items import _UNREAD_CONFLICTS
+from statestore.metastore import plans
+from statestore.metastore.compiled import compile_statement
+from statestore.metastore.digests import key_digest, task_row_id
+from statestore.metastore.direct_reads import DirectReads, driver_now
+from statestore.metastore.engine import dialect_family
+from statestore.metastore.key_updates import KeyPlans, KeyUpdater
+from statestore.metastore.statements import build_statements
+from statestore.retention import utcnow
+from statestore.scopes import AssetScope, StateScope, TaskScope
+from tests.unit.test_direct_reads import BY_ID, NOW, URLS
+
+EXPIRES = NOW + timedelta(days=3)
+
+
+class _Recorder:
+    """A hot path that records what it is asked to run and answers ``answer``."""
+
+    def __init__(self, answer: object = None) -> None:
+        self.sent: list[tuple[str, object, str]] = []
+        self.answer = answer
+
+    def run(self, sql: str, parameters: object, *, fetch: str) -> object:
+        self.sent.append((sql, parameters, fetch))
+        return self.answer
+
+
+def _updater(url: str, scope: StateScope, asset_id: int | None, hotpath: object) -> KeyUpdater:
+    dialect = make_url(url).get_dialect()()
+    statements = build_statements(dialect_family(make_url(url)))
+    return KeyUpdater(
+        key_plans=KeyPlans(statements, {}), reads=DirectReads(statements, BY_ID, dialect),
+        hotpath=hotpath, scope=scope, key="k", asset_id=asset_id, updated_by="w1",
+    )  # fmt: skip
+
+
+SCOPES: list[tuple[StateScope, int | None]] = [
+    (TaskScope("dag", "run", "task", map_index=2), None),
+    (TaskScope("dag", "run", "task", map_key="eu"), None),
+    (AssetScope(name="orders"), 42),
+    (AssetScope(uri="s3://bucket/orders"), 42),
+    (AssetScope(asset_id=42), 42),
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+@pytest.mark.parametrize(("scope", "asset_id"), SCOPES)
+def test_the_replace_sends_what_set_if_version_sends(
+    url: str, scope: StateScope, asset_id: int | None
+) -> None:
+    recorder = _Recorder(answer=1)
+    updater = _updater(url, scope, asset_id, recorder)
+    dialect = updater.dialect
+    statements = build_statements(dialect_family(make_url(url)))
+    for expires_at in (None, EXPIRES):
+        with time_machine.travel(NOW, tick=False):
+            updater.write('{"a":1}', expires_at, 7)
+            plan = plans.set_(
+                statements, scope, "k", '{"a":1}', expires_at, utcnow(), updated_by="w1",
+                if_version=7,
+            )  # fmt: skip
+        compiled = compile_statement(plan.statement, dialect, list(plan.params))
+        assert recorder.sent[-1] == (compiled.sql, compiled.parameters(plan.params), "rowcount")
+
+
+@pytest.mark.parametrize("url", URLS)
+@pytest.mark.parametrize(("scope", "asset_id"), SCOPES)
+def test_the_read_is_get_items_direct_read(
+    url: str, scope: StateScope, asset_id: int | None
+) -> None:
+    recorder = _Recorder()
+    updater = _updater(url, scope, asset_id, recorder)
+    statements = build_statements(dialect_family(make_url(url)))
+    reads = DirectReads(statements, BY_ID, updater.dialect)
+    with time_machine.travel(NOW, tick=False):
+        updater.read()
+        now = driver_now(updater.dialect.name)()
+    if isinstance(scope, TaskScope):
+        expected = reads.sent("task", (task_row_id(scope, "k"), now), whole=True)
+    else:
+        expected = reads.sent("asset", (asset_id, key_digest("k"), now), whole=True)
+    assert recorder.sent == [(*expected, "row")]
+
+
+def test_rows_read_become_text_and_version() -> None:
+    stamp = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert KeyUpdater.current(None) is None
+    assert KeyUpdater.current(("[1]", 3, stamp, None, None)) == ("[1]", 3)
+    assert KeyUpdater.current(("[1]", "3", stamp, None, None)) == ("[1]", 3)  # a driver's text
+
+
+def test_a_miss_inside_update_is_a_lost_race_reported_unread() -> None:
+    updater = _updater("sqlite:///x.db", AssetScope(name="orders"), 42, _Recorder())
+    assert updater.written(1, 4) is True
+    assert updater.written(0, 4) is False  # outside update's loop: the general path says why
+    token = _UNREAD_CONFLICTS.set(True)
+    try:
+        with pytest.raises(VersionConflictError) as lost:
+            updater.written(0, 4)
+    finally:
+        _UNREAD_CONFLICTS.reset(token)
+    assert lost.value.current_version is None  # unread: update reads after its pause
+    assert "no longer at version 4" in str(lost.value)
+
+
+def test_plans_are_kept_per_scope_key_and_writer_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from statestore.metastore import key_updates
+
+    dialect = make_url("sqlite:///x.db").get_dialect()()
+    key_plans = KeyPlans(build_statements("sqlite"), {})
+    task, asset = TaskScope("d", "r", "t"), AssetScope(name="orders")
+    travel = time_machine.travel(NOW, tick=False)
+    travel.start()  # each plan's placeholder instant: one for all, to compare them whole
+    first = key_plans.of(task, "k", "w1", dialect)
+    assert key_plans.of(TaskScope("d", "r", "t"), "k", "w1", dialect) is first  # equal scope
+    others = [
+        key_plans.of(task, "j", "w1", dialect),
+        key_plans.of(task, "k", None, dialect),
+        key_plans.of(asset, "k", "w1", dialect),
+    ]
+    assert [plan[0] for plan in others] == [
+        {**first[0], "w_row_id": task_row_id(task, "j")},
+        {**first[0], "updated_by": None},
+        others[2][0],
+    ]
+    assert others[2][0]["updated_by"] == "w1"
+    assert others[2][0]["w_key_digest"] == key_digest("k")
+    monkeypatch.setattr(key_updates, "_KEPT_PLANS", 4)
+    key_plans.of(task, "new", "w1", dialect)  # the fifth: the kept plans start over
+    assert key_plans.of(task, "k", "w1", dialect) is not first
+    assert key_plans.of(task, "k", "w1", dialect) == first
+    travel.stop()
