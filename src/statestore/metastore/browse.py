@@ -72,7 +72,13 @@ from sqlalchemy import (
 from statestore.metastore.backend import MetastoreStateBackend
 from statestore.metastore.digests import key_digest, task_row_id
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.tables import SCANNED_ON_SQLITE, asset, asset_state, task_state
+from statestore.metastore.tables import (
+    SCANNED_ON_SQLITE,
+    asset,
+    asset_state,
+    task_rows_by_ids,
+    task_state,
+)
 from statestore.metastore.task_match import task_match
 from statestore.scopes import TaskScope
 
@@ -221,7 +227,7 @@ class SkipScan:
     def unindexed_on(self, dialect: str) -> bool:
         """Whether ``dialect`` has no index that starts with this column."""
         return (
-            dialect == "sqlite"
+            task_rows_by_ids(dialect)
             and self.column.table is task_state
             and self.column.name in SCANNED_ON_SQLITE
         )

@@ -34,7 +34,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from statestore.metastore.tables import asset, asset_state, task_state, write_receipt
+from statestore.metastore.tables import (
+    asset,
+    asset_state,
+    task_rows_by_ids,
+    task_state,
+    write_receipt,
+)
 
 __all__ = [
     "AssetLookup",
@@ -222,7 +228,7 @@ class Statements:
 def _task_is(dialect: str) -> ColumnElement[bool]:
     """Every row of one task (all its map indices): by its digest, or on SQLite by its
     ids, which lead the one task-instance index there (migration 0006)."""
-    if dialect == "sqlite":
+    if task_rows_by_ids(dialect):
         return and_(
             task_state.c.dag_id == bindparam("dag_id"),
             task_state.c.run_id == bindparam("run_id"),

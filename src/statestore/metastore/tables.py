@@ -34,6 +34,7 @@ __all__ = [
     "asset",
     "asset_state",
     "metadata",
+    "task_rows_by_ids",
     "task_state",
     "write_receipt",
 ]
@@ -49,6 +50,15 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def task_rows_by_ids(dialect: str) -> bool:
+    """Whether ``dialect`` finds one task's rows by its ids rather than its digest: on
+    SQLite (since migration 0006) ``dag_id, run_id, task_id`` lead the one task-instance
+    index; every other dialect indexes ``task_digest``. The statements, the UI's and
+    CLI's queries, the indexes below and the browse plans all ask this one question."""
+    return dialect == "sqlite"
+
 
 SCANNED_ON_SQLITE = frozenset({"task_id", "key"})
 """Task-state columns that SQLite does not index: every new key writes fewer B-trees
@@ -68,7 +78,7 @@ def _not_on_sqlite(
     checkfirst: bool = False,
 ) -> bool:
     # The indexes SQLite has not had since migration 0006.
-    return bool(dialect.name != "sqlite")
+    return not task_rows_by_ids(dialect.name)
 
 
 _MYSQL_OPTIONS: dict[str, Any] = {

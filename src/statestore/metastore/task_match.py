@@ -18,7 +18,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from statestore.metastore.digests import task_digest
-from statestore.metastore.tables import task_state
+from statestore.metastore.tables import task_rows_by_ids, task_state
 from statestore.scopes import TaskScope
 
 __all__ = ["task_match"]
@@ -41,7 +41,7 @@ class _TaskIs(ColumnElement[bool]):
 
 @compiles(_TaskIs)
 def _compile_task_is(element: _TaskIs, compiler: SQLCompiler, **kw: Any) -> str:
-    chosen = element.by_ids if compiler.dialect.name == "sqlite" else element.by_digest
+    chosen = element.by_ids if task_rows_by_ids(compiler.dialect.name) else element.by_digest
     return str(compiler.process(chosen, **kw))
 
 
