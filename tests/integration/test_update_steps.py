@@ -161,3 +161,25 @@ async def test_the_async_twin_takes_the_short_steps_too(
         assert (item.value, item.version, item.updated_by) == (4, 5, "w1")
     finally:
         await db.aclose()
+
+
+def test_a_subclass_that_overrides_the_item_calls_gets_update_through_them(
+    migrated_url: URL, steps: dict[str, int]
+) -> None:
+    """The short steps are the metastore's own; a subclass that audits ``set_item``
+    must see every write ``update`` makes."""
+    from statestore import MetastoreStateBackend
+
+    audited: list[tuple[str, int | None]] = []
+
+    class Audited(MetastoreStateBackend):
+        def set_item(self, scope: Any, key: str, value: str, **kwargs: Any) -> None:
+            audited.append((key, kwargs.get("if_version")))
+            super().set_item(scope, key, value, **kwargs)
+
+    with StateStore(backend=Audited(migrated_url)) as store:
+        state = store.asset_state("orders")
+        _warm(state, steps)
+        assert [state.update("n", lambda n: n + 1) for _ in range(3)] == [1, 2, 3]
+    assert audited == [("n", None), ("n", 1), ("n", 2), ("n", 3)]
+    assert steps == {"read": 0, "write": 0, "replaced": 0}

@@ -165,6 +165,23 @@ class DirectReads:
         return reader.sql, reader.parameters(names, values)
 
 
+_ITEM_CALLS = ("get_item", "set_item", "aget_item", "aset_item")
+_OWN_ITEM_CALLS: dict[type, bool] = {}
+
+
+def _own_item_calls(cls: type) -> bool:
+    """Whether ``cls`` keeps the metastore's own ``get_item``/``set_item`` and twins: a
+    subclass that overrides one (to audit writes, say) gets ``update`` through them."""
+    own = _OWN_ITEM_CALLS.get(cls)
+    if own is None:
+        from statestore.metastore.backend import MetastoreStateBackend  # noqa: PLC0415 - cycle
+
+        metastore = MetastoreStateBackend
+        own = all(getattr(cls, name) is getattr(metastore, name) for name in _ITEM_CALLS)
+        _OWN_ITEM_CALLS[cls] = own
+    return own
+
+
 class DirectReadAccess:
     """The backend's side of the short chain: a get or get-item of a task key, or of an
     asset key whose id is remembered, once the schema is ready (the caller checks
@@ -215,6 +232,8 @@ class DirectReadAccess:
         if not self._schema_ready or not (
             self._host_async_engine is None if in_loop else self._own_engine
         ):
+            return None
+        if not _own_item_calls(type(self)):
             return None
         asset_id = None
         if not isinstance(scope, TaskScope) and (asset_id := self._asset_ids.known(scope)) is None:
