@@ -26,6 +26,7 @@ from statestore.metastore import asset_ids
 from statestore.metastore.compiled import ItemRows, compile_statement
 from statestore.metastore.digests import TaskRowIds, key_digest
 from statestore.metastore.key_updates import KeyPlans, KeyUpdater
+from statestore.metastore.libpq import LibpqHotPath
 from statestore.metastore.statements import Statements
 from statestore.scopes import StateScope, TaskScope
 
@@ -245,6 +246,8 @@ class DirectReadAccess:
         else:
             hotpath = self._connections.sync_hotpath()
             reads, key_plans = self._sync_reads(), self._key_plans
+            if reads.dialect.driver == "psycopg":  # its two statements straight via libpq
+                hotpath = LibpqHotPath(hotpath)
         return KeyUpdater(
             key_plans=key_plans, reads=reads, hotpath=hotpath,
             scope=scope, key=key, asset_id=asset_id, updated_by=updated_by,

@@ -58,6 +58,24 @@ _DENIED_ON = re.compile(
     re.IGNORECASE,
 )
 
+# The database takes no writes: a standby or read replica, a read-only server, role or
+# transaction (PostgreSQL 25006, MySQL 1290/1792), a read-only SQLite file.
+_READ_ONLY = re.compile(
+    r"in a read-only transaction|in a read only transaction|--read-only option"
+    r"|readonly database|\b25006\b|\b1290\b|\b1792\b",
+    re.IGNORECASE,
+)
+
+
+def _read_only(url: URL, reason: str) -> BackendUnavailableError:
+    # Unavailable for writes, not misconfigured for good: a standby is promoted in a failover.
+    return BackendUnavailableError(
+        f"{describe_url(url)} takes no writes: it is read-only (a standby or read replica, "
+        "a read-only server, role or transaction, or a read-only file); point statestore "
+        f"at the writable primary (server said: {reason})"
+    )
+
+
 # The server (or the pooler in front of it) refused one more client.
 _TOO_MANY_CLIENTS = re.compile(
     r"too many clients|remaining connection slots are reserved|too many connections"
@@ -177,6 +195,11 @@ def _dbapi_classes(dbapi: Any) -> tuple[type[BaseException], ...]:
     return tuple(cls for cls in found if isinstance(cls, type))
 
 
+def _internal_classes(dbapi: Any) -> tuple[type[BaseException], ...]:
+    found = getattr(dbapi, "InternalError", None) if dbapi is not None else None
+    return (found,) if isinstance(found, type) else ()
+
+
 def _unavailable(exc: BaseException, url: URL) -> BackendUnavailableError:
     return BackendUnavailableError(f"{describe_url(url)} is unavailable: {_reason(exc, url)}")
 
@@ -224,6 +247,7 @@ def _missing_table(url: URL, reason: str) -> StateStoreError:
 # In order: the first pattern that matches the driver's message decides.
 _RULES: tuple[tuple[re.Pattern[str], Callable[[URL, str], StateStoreError]], ...] = (
     (_TOO_MANY_CLIENTS, _too_many_clients),
+    (_READ_ONLY, _read_only),
     (_AUTH_FAILED, _auth_failed),
     (_PERMISSION_DENIED, _permission_denied),
     (_MISSING_DATABASE, _missing_database),
@@ -265,6 +289,9 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
     errors SQLAlchemy has not wrapped.
     """
     driver_errors: tuple[type[BaseException], ...] = (*_SA_ERRORS, *_dbapi_classes(dbapi))
+    internal_errors: tuple[type[BaseException], ...] = (
+        sa_exc.InternalError, *_internal_classes(dbapi),
+    )  # fmt: skip
     try:
         yield
     except StateStoreError:
@@ -274,6 +301,11 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
         if translated is None:
             raise
         raise translated from exc
+    except internal_errors as exc:
+        # Only a read-only database among these (psycopg: ReadOnlySqlTransaction).
+        if not _READ_ONLY.search(_reason(exc, url)):
+            raise
+        raise _read_only(url, _reason(exc, url)) from exc
     except sa_exc.TimeoutError as exc:  # the pool's checkout wait (pool_timeout)
         raise _pool_exhausted(url, exc) from exc
     except (sa_exc.DisconnectionError, OSError, StatementTimeout) as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
-from typing import Any, Literal, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from sqlalchemy.engine import URL, Engine
 
@@ -20,7 +20,21 @@ from statestore.metastore.engine import DroppedConnectionError, IdleConnections,
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
+if TYPE_CHECKING:
+    from statestore.metastore.libpq import LibpqStatement
+
 __all__ = ["Fetch", "SyncHotPath", "shaped"]
+
+_TUPLES_OK, _COMMAND_OK = 2, 1
+"""libpq's ``ExecStatus`` of a query that returned rows, and of a command."""
+
+
+def _error_from_result(answer: Any, encoding: str) -> Exception:
+    """psycopg's own exception for a failed libpq result (imported when one fails)."""
+    from psycopg.errors import error_from_result  # noqa: PLC0415 - psycopg is optional
+
+    return error_from_result(answer, encoding)
+
 
 _CURSOR = "statestore_cursor"
 """Where a PostgreSQL connection's kept cursor lives (its pool record's ``info``)."""
@@ -59,20 +73,36 @@ class SyncHotPath:
 
     def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """The statement's result in the shape ``fetch`` names."""
-        retry = None
-        while True:  # see retries.py for what runs again and why that is safe
+        try:
+            return self._execute(sql, parameters, fetch=fetch)
+        except RETRIED as exc:
+            return self._again(exc, lambda: self._execute(sql, parameters, fetch=fetch))
+
+    def run_libpq(self, statement: LibpqStatement, parameters: Any, *, fetch: Fetch) -> Any:
+        """``run`` through libpq (``libpq.LibpqHotPath``): ``"row"`` gives the first two
+        columns, the second as an int; ``"rowcount"`` the rows written."""
+        try:
+            return self._execute_libpq(statement, parameters, fetch)
+        except RETRIED as exc:
+            return self._again(exc, lambda: self._execute_libpq(statement, parameters, fetch))
+
+    def _again(self, exc: Exception, execute: Callable[[], Any]) -> Any:
+        """After ``exc``, run again while ``retries`` allows it (see retries.py for what
+        runs again and why that is safe)."""
+        retry = Retry()
+        while True:
+            if not retry.allows(exc):
+                with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
+                    raise unwrap(exc) from None
+            if isinstance(exc, DroppedConnectionError):
+                self._idle.discard_all()
+                self._engine.dispose()  # checked-out connections close on return
+            else:
+                time.sleep(retry.pause())
             try:
-                return self._execute(sql, parameters, fetch=fetch)
-            except RETRIED as exc:
-                retry = retry or Retry()
-                if not retry.allows(exc):
-                    with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
-                        raise unwrap(exc) from None
-                if isinstance(exc, DroppedConnectionError):
-                    self._idle.discard_all()
-                    self._engine.dispose()  # checked-out connections close on return
-                else:
-                    time.sleep(retry.pause())
+                return execute()
+            except RETRIED as again:
+                exc = again
 
     def close(self) -> None:
         """Return the idle connections to the pool (before the engine is disposed)."""
@@ -87,11 +117,7 @@ class SyncHotPath:
         return self._idle.forget()
 
     def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
-        try:
-            connection = self._idle.acquire()  # may connect: a refusal is translated
-        except Exception:
-            with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
-                raise
+        connection = self._acquire()
         cursor = None
         token = None
         try:
@@ -114,11 +140,51 @@ class SyncHotPath:
                 result = shaped(cursor.fetchall(), fetch)
             if not self._keep_cursor:
                 cursor.close()
-        except Exception as exc:
-            if token is not None and not watchdog().disarm(token):
-                connection.invalidate(exc)
-                raise StatementTimeout(self._timeout) from exc
-            self._fail(connection, cursor, exc)
+        except Exception as exc:  # noqa: BLE001 - _failed raises it, translated
+            self._failed(connection, cursor, token, exc)
+        return self._answered(connection, token, result)
+
+    def _execute_libpq(self, statement: LibpqStatement, parameters: Any, fetch: Fetch) -> Any:
+        connection = self._acquire()
+        driver = connection.dbapi_connection
+        if driver.prepare_threshold is not None:  # the opt-in: psycopg prepares, as before
+            self._idle.release(connection)
+            return self._execute(statement.sql, parameters, fetch=fetch)
+        token = watch(connection, self._timeout)
+        try:
+            values, types, formats = statement.parameters(parameters)
+            answer = driver.pgconn.exec_params(statement.command, values, types, formats)
+            status = answer.status
+            if status == _TUPLES_OK and fetch == "row":
+                result = None if not answer.ntuples else (
+                    answer.get_value(0, 0).decode(), int(answer.get_value(0, 1))
+                )  # fmt: skip
+            elif status == _COMMAND_OK and fetch == "rowcount":
+                result = answer.command_tuples
+            elif status in (_TUPLES_OK, _COMMAND_OK):
+                raise ValueError(f"a {fetch!r} statement answered with libpq status {status}")
+            else:
+                raise _error_from_result(answer, driver.info.encoding)
+        except Exception as exc:  # noqa: BLE001 - _failed raises it, translated
+            self._failed(connection, None, token, exc)
+        return self._answered(connection, token, result)
+
+    def _acquire(self) -> Any:
+        try:
+            return self._idle.acquire()  # may connect: a refusal is translated
+        except Exception:
+            with translate_errors(self._url, self._engine.dialect.loaded_dbapi):
+                raise
+
+    def _failed(self, connection: Any, cursor: Any, token: int | None, exc: Exception) -> NoReturn:
+        """A statement raised: past its deadline (cut by the watchdog), or see ``_fail``."""
+        if token is not None and not watchdog().disarm(token):
+            connection.invalidate(exc)
+            raise StatementTimeout(self._timeout) from exc
+        self._fail(connection, cursor, exc)
+
+    def _answered(self, connection: Any, token: int | None, result: Any) -> Any:
+        """A statement answered: give its connection back (unless cut just after)."""
         if token is not None and not watchdog().disarm(token):
             connection.invalidate()  # cut just after it answered: the answer stands
             return result
