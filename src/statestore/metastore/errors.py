@@ -189,15 +189,11 @@ def _reason(exc: BaseException, url: URL) -> str:
     return text
 
 
-def _dbapi_classes(dbapi: Any) -> tuple[type[BaseException], ...]:
-    names = ("OperationalError", "InterfaceError", "ProgrammingError")
+def _dbapi_classes(
+    dbapi: Any, names: tuple[str, ...] = ("OperationalError", "InterfaceError", "ProgrammingError")
+) -> tuple[type[BaseException], ...]:
     found = (getattr(dbapi, name, None) for name in names) if dbapi is not None else ()
     return tuple(cls for cls in found if isinstance(cls, type))
-
-
-def _internal_classes(dbapi: Any) -> tuple[type[BaseException], ...]:
-    found = getattr(dbapi, "InternalError", None) if dbapi is not None else None
-    return (found,) if isinstance(found, type) else ()
 
 
 def _unavailable(exc: BaseException, url: URL) -> BackendUnavailableError:
@@ -290,7 +286,7 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
     """
     driver_errors: tuple[type[BaseException], ...] = (*_SA_ERRORS, *_dbapi_classes(dbapi))
     internal_errors: tuple[type[BaseException], ...] = (
-        sa_exc.InternalError, *_internal_classes(dbapi),
+        sa_exc.InternalError, *_dbapi_classes(dbapi, ("InternalError",)),
     )  # fmt: skip
     try:
         yield
@@ -303,9 +299,10 @@ def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
         raise translated from exc
     except internal_errors as exc:
         # Only a read-only database among these (psycopg: ReadOnlySqlTransaction).
-        if not _READ_ONLY.search(_reason(exc, url)):
+        reason = _reason(exc, url)
+        if not _READ_ONLY.search(reason):
             raise
-        raise _read_only(url, _reason(exc, url)) from exc
+        raise _read_only(url, reason) from exc
     except sa_exc.TimeoutError as exc:  # the pool's checkout wait (pool_timeout)
         raise _pool_exhausted(url, exc) from exc
     except (sa_exc.DisconnectionError, OSError, StatementTimeout) as exc:
