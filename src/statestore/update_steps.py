@@ -37,6 +37,12 @@ class Current(NamedTuple):
     version: int
 
 
+def _decoded(found: tuple[str, int] | None) -> Current | None:
+    """The updater's read (stored text and version) as ``update`` sees it, decoded as
+    ``get_item`` decodes a value."""
+    return None if found is None else Current(decode(found[0], None), found[1])
+
+
 def update_steps(
     backend: BaseStateBackend,
     scope: StateScope,
@@ -62,8 +68,7 @@ def update_steps(
         return lambda: to_item(backend.get_item(scope, key)), write
 
     def read() -> Current | None:
-        found = updater.current(updater.read())
-        return None if found is None else Current(decode(found[0], None), found[1])
+        return _decoded(updater.current(updater.read()))
 
     return read, write
 
@@ -92,7 +97,6 @@ def aupdate_steps(
     async def read() -> Versioned | None:
         if updater is None:
             return to_item(await backend.aget_item(scope, key))
-        found = updater.current(await updater.read())
-        return None if found is None else Current(decode(found[0], None), found[1])
+        return _decoded(updater.current(await updater.read()))
 
     return read, write
