@@ -68,3 +68,32 @@ def test_values_take_postgresqls_input_forms() -> None:
 def test_anything_else_is_refused(value: object) -> None:
     with pytest.raises(TypeError, match="no libpq form"):
         encode(value)
+
+
+class _FrozenDatetime(datetime):
+    """As freezegun's ``FakeDatetime``: a subclass, not in the by-type table."""
+
+
+class _Text(str):
+    pass
+
+
+def test_subclasses_take_their_base_types_form() -> None:
+    stamp = _FrozenDatetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    assert encode(stamp) == (b"2026-03-01T12:00:00+00:00", 0, 0)
+    assert encode(_Text("x")) == (b"x", 0, 0)
+    with pytest.raises(TypeError, match="no libpq form"):
+        encode(_FrozenDatetime(2026, 3, 1))  # naive, however it is made
+
+
+def test_parameters_are_each_values_encoding_in_statement_order() -> None:
+    statement = LibpqStatement("SELECT %(b)s, %(a)s, %(c)s, %(b)s, %(d)s, %(e)s")
+    stamp = _FrozenDatetime(2026, 3, 1, tzinfo=timezone.utc)
+    values = {"a": 7, "b": b"\x01", "c": None, "d": "t", "e": stamp, "unused": object()}
+    data, types, formats = statement.parameters(values)
+    expected = [encode(values[name]) for name in ("b", "a", "c", "d", "e")]
+    assert data == [e[0] for e in expected]
+    assert types == [e[1] for e in expected]
+    assert formats == [e[2] for e in expected]
+    with pytest.raises(TypeError, match="no libpq form"):
+        statement.parameters({**values, "a": 1.5})

@@ -21,6 +21,7 @@ the statement as before. A test checks both ways read and write alike.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,32 @@ _BYTEA = 17
 """PostgreSQL's type id of ``bytea``: digests go as raw bytes (binary format)."""
 
 
+def _text(value: Any) -> tuple[bytes, int, int]:
+    return value.encode(), 0, 0
+
+
+def _integer(value: int) -> tuple[bytes, int, int]:
+    return str(value).encode(), 0, 0
+
+
+def _timestamp(value: datetime) -> tuple[bytes, int, int]:
+    if value.utcoffset() is None:
+        raise TypeError("no libpq form for a naive datetime parameter")
+    return value.isoformat().encode(), 0, 0
+
+
+_NULL: tuple[None, int, int] = (None, 0, 0)
+_ENCODERS: dict[type, Callable[[Any], tuple[bytes | None, int, int]]] = {
+    type(None): lambda value: _NULL,
+    bytes: lambda value: (value, _BYTEA, 1),
+    str: _text,
+    int: _integer,
+    datetime: _timestamp,
+}
+"""By exact type: a dict lookup, not a chain of ``isinstance`` (this runs for every
+parameter of every statement); :func:`encode` takes subclasses (freezegun's datetime)."""
+
+
 def encode(value: Any) -> tuple[bytes | None, int, int]:
     """A parameter as libpq takes it: (bytes or ``None`` for NULL, type id, format).
 
@@ -42,16 +69,17 @@ def encode(value: Any) -> tuple[bytes | None, int, int]:
     types statestore's compiled statements bind reach here; anything else is refused
     rather than sent in a form the server might read differently.
     """
-    if value is None:
-        return None, 0, 0
+    encoder = _ENCODERS.get(type(value))
+    if encoder is not None:
+        return encoder(value)
     if isinstance(value, bytes):
         return value, _BYTEA, 1
     if isinstance(value, str):
-        return value.encode(), 0, 0
+        return _text(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value).encode(), 0, 0
-    if isinstance(value, datetime) and value.utcoffset() is not None:
-        return value.isoformat().encode(), 0, 0
+        return _integer(value)
+    if isinstance(value, datetime):
+        return _timestamp(value)
     raise TypeError(f"no libpq form for a {type(value).__name__} parameter")
 
 
@@ -78,8 +106,17 @@ class LibpqStatement:
 
     def parameters(self, values: dict[str, Any]) -> tuple[list[bytes | None], list[int], list[int]]:
         """libpq's values, type ids and formats for the statement's named ``values``."""
-        encoded = [encode(values[name]) for name in self.names]
-        return [e[0] for e in encoded], [e[1] for e in encoded], [e[2] for e in encoded]
+        data: list[bytes | None] = []
+        types: list[int] = []
+        formats: list[int] = []
+        for name in self.names:
+            value = values[name]
+            encoder = _ENCODERS.get(type(value))
+            one = encode(value) if encoder is None else encoder(value)  # encode() refuses
+            data.append(one[0])
+            types.append(one[1])
+            formats.append(one[2])
+        return data, types, formats
 
 
 _STATEMENTS: dict[str, LibpqStatement] = {}
@@ -88,8 +125,9 @@ _STATEMENTS: dict[str, LibpqStatement] = {}
 
 class LibpqHotPath:
     """The hot path's ``run``, each statement through libpq: ``fetch="row"`` gives the
-    first two columns (a value's text and its version), ``"rowcount"`` the rows
-    written -- all ``KeyUpdater`` asks for."""
+    first two columns (a value's text and its version), ``"scalar"`` the first
+    column's text (the rows a function replaced), ``"rowcount"`` the rows written --
+    all ``KeyUpdater`` asks for."""
 
     __slots__ = ("_hotpath",)
 
