@@ -302,6 +302,7 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
                     "cpu_us_per_update": round(sum(r["cpu"] for r in measured) / done * 1e6, 1)
                     if done else None,
                     "lost": int(sum(r["lost"] for r in measured)),
+                    "rounds_updates_per_s": [round(r["ops"], 1) for r in measured],
                 })  # fmt: skip
     finally:
         drop()
