@@ -3,7 +3,11 @@
 For every driver the metastore runs on, sync and async: the read is ``get_item``'s
 direct read, and the replace is ``set(..., if_version=N)``'s statement with the same
 driver parameters, in the same order and form -- with the clock frozen so both take the
-same ``now``. What the steps say about a miss is checked here too.
+same ``now``. An asset on PostgreSQL goes through migration 0007's functions instead:
+there the replace is checked to carry the general statement's every value (and the
+asset's id), and tests/integration/test_update_functions.py checks that the functions
+write and refuse as the statements do. What the steps say about a miss is checked here
+too.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from statestore.metastore.compiled import compile_statement
 from statestore.metastore.digests import key_digest, task_row_id
 from statestore.metastore.direct_reads import DirectReads, driver_now
 from statestore.metastore.engine import dialect_family
-from statestore.metastore.key_updates import KeyPlans, KeyUpdater
+from statestore.metastore.key_updates import _PG_ASSET_READ, _PG_ASSET_REPLACE, KeyPlans, KeyUpdater
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
@@ -76,8 +80,28 @@ def test_the_replace_sends_what_set_if_version_sends(
                 statements, scope, "k", '{"a":1}', expires_at, utcnow(), updated_by="w1",
                 if_version=7,
             )  # fmt: skip
+        if asset_id is not None and dialect.name == "postgresql":
+            call = compile_statement(_PG_ASSET_REPLACE, dialect)
+            values = {name: plan.params[name] for name in _FUNCTION_ARGUMENTS}
+            values["w_asset_id"] = asset_id
+            assert recorder.sent[-1] == (call.sql, call.parameters(values), "scalar")
+            continue
         compiled = compile_statement(plan.statement, dialect, list(plan.params))
         assert recorder.sent[-1] == (compiled.sql, compiled.parameters(plan.params), "rowcount")
+
+
+_FUNCTION_ARGUMENTS = ("w_key_digest", "if_version", "value", "expires_at", "updated_at",
+                       "updated_by", "now")  # fmt: skip
+"""The general asset replace's values that ``statestore_asset_replace`` takes, besides
+the asset's id (the general statement finds it by the scope's name, uri or id)."""
+
+
+def test_postgresqls_replace_call_takes_every_value_it_needs() -> None:
+    dialect = make_url("postgresql+psycopg://u@h/db").get_dialect()()
+    compiled = compile_statement(_PG_ASSET_REPLACE, dialect)
+    assert compiled.sql.startswith("SELECT statestore_asset_replace(")
+    named = [part.split(")s")[0] for part in compiled.sql.split("%(")[1:]]
+    assert named == ["w_asset_id", *_FUNCTION_ARGUMENTS]  # the function's argument order
 
 
 @pytest.mark.parametrize("url", URLS)
@@ -94,6 +118,11 @@ def test_the_read_is_get_items_direct_read(
         now = driver_now(updater.dialect.name)()
     if isinstance(scope, TaskScope):
         expected = reads.sent("task", (task_row_id(scope, "k"), now), whole=True)
+    elif updater.dialect.name == "postgresql":
+        call = compile_statement(_PG_ASSET_READ, updater.dialect)
+        with time_machine.travel(NOW, tick=False):
+            values = {"asset_id": asset_id, "key_digest": key_digest("k"), "now": utcnow()}
+            expected = (call.sql, call.parameters(values))
     else:
         expected = reads.sent("asset", (asset_id, key_digest("k"), now), whole=True)
     assert recorder.sent == [(*expected, "row")]
@@ -130,12 +159,12 @@ def test_plans_are_kept_per_scope_key_and_writer_and_bounded(
     task, asset = TaskScope("d", "r", "t"), AssetScope(name="orders")
     travel = time_machine.travel(NOW, tick=False)
     travel.start()  # each plan's placeholder instant: one for all, to compare them whole
-    first = key_plans.of(task, "k", "w1", dialect)
-    assert key_plans.of(TaskScope("d", "r", "t"), "k", "w1", dialect) is first  # equal scope
+    first = key_plans.of(task, "k", "w1", dialect, None)
+    assert key_plans.of(TaskScope("d", "r", "t"), "k", "w1", dialect, None) is first  # equal scope
     others = [
-        key_plans.of(task, "j", "w1", dialect),
-        key_plans.of(task, "k", None, dialect),
-        key_plans.of(asset, "k", "w1", dialect),
+        key_plans.of(task, "j", "w1", dialect, None),
+        key_plans.of(task, "k", None, dialect, None),
+        key_plans.of(asset, "k", "w1", dialect, 42),
     ]
     assert [plan[0] for plan in others] == [
         {**first[0], "w_row_id": task_row_id(task, "j")},
@@ -145,7 +174,7 @@ def test_plans_are_kept_per_scope_key_and_writer_and_bounded(
     assert others[2][0]["updated_by"] == "w1"
     assert others[2][0]["w_key_digest"] == key_digest("k")
     monkeypatch.setattr(key_updates, "_KEPT_PLANS", 4)
-    key_plans.of(task, "new", "w1", dialect)  # the fifth: the kept plans start over
-    assert key_plans.of(task, "k", "w1", dialect) is not first
-    assert key_plans.of(task, "k", "w1", dialect) == first
+    key_plans.of(task, "new", "w1", dialect, None)  # the fifth: the kept plans start over
+    assert key_plans.of(task, "k", "w1", dialect, None) is not first
+    assert key_plans.of(task, "k", "w1", dialect, None) == first
     travel.stop()

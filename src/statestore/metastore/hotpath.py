@@ -80,7 +80,8 @@ class SyncHotPath:
 
     def run_libpq(self, statement: LibpqStatement, parameters: Any, *, fetch: Fetch) -> Any:
         """``run`` through libpq (``libpq.LibpqHotPath``): ``"row"`` gives the first two
-        columns, the second as an int; ``"rowcount"`` the rows written."""
+        columns, the second as an int; ``"scalar"`` the first column's text;
+        ``"rowcount"`` the rows written."""
         try:
             return self._execute_libpq(statement, parameters, fetch)
         except RETRIED as exc:
@@ -159,6 +160,9 @@ class SyncHotPath:
                 result = None if not answer.ntuples else (
                     answer.get_value(0, 0).decode(), int(answer.get_value(0, 1))
                 )  # fmt: skip
+            elif status == _TUPLES_OK and fetch == "scalar":  # the first column's text
+                found = answer.get_value(0, 0) if answer.ntuples else None
+                result = None if found is None else found.decode()
             elif status == _COMMAND_OK and fetch == "rowcount":
                 result = answer.command_tuples
             elif status in (_TUPLES_OK, _COMMAND_OK):

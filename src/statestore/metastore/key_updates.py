@@ -22,9 +22,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, column, func, select
+
 from statestore.items import unread_conflict, unread_conflicts_allowed
 from statestore.metastore import plans
 from statestore.metastore.compiled import compiled_plan
+from statestore.metastore.digests import key_digest
+from statestore.metastore.tables import asset_state
 from statestore.retention import utcnow
 from statestore.scopes import TaskScope
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.sql.expression import Executable
 
     from statestore.metastore.compiled import CompiledStatement
     from statestore.metastore.direct_reads import DirectReads
@@ -43,6 +48,31 @@ __all__ = ["KeyPlans", "KeyUpdater"]
 _KEPT_PLANS = 1024
 """Key plans a backend keeps per side (sync, async): enough for every key a worker
 updates again and again, and small; when full, the plans start over."""
+
+
+def _bound(name: str, column_name: str) -> Any:
+    return bindparam(name, type_=asset_state.c[column_name].type)
+
+
+_PG_ASSET_READ: Executable = select(column("value"), column("version")).select_from(
+    func.statestore_asset_read(
+        _bound("asset_id", "asset_id"), _bound("key_digest", "key_digest"),
+        _bound("now", "updated_at"),
+    )
+)  # fmt: skip
+"""PostgreSQL (migration 0007): the read of ``DirectReads.asset_get``, as a function
+whose plan the server keeps; only the value and version, all ``update`` needs."""
+
+_PG_ASSET_REPLACE: Executable = select(
+    func.statestore_asset_replace(
+        _bound("w_asset_id", "asset_id"), _bound("w_key_digest", "key_digest"),
+        _bound("if_version", "version"), _bound("value", "value"),
+        _bound("expires_at", "expires_at"), _bound("updated_at", "updated_at"),
+        _bound("updated_by", "updated_by"), _bound("now", "updated_at"),
+    )
+)  # fmt: skip
+"""PostgreSQL (migration 0007): the general path's asset compare-and-set (an active
+asset's live key at the version read) as a function; it answers the rows replaced."""
 
 
 class KeyPlans:
@@ -59,21 +89,37 @@ class KeyPlans:
         self._kept: dict[tuple[StateScope, str, str | None], tuple[dict[str, Any], Any]] = {}
 
     def of(
-        self, scope: StateScope, key: str, updated_by: str | None, dialect: Dialect
-    ) -> tuple[dict[str, Any], CompiledStatement]:
+        self, scope: StateScope, key: str, updated_by: str | None, dialect: Dialect,
+        asset_id: int | None,
+    ) -> tuple[dict[str, Any], CompiledStatement]:  # fmt: skip
         """The general path's own plan of a replace of ``key`` (its parameters, which
-        each attempt fills in with its own values) and its compiled statement."""
+        each attempt fills in with its own values) and its compiled statement; for an
+        asset on PostgreSQL, the same write through ``statestore_asset_replace``."""
         kept = self._kept.get((scope, key, updated_by))
         if kept is None:
             if len(self._kept) >= _KEPT_PLANS:
                 self._kept.clear()
-            plan = plans.set_(
-                self._statements, scope, key, "", None, utcnow(),
-                updated_by=updated_by, if_version=1,
-            )  # fmt: skip
-            compiled = compiled_plan(self._cache, plan.statement, plan.params, dialect)
-            kept = self._kept[scope, key, updated_by] = (plan.params, compiled)
+            if asset_id is not None and dialect.name == "postgresql":
+                params = {"w_asset_id": asset_id, "w_key_digest": key_digest(key),
+                          "updated_by": updated_by}  # fmt: skip
+                statement: Executable = _PG_ASSET_REPLACE
+            else:
+                plan = plans.set_(
+                    self._statements, scope, key, "", None, utcnow(),
+                    updated_by=updated_by, if_version=1,
+                )  # fmt: skip
+                params, statement = plan.params, plan.statement
+            compiled = compiled_plan(self._cache, statement, params, dialect)
+            kept = self._kept[scope, key, updated_by] = (params, compiled)
         return kept
+
+    def asset_read(self, dialect: Dialect) -> CompiledStatement | None:
+        """PostgreSQL's ``statestore_asset_read`` call, compiled (else ``None``: the
+        direct read serves)."""
+        if dialect.name != "postgresql":
+            return None
+        names = {"asset_id": 0, "key_digest": b"", "now": None}
+        return compiled_plan(self._cache, _PG_ASSET_READ, names, dialect)
 
 
 class KeyUpdater:
@@ -84,7 +130,10 @@ class KeyUpdater:
     ``written()`` turn those results into what ``update`` needs.
     """
 
-    __slots__ = ("_asset_id", "_compiled", "_hotpath", "_key", "_reads", "_scope", "_template")
+    __slots__ = (
+        "_asset_id", "_compiled", "_hotpath", "_key", "_key_digest", "_read",
+        "_reads", "_replaced_scalar", "_scope", "_template",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -103,7 +152,13 @@ class KeyUpdater:
         self._scope = scope
         self._key = key
         self._asset_id = asset_id
-        self._template, self._compiled = key_plans.of(scope, key, updated_by, reads.dialect)
+        dialect = reads.dialect
+        self._template, self._compiled = key_plans.of(scope, key, updated_by, dialect, asset_id)
+        self._read = None if asset_id is None else key_plans.asset_read(dialect)
+        self._key_digest = self._template.get("w_key_digest")  # PostgreSQL's asset read
+        # The function answers the rows it replaced as its value; an UPDATE, as its
+        # row count.
+        self._replaced_scalar = self._read is not None
 
     @property
     def dialect(self) -> Dialect:
@@ -115,6 +170,9 @@ class KeyUpdater:
         if self._asset_id is None:
             assert isinstance(self._scope, TaskScope)
             return self._reads.task_get(self._hotpath, self._scope, self._key, whole=True)
+        if self._read is not None:
+            values = {"asset_id": self._asset_id, "key_digest": self._key_digest, "now": utcnow()}
+            return self._hotpath.run(self._read.sql, self._read.parameters(values), fetch="row")
         return self._reads.asset_get(self._hotpath, self._asset_id, self._key, whole=True)
 
     @staticmethod
@@ -128,13 +186,15 @@ class KeyUpdater:
         values = {**self._template, "value": text, "expires_at": expires_at,
                   "if_version": version, "now": now, "updated_at": now}  # fmt: skip
         compiled = self._compiled
-        return self._hotpath.run(compiled.sql, compiled.parameters(values), fetch="rowcount")
+        fetch = "scalar" if self._replaced_scalar else "rowcount"
+        return self._hotpath.run(compiled.sql, compiled.parameters(values), fetch=fetch)
 
-    def written(self, rowcount: int, version: int) -> bool:
-        """Whether :meth:`write` replaced the key. A miss inside ``update`` that may
-        report a lost race unread raises that conflict; any other miss returns
-        ``False``, and the caller writes the general way, which says why."""
-        if rowcount:
+    def written(self, replaced: Any, version: int) -> bool:
+        """Whether :meth:`write` replaced the key (``replaced``: what it answered, the
+        rows replaced). A miss inside ``update`` that may report a lost race unread
+        raises that conflict; any other miss returns ``False``, and the caller writes
+        the general way, which says why."""
+        if int(replaced or 0):
             return True
         if unread_conflicts_allowed():
             raise unread_conflict(self._scope, self._key, version)
