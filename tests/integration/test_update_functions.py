@@ -25,7 +25,8 @@ from statestore import InactiveAssetError, StateStore
 from statestore.metastore import plans
 from statestore.metastore.compiled import compile_statement
 from statestore.metastore.digests import key_digest
-from statestore.metastore.key_updates import _PG_ASSET_READ, _PG_ASSET_REPLACE, KeyUpdater
+from statestore.metastore.key_updates import KeyUpdater
+from statestore.metastore.pg_functions import ASSET_READ, ASSET_REPLACE
 from statestore.metastore.statements import build_statements
 from statestore.metastore.tables import asset, asset_state
 from statestore.scopes import AssetScope
@@ -89,7 +90,7 @@ def _by_function(conn: Connection, asset_id: int, key: str, version: int, value:
               "value": value, "expires_at": LATER + timedelta(days=1), "updated_at": LATER,
               "updated_by": "w2", "now": LATER}  # fmt: skip
     with conn.begin():
-        return int(conn.execute(_PG_ASSET_REPLACE, values).scalar_one())
+        return int(conn.execute(ASSET_REPLACE, values).scalar_one())
 
 
 CASES = [
@@ -134,7 +135,7 @@ def test_the_read_function_reads_as_get_item(migrated_url: URL, conn: Connection
 
     def call(asset_id: int, key: str) -> list[Any]:
         values = {"asset_id": asset_id, "key_digest": key_digest(key), "now": LATER}
-        return list(conn.execute(_PG_ASSET_READ, values).all())
+        return list(conn.execute(ASSET_READ, values).all())
 
     assert [tuple(r) for r in call(live, "k")] == [("1", 1)]
     assert call(live, "missing") == []
@@ -156,7 +157,7 @@ def test_every_postgresql_driver_updates_through_the_functions(
     read, write = KeyUpdater.read, KeyUpdater.write
 
     def counted_read(self: KeyUpdater) -> Any:
-        sent.append(compile_statement(_PG_ASSET_READ, self.dialect).sql)
+        sent.append(compile_statement(ASSET_READ, self.dialect).sql)
         return read(self)
 
     def counted_write(self: KeyUpdater, *args: Any) -> Any:
@@ -193,9 +194,10 @@ def test_the_functions_are_in_the_schema(conn: Connection) -> None:
     found = conn.execute(text(
         "SELECT proname FROM pg_proc WHERE proname LIKE 'statestore_asset_%' ORDER BY proname"
     )).scalars().all()  # fmt: skip
-    assert found == ["statestore_asset_read", "statestore_asset_replace"]
+    # 0007's two, and migration 0008's asset upsert (test_key_functions.py)
+    assert found == ["statestore_asset_read", "statestore_asset_replace", "statestore_asset_write"]
     with time_machine.travel(T0, tick=False):  # and the plain call answers 0 on no rows
-        assert conn.execute(_PG_ASSET_REPLACE, {
+        assert conn.execute(ASSET_REPLACE, {
             "w_asset_id": -1, "w_key_digest": b"x", "if_version": 1, "value": "1",
             "expires_at": None, "updated_at": T0, "updated_by": None, "now": T0,
         }).scalar_one() == 0  # fmt: skip

@@ -1,10 +1,12 @@
-"""PostgreSQL: ``update()``'s two statements through libpq (``metastore/libpq.py``).
+"""PostgreSQL: plain statements through libpq (``metastore/libpq.py``).
 
-Checked against a real server: the libpq path is the one taken, and it stores exactly
-what the cursor path stores (value, version, timestamps, expiry, provenance); with the
-prepared-statement opt-in the cursor runs instead; a cut connection is run again on a
-new one; a stalled server times out and writes nothing; and an error the server raises
-reaches the caller typed exactly as the cursor path's (a read-only database here).
+Checked against a real server: the libpq path is the one taken (gets, writes and
+``update()``'s read and compare-and-set), and it stores and answers exactly what the
+cursor path does (value, version, timestamps, expiry, provenance, conflicts); with the
+prepared-statement opt-in, another client encoding or a text libpq would cut short at a
+NUL, the cursor runs instead; a cut connection is run again on a new one; a stalled
+server times out and writes nothing; and an error the server raises reaches the caller
+typed exactly as the cursor path's (a read-only database here).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from statestore import (
     TaskScope,
     TaskStateAccessor,
 )
+from statestore.metastore import hotpath
 from statestore.metastore.hotpath import SyncHotPath
 from tests.integration.tcp_proxy import TcpProxy
 
@@ -43,18 +46,32 @@ def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _label(sql: str) -> str:
+    """A function call by its function (``task_write``: ``statestore_task_write``), any
+    other statement by its verb (``delete``)."""
+    match = re.search(r"\bstatestore_(\w+)\(", sql)
+    return match.group(1) if match else sql.split(maxsplit=1)[0].lower()
+
+
 @pytest.fixture
 def libpq_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The fetch of every statement run through libpq (cursor fallbacks not counted)."""
+    """Every statement run through libpq, by its label (cursor fallbacks not counted)."""
     calls: list[str] = []
-    execute = SyncHotPath._execute_libpq
+    pending: list[str] = []
+    execute, ready = SyncHotPath._execute_libpq, hotpath._libpq_ready
 
     def counted(self: SyncHotPath, statement: Any, parameters: Any, fetch: Any) -> Any:
-        if self._idle._idle and self._idle._idle[-1].dbapi_connection.prepare_threshold is None:
-            calls.append(fetch)
+        pending[:] = [_label(statement.sql)]
         return execute(self, statement, parameters, fetch)
 
+    def counted_ready(connection: Any, driver: Any) -> bool:
+        answer = ready(connection, driver)
+        if answer:
+            calls.append(pending[0])
+        return answer
+
     monkeypatch.setattr(SyncHotPath, "_execute_libpq", counted)
+    monkeypatch.setattr(hotpath, "_libpq_ready", counted_ready)
     return calls
 
 
@@ -83,9 +100,13 @@ def _updated(store: StateStore, key: str) -> list[Any]:
 def test_libpq_stores_what_the_cursor_stores(migrated_url: URL, libpq_calls: list[str]) -> None:
     with _store(migrated_url) as store:
         via_libpq = _updated(store, "libpq")
-    # two updates of each key: the task's replace answers its row count; the asset's,
-    # a function (migration 0007), the rows it replaced
-    assert libpq_calls == ["row", "rowcount"] * 2 + ["row", "scalar"] * 2
+    # the task: its set and get (functions, migration 0008), then two updates, each a
+    # read of its value and version (a plain select) and a replace (a function); the
+    # asset: its first set (a function that found no registered asset: the general way
+    # registers it), its first get by name (the cursor's way: a typed row, the id with
+    # it), then two updates by its id (migration 0007's functions)
+    task_calls = ["task_write", "task_read"] + ["select", "task_replace"] * 2
+    assert libpq_calls == task_calls + ["asset_write"] + ["asset_read", "asset_replace"] * 2
     libpq_calls.clear()
     with _store(migrated_url, prepare_threshold="0") as prepared:  # the cursor's way
         via_cursor = _updated(prepared, "cursor")
@@ -110,7 +131,10 @@ def test_a_cut_connection_is_run_again(
             proxy.cut_all()  # as a server restart: the kept connection is dead
             assert state.update("n", lambda n: n + 1) == expected
         assert state.get("n") == 3
-    assert libpq_calls.count("scalar") == 2  # an asset replace: migration 0007's function
+    # the set, the get by name (the cursor's), then each update: its read cut and run
+    # again, its replace (functions, migration 0007); the last get by the known id
+    assert libpq_calls == ["asset_write"] + ["asset_read", "asset_read", "asset_replace"] * 2 + [
+        "asset_read"]  # fmt: skip
 
 
 def test_a_stalled_server_times_out_and_writes_nothing(proxied: tuple[TcpProxy, URL]) -> None:
@@ -150,9 +174,99 @@ def test_a_refused_write_is_typed_as_the_cursors(
     state = read_only.asset_state("orders")
     with pytest.raises(BackendUnavailableError) as via_libpq:
         state.update("n", lambda n: n + 1)
-    assert libpq_calls == ["row", "scalar"]
+    assert libpq_calls == ["asset_read", "asset_replace"]
     with pytest.raises(BackendUnavailableError) as via_cursor:
         state.set("n", 2, if_version=1)  # the same statement through the cursor
     assert str(via_libpq.value) == str(via_cursor.value)
     assert "takes no writes" in str(via_libpq.value)
     assert state.get("n") == 1
+
+
+def _observed(store: StateStore, dag: str) -> list[Any]:
+    """What a run of gets and writes answers and leaves, each with its outcome (a
+    value, an item, or the error's type and message with the scope's dag taken out)."""
+    seen: list[Any] = []
+
+    def outcome(call: Any) -> Any:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+            return (type(exc).__name__, str(exc).replace(dag, "<dag>"))
+
+    task = store.task_state(TaskScope(dag, "run", "task", map_index=3))
+    asset = store.asset_state(f"{dag}-orders")
+    with time_machine.travel(T0, tick=False):
+        task.set("k", VALUE, retention=timedelta(hours=2))
+        task.set("forever", [1, "ü"], retention=None)
+        seen += [outcome(lambda: task.set("k", 1, if_version=0)),  # create-only: taken
+                 outcome(lambda: task.set("k", 2, if_version=9)),  # another version
+                 outcome(lambda: task.set("new", 3, if_version=0))]  # fmt: skip
+        seen += [task.get("k"), task.get("missing", "absent"), task.get_item("k")]
+        task.set_many({"a": 1, "b": {"c": None}})
+        seen += [task.get_many(["a", "b", "k", "none"]), task.get_item("forever")]
+        asset.set("position", 5)
+        asset.set("position", 6, if_version=1)
+        seen += [asset.get("position"), asset.get_item("position"),
+                 outcome(lambda: asset.set("position", 0, if_version=1))]  # fmt: skip
+        task.delete("a")
+        asset.delete("position")
+        seen += [task.get("a"), asset.get("position"), sorted(task.keys())]
+    with time_machine.travel(T0 + timedelta(hours=3), tick=False):
+        seen += [task.get("k"), task.get("forever")]  # k expired at T0 + 2 h
+        task.clear()
+        seen += [sorted(task.keys())]
+    return seen
+
+
+def test_gets_and_writes_answer_and_store_as_the_cursors(
+    migrated_url: URL, libpq_calls: list[str]
+) -> None:
+    with _store(migrated_url) as store:
+        via_libpq = _observed(store, "libpq")
+    # every write and every get of a value by a known id went through libpq: task
+    # sets and gets as functions (0008), a create-only insert, the asset's first set
+    # (a function; no asset yet), its compare-and-sets by name and the deletes as
+    # statements; not get_item's typed row, get_many's rows, set_many (its arrays have
+    # no libpq form here: the cursor's way), nor an asset found by name (its first get,
+    # and the one after the lost compare-and-set forgot its id)
+    assert libpq_calls == [
+        "task_write", "task_write", "insert", "task_replace", "insert", "task_read",
+        "task_read", "asset_write", "update", "update", "delete", "delete", "task_read",
+        "task_read", "task_read", "delete",
+    ]  # fmt: skip
+    libpq_calls.clear()
+    with _store(migrated_url, prepare_threshold="0") as prepared:
+        via_cursor = _observed(prepared, "cursor")
+    assert libpq_calls == []
+    assert via_libpq == via_cursor
+    assert via_libpq[0][0] == via_libpq[1][0] == "VersionConflictError"
+    assert via_libpq[3:5] == [VALUE, "absent"]
+    assert via_libpq[-3:] == [None, [1, "ü"], []]
+
+
+def test_another_client_encoding_takes_the_cursor(
+    migrated_url: URL, libpq_calls: list[str]
+) -> None:
+    # libpq.py encodes text as UTF-8: a connection in LATIN1 must not be sent its bytes
+    with _store(migrated_url, client_encoding="latin1") as store:
+        state = store.task_state(TASK)
+        state.set("k", {"text": "grüße"})
+        assert state.get("k") == {"text": "grüße"}
+        assert state.update("k", lambda v: {**v, "n": 1}) == {"text": "grüße", "n": 1}
+    assert libpq_calls == []
+    with _store(migrated_url) as store:  # and what it stored reads the same in UTF-8
+        assert store.task_state(TASK).get("k") == {"text": "grüße", "n": 1}
+
+
+def test_a_text_libpq_would_cut_short_takes_the_cursor(
+    migrated_url: URL, libpq_calls: list[str]
+) -> None:
+    with _store(migrated_url) as store:
+        store.task_state(TASK).set("k", 1)  # connected, schema known
+        path = store.backend._connections.sync_hotpath()  # type: ignore[attr-defined]
+        assert path.run_plain("SELECT %(t)s::text", {"t": "a"}, fetch="scalar") == "a"
+        assert libpq_calls == ["task_write", "select"]
+        with pytest.raises(Exception, match="NUL") as info:  # psycopg's refusal, not "a"
+            path.run_plain("SELECT %(t)s::text", {"t": "a\x00b"}, fetch="scalar")
+        assert libpq_calls == ["task_write", "select"]
+        assert type(info.value).__module__.startswith(("statestore", "psycopg"))

@@ -3,7 +3,10 @@
 For every driver the metastore runs on, sync and async, the direct task and asset
 readers must produce the same SQL text and the same driver parameters, in the same
 order and form, as planning the read (``plans.get``), compiling it and binding it
-(``compiled``) -- with the clock frozen so both take the same ``now``.
+(``compiled``) -- with the clock frozen so both take the same ``now``. On PostgreSQL a
+get's value is read by a function call (``pg_functions``) bound from the same plan's
+parameters; ``tests/integration/test_key_functions.py`` checks it reads as the plain
+statement does.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pytest
 import time_machine
 from sqlalchemy.engine import make_url
 
-from statestore.metastore import asset_ids, plans
+from statestore.metastore import asset_ids, pg_functions, plans
 from statestore.metastore.compiled import compile_statement
 from statestore.metastore.digests import key_digest, task_row_id
 from statestore.metastore.direct_reads import DirectReads, driver_now
@@ -45,8 +48,11 @@ def _dialect(url: str) -> object:
     return make_url(url).get_dialect()()
 
 
-def _general(plan: plans.Plan, dialect: object) -> tuple[str, object]:
-    compiled = compile_statement(plan.statement, dialect)  # type: ignore[arg-type]
+def _general(plan: plans.Plan, dialect: object, call: object = None) -> tuple[str, object]:
+    """What the general path sends for ``plan`` (``call``: on PostgreSQL, the function
+    call that stands for its statement, bound from the plan's parameters)."""
+    statement = call if call is not None and dialect.name == "postgresql" else plan.statement  # type: ignore[attr-defined]
+    compiled = compile_statement(statement, dialect)  # type: ignore[arg-type]
     return compiled.sql, compiled.parameters(plan.params)
 
 
@@ -57,7 +63,9 @@ def test_task_read_sends_what_the_general_path_sends(url: str) -> None:
     reads = DirectReads(statements, BY_ID, dialect)  # type: ignore[arg-type]
     scope = TaskScope("dag", "run", "task", map_index=3)
     with time_machine.travel(NOW, tick=False):
-        general = _general(plans.get(statements, scope, "k", utcnow()), dialect)
+        general = _general(
+            plans.get(statements, scope, "k", utcnow()), dialect, pg_functions.TASK_READ
+        )
         direct = reads.sent("task", (task_row_id(scope, "k"), driver_now(dialect.name)()))  # type: ignore[attr-defined]
     assert direct == general
 
@@ -70,7 +78,7 @@ def test_asset_read_by_id_sends_what_the_general_path_sends(url: str) -> None:
     scope = AssetScope(name="orders")
     with time_machine.travel(NOW, tick=False):
         plan = plans.get(statements, scope, "k", utcnow(), asset_id=42)
-        general = _general(plan, dialect)
+        general = _general(plan, dialect, pg_functions.ASSET_READ)
         direct = reads.sent("asset", (42, key_digest("k"), driver_now(dialect.name)()))  # type: ignore[attr-defined]
     assert direct == general
 
@@ -136,6 +144,8 @@ class _Recorder:
 
     def run(self, sql: str, parameters: object, *, fetch: str) -> None:
         self.sent.append((sql, parameters))
+
+    run_plain = run  # a get's value is plain text on every driver
 
 
 def test_task_get_sends_each_scope_and_keys_own_row_id() -> None:

@@ -25,7 +25,8 @@ from statestore.metastore.compiled import compile_statement
 from statestore.metastore.digests import key_digest, task_row_id
 from statestore.metastore.direct_reads import DirectReads, driver_now
 from statestore.metastore.engine import dialect_family
-from statestore.metastore.key_updates import _PG_ASSET_READ, _PG_ASSET_REPLACE, KeyPlans, KeyUpdater
+from statestore.metastore.key_updates import KeyPlans, KeyUpdater
+from statestore.metastore.pg_functions import ASSET_READ, ASSET_REPLACE, TASK_REPLACE
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
@@ -40,8 +41,13 @@ class _Recorder:
     def __init__(self, answer: object = None) -> None:
         self.sent: list[tuple[str, object, str]] = []
         self.answer = answer
+        self.typed = 0  # statements sent through run (typed rows), not run_plain
 
     def run(self, sql: str, parameters: object, *, fetch: str) -> object:
+        self.typed += 1
+        return self.run_plain(sql, parameters, fetch=fetch)
+
+    def run_plain(self, sql: str, parameters: object, *, fetch: str) -> object:
         self.sent.append((sql, parameters, fetch))
         return self.answer
 
@@ -81,13 +87,18 @@ def test_the_replace_sends_what_set_if_version_sends(
                 if_version=7,
             )  # fmt: skip
         if asset_id is not None and dialect.name == "postgresql":
-            call = compile_statement(_PG_ASSET_REPLACE, dialect)
+            call = compile_statement(ASSET_REPLACE, dialect)
             values = {name: plan.params[name] for name in _FUNCTION_ARGUMENTS}
             values["w_asset_id"] = asset_id
             assert recorder.sent[-1] == (call.sql, call.parameters(values), "scalar")
             continue
+        if dialect.name == "postgresql":  # a task's: the same parameters, to a function
+            call = compile_statement(TASK_REPLACE, dialect)
+            assert recorder.sent[-1] == (call.sql, call.parameters(plan.params), "scalar")
+            continue
         compiled = compile_statement(plan.statement, dialect, list(plan.params))
         assert recorder.sent[-1] == (compiled.sql, compiled.parameters(plan.params), "rowcount")
+    assert recorder.typed == 0  # plain answers: libpq's way on sync psycopg
 
 
 _FUNCTION_ARGUMENTS = ("w_key_digest", "if_version", "value", "expires_at", "updated_at",
@@ -98,7 +109,7 @@ the asset's id (the general statement finds it by the scope's name, uri or id)."
 
 def test_postgresqls_replace_call_takes_every_value_it_needs() -> None:
     dialect = make_url("postgresql+psycopg://u@h/db").get_dialect()()
-    compiled = compile_statement(_PG_ASSET_REPLACE, dialect)
+    compiled = compile_statement(ASSET_REPLACE, dialect)
     assert compiled.sql.startswith("SELECT statestore_asset_replace(")
     named = [part.split(")s")[0] for part in compiled.sql.split("%(")[1:]]
     assert named == ["w_asset_id", *_FUNCTION_ARGUMENTS]  # the function's argument order
@@ -119,13 +130,14 @@ def test_the_read_is_get_items_direct_read(
     if isinstance(scope, TaskScope):
         expected = reads.sent("task", (task_row_id(scope, "k"), now), whole=True)
     elif updater.dialect.name == "postgresql":
-        call = compile_statement(_PG_ASSET_READ, updater.dialect)
+        call = compile_statement(ASSET_READ, updater.dialect)
         with time_machine.travel(NOW, tick=False):
             values = {"asset_id": asset_id, "key_digest": key_digest("k"), "now": utcnow()}
             expected = (call.sql, call.parameters(values))
     else:
         expected = reads.sent("asset", (asset_id, key_digest("k"), now), whole=True)
     assert recorder.sent == [(*expected, "row")]
+    assert recorder.typed == 0  # only the text and version: plain, not get_item's typed row
 
 
 def test_rows_read_become_text_and_version() -> None:

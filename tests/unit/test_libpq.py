@@ -97,3 +97,12 @@ def test_parameters_are_each_values_encoding_in_statement_order() -> None:
     assert formats == [e[2] for e in expected]
     with pytest.raises(TypeError, match="no libpq form"):
         statement.parameters({**values, "a": 1.5})
+
+
+@pytest.mark.parametrize("text", ["\x00", "a\x00b", _Text("x\x00")])
+def test_a_text_with_a_nul_is_refused_not_cut_short(text: str) -> None:
+    # libpq reads a text parameter up to its first NUL: the cursor's way must run instead
+    with pytest.raises(TypeError, match="NUL"):
+        encode(text)
+    with pytest.raises(TypeError, match="NUL"):
+        LibpqStatement("SELECT %(t)s").parameters({"t": text})

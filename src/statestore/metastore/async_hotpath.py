@@ -262,6 +262,10 @@ class AsyncHotPath:
                 else:
                     await asyncio.sleep(retry.pause())
 
+    async def run_plain(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
+        """As ``SyncHotPath.run_plain``: every async driver's answer is already plain."""
+        return await self.run(sql, parameters, fetch=fetch)
+
     async def aclose(self) -> None:
         """Return the idle connections to the pool."""
         await self._idle.aclose()

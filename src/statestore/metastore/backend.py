@@ -2,8 +2,9 @@
 
 Each operation is planned by pure functions in ``plans`` (statement + parameters) and
 executed here on a real sync or a real async engine; the two paths differ only by
-``await``. A steady-state get/set/delete/clear is one autocommit statement, one round
-trip. The schema is checked once, on first use; SQLite may migrate itself then.
+``await``. A steady-state get/set/delete/clear is one autocommit statement (on
+PostgreSQL some are function calls: ``pg_functions``), one round trip. The schema is
+checked once, on first use; SQLite may migrate itself then.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from statestore.metastore.engine import (
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.key_updates import KeyPlans
 from statestore.metastore.listing import Listing
+from statestore.metastore.pg_functions import FunctionCalls
 from statestore.metastore.receipts import WriteReceipts
 from statestore.metastore.schema import check_schema, run_upgrade, upgrade
 from statestore.metastore.statements import build_statements
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
     from statestore.config import StateStoreConfig
 
 __all__ = ["MetastoreStateBackend"]
-
 
 _SLOW = frozenset({"asset_write", "asset_cas"})
 """Asset writes whose rowcount 0 may mean "asset not registered yet": the slow path
@@ -87,6 +88,7 @@ class MetastoreStateBackend(
         self._sync_url, self._async_url = derive_urls(url if url is not None else given)  # type: ignore[arg-type]
         self._family = dialect_family(self._sync_url)
         self._statements = build_statements(self._family)
+        self._calls = FunctionCalls(self._statements, self._family)
         self._compiled: dict[int, CompiledStatement] = {}
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
         self._key_plans = KeyPlans(self._statements, self._compiled)  # update()'s, per key
@@ -161,9 +163,8 @@ class MetastoreStateBackend(
 
     @property
     def maintenance_engine(self) -> Engine:
-        """The sync engine for maintenance code that connects by itself (cleanup),
-        with the hot path's idle connections handed back to its pool first, so that
-        it reuses them instead of opening more."""
+        """The sync engine for maintenance code that connects by itself (cleanup), the
+        hot path's idle connections handed back to its pool first, for it to reuse."""
         return self._connections.maintenance_engine()
 
     def _forget_after_fork(self) -> list[object]:
@@ -258,10 +259,15 @@ class MetastoreStateBackend(
         return result
 
     def _run_fast(self, plan: plans.Plan) -> Any:
+        hotpath = self._connections.sync_hotpath()
+        call = self._calls.compiled(plan, self._compiled, self.engine.dialect)
+        if call is not None:  # PostgreSQL: a write as a function call (pg_functions)
+            return int(hotpath.run_plain(*call, fetch="scalar") or 0)
         compiled = compiled_plan(self._compiled, plan.statement, plan.params, self.engine.dialect)
         parameters = compiled.parameters(plan.params)
         fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")
-        result = self._connections.sync_hotpath().run(compiled.sql, parameters, fetch=fetch)
+        run = hotpath.run_plain if fetch == "rowcount" else hotpath.run  # a write: plain
+        result = run(compiled.sql, parameters, fetch=fetch)
         if plan.resolves or plan.kind == "read_row":  # inline: a task get pays no call
             return self._fetched(plan, result, self.engine.dialect)
         return result
@@ -382,6 +388,9 @@ class MetastoreStateBackend(
 
     async def _arun_fast(self, state: LoopEngine, plan: plans.Plan) -> Any:
         dialect = state.engine.dialect
+        call = self._calls.compiled(plan, self._acompiled, dialect)
+        if call is not None:  # as in _run_fast
+            return int(await state.hotpath.run_plain(*call, fetch="scalar") or 0)
         compiled = compiled_plan(self._acompiled, plan.statement, plan.params, dialect)
         parameters = compiled.parameters(plan.params)
         fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")

@@ -176,7 +176,9 @@ class MetastoreBatches:
         dialect = self.engine.dialect
         compiled = self._batch_sql(plan, dialect, "sync")
         reading = plan.kind == "read_rows"
-        result = self._connections.sync_hotpath().run(
+        hotpath = self._connections.sync_hotpath()
+        run = hotpath.run if reading else hotpath.run_plain  # a write's row count is plain
+        result = run(
             compiled.sql, compiled.parameters(plan.params), fetch="rows" if reading else "rowcount"
         )
         if reading:

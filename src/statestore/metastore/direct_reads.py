@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Dialect
 
 from statestore.items import StoredItem
-from statestore.metastore import asset_ids
+from statestore.metastore import asset_ids, pg_functions
 from statestore.metastore.compiled import ItemRows, compile_statement
 from statestore.metastore.digests import TaskRowIds, key_digest
 from statestore.metastore.key_updates import KeyPlans, KeyUpdater
-from statestore.metastore.libpq import LibpqHotPath
 from statestore.metastore.statements import Statements
 from statestore.scopes import StateScope, TaskScope
 
@@ -120,9 +119,13 @@ class DirectReads:
     ) -> None:
         """``asset_reads``: the by-id asset get and get-item statements (``asset_ids``)."""
         self.dialect = dialect
-        self._task = _Reader(statements.task_get, dialect, _TASK_NAMES)
+        task_get: Any = statements.task_get
+        asset_get: Any = asset_reads[0]
+        if dialect.name == "postgresql":  # the same reads as function calls (pg_functions)
+            task_get, asset_get = pg_functions.TASK_READ, pg_functions.ASSET_READ
+        self._task = _Reader(task_get, dialect, _TASK_NAMES)
         self._task_item = _Reader(statements.task_get_item, dialect, _TASK_NAMES)
-        self._asset = _Reader(asset_reads[0], dialect, _ASSET_NAMES)
+        self._asset = _Reader(asset_get, dialect, _ASSET_NAMES)
         self._asset_item = _Reader(asset_reads[1], dialect, _ASSET_NAMES)
         self._named = self._task.order is None
         for reader, names in (
@@ -135,26 +138,34 @@ class DirectReads:
         self._now = driver_now(dialect.name)
         self._row_ids = TaskRowIds()
 
-    def task_get(self, hotpath: Any, scope: TaskScope, key: str, *, whole: bool = False) -> Any:
-        """``get`` of a task key (``whole``: its row, as ``get_item`` reads it). With an
+    def task_get(
+        self, hotpath: Any, scope: TaskScope, key: str, *, whole: bool = False, plain: bool = False
+    ) -> Any:
+        """``get`` of a task key (``whole``: its row, as ``get_item`` reads it; with
+        ``plain`` only its value's text and version, as ``update`` reads it). With an
         async hot path this returns its awaitable."""
         row_id = self._row_ids(scope, key)
         parameters: Any = (row_id, self._now())
         if self._named:
             parameters = {"row_id": row_id, "now": parameters[1]}
-        if whole:
-            return hotpath.run(self._task_item.sql, parameters, fetch="row")
-        return hotpath.run(self._task.sql, parameters, fetch="scalar")
+        if not whole:
+            return hotpath.run_plain(self._task.sql, parameters, fetch="scalar")
+        run = hotpath.run_plain if plain else hotpath.run
+        return run(self._task_item.sql, parameters, fetch="row")
 
-    def asset_get(self, hotpath: Any, asset_id: int, key: str, *, whole: bool = False) -> Any:
-        """``get`` of an asset key by the asset's remembered id (``whole``: its row)."""
+    def asset_get(
+        self, hotpath: Any, asset_id: int, key: str, *, whole: bool = False, plain: bool = False
+    ) -> Any:
+        """``get`` of an asset key by the asset's remembered id (``whole``, ``plain``:
+        as for :meth:`task_get`)."""
         digest = key_digest(key)
         parameters: Any = (asset_id, digest, self._now())
         if self._named:
             parameters = {"asset_id": asset_id, "key_digest": digest, "now": parameters[2]}
-        if whole:
-            return hotpath.run(self._asset_item.sql, parameters, fetch="row")
-        return hotpath.run(self._asset.sql, parameters, fetch="scalar")
+        if not whole:
+            return hotpath.run_plain(self._asset.sql, parameters, fetch="scalar")
+        run = hotpath.run_plain if plain else hotpath.run
+        return run(self._asset_item.sql, parameters, fetch="row")
 
     def sent(self, kind: str, values: tuple[Any, ...], *, whole: bool = False) -> tuple[str, Any]:
         """The SQL and driver parameters a reader sends for ``values`` (for tests)."""
@@ -246,8 +257,6 @@ class DirectReadAccess:
         else:
             hotpath = self._connections.sync_hotpath()
             reads, key_plans = self._sync_reads(), self._key_plans
-            if reads.dialect.driver == "psycopg":  # its two statements straight via libpq
-                hotpath = LibpqHotPath(hotpath)
         return KeyUpdater(
             key_plans=key_plans, reads=reads, hotpath=hotpath,
             scope=scope, key=key, asset_id=asset_id, updated_by=updated_by,

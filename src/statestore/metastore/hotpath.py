@@ -11,17 +11,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy.engine import URL, Engine
 
 from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, IdleConnections, dialect_family
 from statestore.metastore.errors import translate_errors
+from statestore.metastore.libpq import LibpqStatement, numbered
 from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
-
-if TYPE_CHECKING:
-    from statestore.metastore.libpq import LibpqStatement
 
 __all__ = ["Fetch", "SyncHotPath", "shaped"]
 
@@ -53,6 +51,22 @@ def shaped(rows: Sequence[Any], fetch: Fetch) -> Any:
     return rows[0][0] if fetch == "scalar" else tuple(rows[0])
 
 
+_LIBPQ_READY = "statestore_libpq"
+"""Whether a connection takes libpq's plain statements (its pool record's ``info``)."""
+
+
+def _libpq_ready(connection: Any, driver: Any) -> bool:
+    """Whether ``driver`` (a psycopg connection) runs plain statements through libpq:
+    not where psycopg prepares (``prepare_threshold`` set: the direct-connection
+    opt-in), and only in UTF-8, the form libpq.py encodes text in and decodes it from
+    (a URL may ask for another ``client_encoding``). Worked out once per connection."""
+    kept = connection.info.get(_LIBPQ_READY)
+    if kept is None or kept[0] is not driver:
+        ready = driver.prepare_threshold is None and driver.info.encoding == "utf-8"
+        kept = connection.info[_LIBPQ_READY] = (driver, ready)
+    return kept[1]  # type: ignore[no-any-return]
+
+
 class SyncHotPath:
     """Runs compiled statements for one engine; thread-safe like its idle list."""
 
@@ -68,6 +82,9 @@ class SyncHotPath:
         self._keep_cursor = self._watched
         # sqlite3's Connection.execute makes the cursor and runs it in one C call.
         self._connection_execute = dialect_family(url) == "sqlite"
+        # psycopg's cursor costs about half a statement's client CPU: plain statements
+        # go through its libpq wrapper instead (see run_plain and libpq.py).
+        self._libpq = url.get_driver_name() == "psycopg"
         # At most the pool's size kept idle: beyond it, connections go back to the pool.
         self._idle = IdleConnections(engine, keep=keep, timeout=timeout)
 
@@ -78,10 +95,15 @@ class SyncHotPath:
         except RETRIED as exc:
             return self._again(exc, lambda: self._execute(sql, parameters, fetch=fetch))
 
-    def run_libpq(self, statement: LibpqStatement, parameters: Any, *, fetch: Fetch) -> Any:
-        """``run`` through libpq (``libpq.LibpqHotPath``): ``"row"`` gives the first two
-        columns, the second as an int; ``"scalar"`` the first column's text;
-        ``"rowcount"`` the rows written."""
+    def run_plain(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
+        """``run`` for a statement whose answer is plain: ``"scalar"`` the first
+        column's text (a value, or a function's count), ``"row"`` the first two columns
+        as a value's text and its version (an int), ``"rowcount"`` the rows written.
+        On sync psycopg these go through libpq, which answers in text (libpq.py); every
+        other driver's cursor answers the same."""
+        if not self._libpq:
+            return self.run(sql, parameters, fetch=fetch)
+        statement = numbered(sql)
         try:
             return self._execute_libpq(statement, parameters, fetch)
         except RETRIED as exc:
@@ -117,8 +139,10 @@ class SyncHotPath:
         """Drop the idle connections unclosed (in a forked child); returns them."""
         return self._idle.forget()
 
-    def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
-        connection = self._acquire()
+    def _execute(self, sql: str, parameters: Any, *, fetch: Fetch, connection: Any = None) -> Any:
+        """``connection``: one already acquired for this statement (else one is)."""
+        if connection is None:
+            connection = self._acquire()
         cursor = None
         token = None
         try:
@@ -146,14 +170,16 @@ class SyncHotPath:
         return self._answered(connection, token, result)
 
     def _execute_libpq(self, statement: LibpqStatement, parameters: Any, fetch: Fetch) -> Any:
-        connection = self._acquire()
-        driver = connection.dbapi_connection
-        if driver.prepare_threshold is not None:  # the opt-in: psycopg prepares, as before
-            self._idle.release(connection)
-            return self._execute(statement.sql, parameters, fetch=fetch)
-        token = watch(connection, self._timeout)
         try:
             values, types, formats = statement.parameters(parameters)
+        except TypeError:  # a value libpq's text form does not cover: the cursor's way
+            return self._execute(statement.sql, parameters, fetch=fetch)
+        connection = self._acquire()
+        driver = connection.dbapi_connection
+        if not _libpq_ready(connection, driver):  # the cursor's way, as before
+            return self._execute(statement.sql, parameters, fetch=fetch, connection=connection)
+        token = watch(connection, self._timeout)
+        try:
             answer = driver.pgconn.exec_params(statement.command, values, types, formats)
             status = answer.status
             if status == _TUPLES_OK and fetch == "row":

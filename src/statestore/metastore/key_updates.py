@@ -22,13 +22,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, column, func, select
-
 from statestore.items import unread_conflict, unread_conflicts_allowed
 from statestore.metastore import plans
 from statestore.metastore.compiled import compiled_plan
 from statestore.metastore.digests import key_digest
-from statestore.metastore.tables import asset_state
+from statestore.metastore.pg_functions import ASSET_READ, ASSET_REPLACE, TASK_REPLACE
 from statestore.retention import utcnow
 from statestore.scopes import TaskScope
 
@@ -50,31 +48,6 @@ _KEPT_PLANS = 1024
 updates again and again, and small; when full, the plans start over."""
 
 
-def _bound(name: str, column_name: str) -> Any:
-    return bindparam(name, type_=asset_state.c[column_name].type)
-
-
-_PG_ASSET_READ: Executable = select(column("value"), column("version")).select_from(
-    func.statestore_asset_read(
-        _bound("asset_id", "asset_id"), _bound("key_digest", "key_digest"),
-        _bound("now", "updated_at"),
-    )
-)  # fmt: skip
-"""PostgreSQL (migration 0007): the read of ``DirectReads.asset_get``, as a function
-whose plan the server keeps; only the value and version, all ``update`` needs."""
-
-_PG_ASSET_REPLACE: Executable = select(
-    func.statestore_asset_replace(
-        _bound("w_asset_id", "asset_id"), _bound("w_key_digest", "key_digest"),
-        _bound("if_version", "version"), _bound("value", "value"),
-        _bound("expires_at", "expires_at"), _bound("updated_at", "updated_at"),
-        _bound("updated_by", "updated_by"), _bound("now", "updated_at"),
-    )
-)  # fmt: skip
-"""PostgreSQL (migration 0007): the general path's asset compare-and-set (an active
-asset's live key at the version read) as a function; it answers the rows replaced."""
-
-
 class KeyPlans:
     """The replace statement and fixed parameters of each key ``update`` touches, worked
     out once per key (digests, the plan, its compiled form): a hot key is updated many
@@ -93,8 +66,8 @@ class KeyPlans:
         asset_id: int | None,
     ) -> tuple[dict[str, Any], CompiledStatement]:  # fmt: skip
         """The general path's own plan of a replace of ``key`` (its parameters, which
-        each attempt fills in with its own values) and its compiled statement; for an
-        asset on PostgreSQL, the same write through ``statestore_asset_replace``."""
+        each attempt fills in with its own values) and its compiled statement; on
+        PostgreSQL, the same write as a function call (``pg_functions``)."""
         kept = self._kept.get((scope, key, updated_by))
         if kept is None:
             if len(self._kept) >= _KEPT_PLANS:
@@ -102,13 +75,15 @@ class KeyPlans:
             if asset_id is not None and dialect.name == "postgresql":
                 params = {"w_asset_id": asset_id, "w_key_digest": key_digest(key),
                           "updated_by": updated_by}  # fmt: skip
-                statement: Executable = _PG_ASSET_REPLACE
+                statement: Executable = ASSET_REPLACE
             else:
                 plan = plans.set_(
                     self._statements, scope, key, "", None, utcnow(),
                     updated_by=updated_by, if_version=1,
                 )  # fmt: skip
                 params, statement = plan.params, plan.statement
+                if isinstance(scope, TaskScope) and dialect.name == "postgresql":
+                    statement = TASK_REPLACE  # the same parameters, as a call
             compiled = compiled_plan(self._cache, statement, params, dialect)
             kept = self._kept[scope, key, updated_by] = (params, compiled)
         return kept
@@ -119,7 +94,7 @@ class KeyPlans:
         if dialect.name != "postgresql":
             return None
         names = {"asset_id": 0, "key_digest": b"", "now": None}
-        return compiled_plan(self._cache, _PG_ASSET_READ, names, dialect)
+        return compiled_plan(self._cache, ASSET_READ, names, dialect)
 
 
 class KeyUpdater:
@@ -156,9 +131,9 @@ class KeyUpdater:
         self._template, self._compiled = key_plans.of(scope, key, updated_by, dialect, asset_id)
         self._read = None if asset_id is None else key_plans.asset_read(dialect)
         self._key_digest = self._template.get("w_key_digest")  # PostgreSQL's asset read
-        # The function answers the rows it replaced as its value; an UPDATE, as its
-        # row count.
-        self._replaced_scalar = self._read is not None
+        # PostgreSQL's replace is a function call (pg_functions), which answers the rows
+        # it replaced as its value; an UPDATE, as its row count.
+        self._replaced_scalar = dialect.name == "postgresql"
 
     @property
     def dialect(self) -> Dialect:
@@ -169,11 +144,16 @@ class KeyUpdater:
         """The key's live row, as ``DirectReads`` reads it for ``get_item``."""
         if self._asset_id is None:
             assert isinstance(self._scope, TaskScope)
-            return self._reads.task_get(self._hotpath, self._scope, self._key, whole=True)
+            return self._reads.task_get(
+                self._hotpath, self._scope, self._key, whole=True, plain=True
+            )
         if self._read is not None:
             values = {"asset_id": self._asset_id, "key_digest": self._key_digest, "now": utcnow()}
-            return self._hotpath.run(self._read.sql, self._read.parameters(values), fetch="row")
-        return self._reads.asset_get(self._hotpath, self._asset_id, self._key, whole=True)
+            read = self._read
+            return self._hotpath.run_plain(read.sql, read.parameters(values), fetch="row")
+        return self._reads.asset_get(
+            self._hotpath, self._asset_id, self._key, whole=True, plain=True
+        )
 
     @staticmethod
     def current(row: Any) -> tuple[str, int] | None:
@@ -187,7 +167,7 @@ class KeyUpdater:
                   "if_version": version, "now": now, "updated_at": now}  # fmt: skip
         compiled = self._compiled
         fetch = "scalar" if self._replaced_scalar else "rowcount"
-        return self._hotpath.run(compiled.sql, compiled.parameters(values), fetch=fetch)
+        return self._hotpath.run_plain(compiled.sql, compiled.parameters(values), fetch=fetch)
 
     def written(self, replaced: Any, version: int) -> bool:
         """Whether :meth:`write` replaced the key (``replaced``: what it answered, the

@@ -1,21 +1,25 @@
-"""``update()``'s two statements straight through libpq, under psycopg's cursor.
+"""Plain statements straight through libpq, under psycopg's cursor.
 
-On a hot key the client's CPU sets the pace (docs/performance.md): the workers share the
-cores with the server, and psycopg's cursor spends most of a statement's client time in
-Python -- converting the query, dumping each parameter, setting up the result -- so a
-raw psycopg loop pays it too, and statestore paid it plus its own layers. psycopg's
-public libpq wrapper (``psycopg.pq``) runs the same statement for about half the CPU:
-``PQexecParams`` with the parameters already in libpq's form, the GIL released while it
-waits. That is what :class:`LibpqHotPath` does for ``KeyUpdater`` on the sync psycopg
-driver.
+psycopg's cursor spends most of a statement's client time in Python -- converting the
+query, dumping each parameter, setting up the result -- so a raw psycopg loop pays it
+too, and on a hot key, where the workers share the cores with the server, the client's
+CPU sets the pace (docs/performance.md). psycopg's public libpq wrapper (``psycopg.pq``)
+runs the same statement for about half the CPU: ``PQexecParams`` with the parameters
+already in libpq's form, the GIL released while it waits.
 
-Nothing else changes: the connection, the deadline watchdog, the retries and the error
-translation are the hot path's own (``hotpath.SyncHotPath.run_libpq``); errors become
-psycopg's own exceptions (``psycopg.errors.error_from_result``), so they are told apart
-and translated exactly as the cursor's. It is an unnamed statement, like every statement
-psycopg runs unprepared, so it is as safe behind a transaction pooler. Where psycopg
-would prepare (``prepare_threshold`` set: the direct-connection opt-in) the cursor runs
-the statement as before. A test checks both ways read and write alike.
+``hotpath.SyncHotPath.run_plain`` does that on the sync psycopg driver for the
+statements whose answer is plain text: a get's value, ``update()``'s read (a value and
+its version) and compare-and-set, and the row count of every write. Rows with typed
+columns (``get_item``'s timestamps) still go through the cursor. Nothing else changes:
+the connection, the deadline watchdog, the retries and the error translation are the
+hot path's own; errors become psycopg's own exceptions
+(``psycopg.errors.error_from_result``), so they are told apart and translated exactly as
+the cursor's. It is an unnamed statement, like every statement psycopg runs unprepared,
+so it is as safe behind a transaction pooler. Where psycopg would prepare
+(``prepare_threshold`` set: the direct-connection opt-in), where the connection's client
+encoding is not UTF-8, or where a value has no libpq form here (a text with a NUL
+character, which libpq would cut short), the cursor runs the statement as before. Tests
+check both ways read and write alike.
 """
 
 from __future__ import annotations
@@ -23,19 +27,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from statestore.metastore.hotpath import Fetch, SyncHotPath
-
-__all__ = ["LibpqHotPath", "LibpqStatement", "encode"]
+__all__ = ["LibpqStatement", "encode", "numbered"]
 
 _NAMED = re.compile(r"%\((\w+)\)s")
 _BYTEA = 17
 """PostgreSQL's type id of ``bytea``: digests go as raw bytes (binary format)."""
 
 
-def _text(value: Any) -> tuple[bytes, int, int]:
+def _text(value: str) -> tuple[bytes, int, int]:
+    if "\x00" in value:  # libpq reads a text parameter up to its first NUL: refused
+        raise TypeError("no libpq form for a text parameter with a NUL character")
     return value.encode(), 0, 0
 
 
@@ -120,23 +123,12 @@ class LibpqStatement:
 
 
 _STATEMENTS: dict[str, LibpqStatement] = {}
-"""Numbered statements by their SQL: a handful (a read and a replace per scope kind)."""
+"""Numbered statements by their SQL: the plain statements of a handful of plans."""
 
 
-class LibpqHotPath:
-    """The hot path's ``run``, each statement through libpq: ``fetch="row"`` gives the
-    first two columns (a value's text and its version), ``"scalar"`` the first
-    column's text (the rows a function replaced), ``"rowcount"`` the rows written --
-    all ``KeyUpdater`` asks for."""
-
-    __slots__ = ("_hotpath",)
-
-    def __init__(self, hotpath: SyncHotPath) -> None:
-        self._hotpath = hotpath
-
-    def run(self, sql: str, parameters: dict[str, Any], *, fetch: Fetch) -> Any:
-        """``SyncHotPath.run``'s answer for ``KeyUpdater``'s two statements."""
-        statement = _STATEMENTS.get(sql)
-        if statement is None:
-            statement = _STATEMENTS[sql] = LibpqStatement(sql)
-        return self._hotpath.run_libpq(statement, parameters, fetch=fetch)
+def numbered(sql: str) -> LibpqStatement:
+    """``sql`` numbered for libpq, worked out once per statement."""
+    statement = _STATEMENTS.get(sql)
+    if statement is None:
+        statement = _STATEMENTS[sql] = LibpqStatement(sql)
+    return statement
