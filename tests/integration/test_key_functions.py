@@ -26,13 +26,14 @@ from sqlalchemy.exc import DBAPIError
 
 from statestore import StateStore, TaskScope
 from statestore.metastore import plans
+from statestore.metastore.async_hotpath import AsyncHotPath
 from statestore.metastore.compiled import compile_statement
+from statestore.metastore.hotpath import SyncHotPath
 from statestore.metastore.pg_functions import (
     ASSET_WRITE,
     TASK_READ,
     TASK_REPLACE,
     TASK_WRITE,
-    FunctionCalls,
 )
 from statestore.metastore.statements import build_statements
 from statestore.metastore.tables import asset, asset_state, task_state
@@ -216,16 +217,23 @@ def test_every_postgresql_driver_writes_and_reads_through_the_calls(
     driver_url: URL,  # noqa: F811 - the fixture
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sent: list[str] = []
-    compiled = FunctionCalls.compiled
+    sent: list[str] = []  # the function calls the hot paths were given, in order
+    plain_sync, plain_loop = SyncHotPath.run_plain, AsyncHotPath.run_plain
 
-    def counted(self: FunctionCalls, plan: plans.Plan, *args: Any) -> Any:
-        call = compiled(self, plan, *args)
-        if call is not None:
-            sent.append(call[0].split("(")[0])
-        return call
+    def seen(sql: str) -> None:
+        if sql.startswith("SELECT statestore_"):
+            sent.append(sql.split("(", maxsplit=1)[0])
 
-    monkeypatch.setattr(FunctionCalls, "compiled", counted)
+    def counted(self: SyncHotPath, sql: str, *args: Any, **kwargs: Any) -> Any:
+        seen(sql)
+        return plain_sync(self, sql, *args, **kwargs)
+
+    async def acounted(self: AsyncHotPath, sql: str, *args: Any, **kwargs: Any) -> Any:
+        seen(sql)
+        return await plain_loop(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(SyncHotPath, "run_plain", counted)
+    monkeypatch.setattr(AsyncHotPath, "run_plain", acounted)
     with StateStore(driver_url.render_as_string(hide_password=False)) as store:
         task = store.task_state(TaskScope("dag", "run", "task", map_key="eu"))
         orders = store.asset_state("orders")

@@ -1,5 +1,6 @@
 """What ``MetastoreStateBackend`` does with the asset registry: remembered ids on reads
-(``asset_ids``), listing assets and (de)activating them.
+(``asset_ids``), an asset write that found no registered asset, listing assets and
+(de)activating them.
 
 A mixin, as ``batches.MetastoreBatches`` is, so that ``backend`` keeps to the single-key
 operations and their execution.
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from statestore.metastore import maintenance, plans
+from statestore.metastore import maintenance, plans, registry
 from statestore.metastore.errors import translate_errors
 from statestore.retention import utcnow
 from statestore.scopes import AssetScope, StateScope
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
     from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from statestore.metastore.asset_ids import AssetIds
     from statestore.metastore.compiled import ItemRows
@@ -35,11 +38,34 @@ class AssetAccess:
     _async_url: URL
     _rows: ItemRows
     _asset_ids: AssetIds
+    _family: str
+    _auto_register: bool
 
     if TYPE_CHECKING:
 
         def ensure_schema(self) -> None: ...
         async def aensure_schema(self) -> None: ...
+
+    def _savepoints(self, host: bool) -> bool:
+        """Whether a failed insert must be contained: a host's transaction (engine or
+        session) on PostgreSQL, where it would abort the surrounding transaction. Our
+        own engines run in autocommit, where a savepoint is not even allowed."""
+        return host and self._family == "postgresql"
+
+    def _asset_write_slow(self, conn: Connection, plan: plans.Plan, *, host: bool) -> int:
+        """An asset write that wrote nothing: register the asset (if allowed) and write
+        again, or say why not (``registry``)."""
+        return registry.write_after_miss(
+            conn, self._statements, plan, self._auto_register, savepoint=self._savepoints(host)
+        )
+
+    async def _aasset_write_slow(
+        self, conn: AsyncConnection, plan: plans.Plan, *, host: bool
+    ) -> int:
+        """Async twin of :meth:`_asset_write_slow`."""
+        return await registry.awrite_after_miss(
+            conn, self._statements, plan, self._auto_register, savepoint=self._savepoints(host)
+        )
 
     def _read(self, make: Any, scope: StateScope, key: str, fast: bool) -> plans.Plan:
         """``plans.get``/``get_item`` of ``key``, by the asset's id once known (``fast``:

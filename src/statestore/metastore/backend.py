@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from statestore.backends.base import BaseStateBackend
 from statestore.exceptions import ConfigError, SchemaOutOfDateError
 from statestore.items import StoredItem
-from statestore.metastore import async_hotpath, lifecycle, plans, registry
+from statestore.metastore import async_hotpath, lifecycle, plans
 from statestore.metastore.asset_access import AssetAccess
 from statestore.metastore.asset_ids import AssetIds
 from statestore.metastore.batches import MetastoreBatches
@@ -28,6 +28,7 @@ from statestore.metastore.compiled import CompiledStatement, ItemRows, compiled_
 from statestore.metastore.connections import Connections, LoopEngine
 from statestore.metastore.deadlines import watched
 from statestore.metastore.direct_reads import NOT_DIRECT, DirectReadAccess, DirectReads
+from statestore.metastore.direct_writes import DirectWriteAccess, KeyWriters
 from statestore.metastore.engine import (
     DEFAULT_TIMEOUT_S,
     EngineSettings,
@@ -58,8 +59,9 @@ registers it (if allowed) and writes again."""
 
 
 class MetastoreStateBackend(
-    AssetAccess, DirectReadAccess, MetastoreBatches, Listing, WriteReceipts, BaseStateBackend
-):
+    AssetAccess, DirectReadAccess, DirectWriteAccess, MetastoreBatches, Listing, WriteReceipts,
+    BaseStateBackend,
+):  # fmt: skip
     """State in SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2.
 
     Give a URL (sync or async driver; the twin is derived) or your own engines. The
@@ -93,6 +95,8 @@ class MetastoreStateBackend(
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
         self._key_plans = KeyPlans(self._statements, self._compiled)  # update()'s, per key
         self._akey_plans = KeyPlans(self._statements, self._acompiled)
+        self._key_writers = KeyWriters(self._statements, self._calls, self._compiled)  # set()'s
+        self._akey_writers = KeyWriters(self._statements, self._calls, self._acompiled)
         self._own_engine = engine is None
         self._host_async_engine = async_engine
         self._auto_migrate = auto_migrate_sqlite and self._family == "sqlite"
@@ -281,17 +285,6 @@ class MetastoreStateBackend(
         plans.raise_unread(plan)  # inside update(), which reads after its pause anyway
         raise plans.lost(plan, self.get_item(plan.scope, plan.key or "", session=session))
 
-    def _savepoints(self, host: bool) -> bool:
-        """Whether a failed insert must be contained: a host's transaction (engine or
-        session) on PostgreSQL, where it would abort the surrounding transaction. Our
-        own engines run in autocommit, where a savepoint is not even allowed."""
-        return host and self._family == "postgresql"
-
-    def _asset_write_slow(self, conn: Connection, plan: plans.Plan, *, host: bool) -> int:
-        return registry.write_after_miss(
-            conn, self._statements, plan, self._auto_register, savepoint=self._savepoints(host)
-        )
-
     def get(self, scope: StateScope, key: str, *, session: Session | None = None) -> str | None:
         fast = session is None and self._own_engine
         if fast and self._schema_ready:  # the steady state: one short chain (direct_reads)
@@ -336,6 +329,9 @@ class MetastoreStateBackend(
         updated_by: str | None = None,
         session: Session | None = None,
     ) -> None:
+        direct = if_version is None and session is None  # the steady state: direct_writes
+        if direct and self._direct_write(scope, key, value, expires_at, updated_by):
+            return
         self._run(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),
@@ -410,13 +406,6 @@ class MetastoreStateBackend(
         plans.raise_unread(plan)  # inside update(), which reads after its pause anyway
         raise plans.lost(plan, await self.aget_item(plan.scope, plan.key or "", session=session))
 
-    async def _aasset_write_slow(
-        self, conn: AsyncConnection, plan: plans.Plan, *, host: bool
-    ) -> int:
-        return await registry.awrite_after_miss(
-            conn, self._statements, plan, self._auto_register, savepoint=self._savepoints(host)
-        )
-
     async def aget(
         self, scope: StateScope, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
@@ -466,6 +455,9 @@ class MetastoreStateBackend(
         updated_by: str | None = None,
         session: AsyncSession | None = None,
     ) -> None:
+        direct = if_version is None and session is None  # as in set_item
+        if direct and await self._adirect_write(scope, key, value, expires_at, updated_by):
+            return
         await self._arun(
             plans.set_(
                 self._statements, scope, key, value, expires_at, utcnow(),

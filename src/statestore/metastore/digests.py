@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,9 @@ from statestore.scopes import TaskScope
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["TaskRowIds", "key_digest", "ref_digest", "task_digest", "task_row_id"]
+__all__ = [
+    "TaskRowIds", "key_digest", "ref_digest", "task_digest", "task_row_hasher", "task_row_id",
+]  # fmt: skip
 
 # NUL cannot occur in ids or keys (validated), so joining on it is unambiguous.
 _SEP = "\x00"
@@ -30,6 +33,19 @@ def _row_prefix(scope: TaskScope) -> str:
 def task_row_id(scope: TaskScope, key: str) -> bytes:
     """Identity of one task-state key of one task instance."""
     return sha256((_row_prefix(scope) + key).encode()).digest()
+
+
+def task_row_hasher(scope: TaskScope) -> Callable[[str], bytes]:
+    """:func:`task_row_id` of ``scope``'s keys, the scope's part hashed once (for a
+    caller that keeps it: a key then costs a copy of that hash and one update)."""
+    prefix = sha256(_row_prefix(scope).encode())
+
+    def row_id(key: str) -> bytes:
+        digest = prefix.copy()
+        digest.update(key.encode())
+        return digest.digest()
+
+    return row_id
 
 
 class TaskRowIds:
