@@ -20,7 +20,7 @@ import pytest
 
 if TYPE_CHECKING:
     from statestore import StateStore
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from tests.integration.tcp_proxy import TcpProxy
@@ -165,6 +165,15 @@ def migrated_url(db_url: URL) -> URL:
 
     upgrade(db_url)
     return db_url
+
+
+@pytest.fixture
+def conn(migrated_url: URL) -> Iterator[Connection]:
+    """A SQLAlchemy connection to ``migrated_url`` (its own engine, disposed after)."""
+    engine = create_engine(migrated_url)
+    with engine.connect() as connection:
+        yield connection
+    engine.dispose()
 
 
 @pytest.fixture(params=["memory", "database"])

@@ -14,13 +14,12 @@ is checked to send the calls and to read back what it wrote.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -29,39 +28,19 @@ from statestore.metastore import plans
 from statestore.metastore.async_hotpath import AsyncHotPath
 from statestore.metastore.compiled import compile_statement
 from statestore.metastore.hotpath import SyncHotPath
-from statestore.metastore.pg_functions import (
-    ASSET_WRITE,
-    TASK_READ,
-    TASK_REPLACE,
-    TASK_WRITE,
-)
+from statestore.metastore.pg_functions import TASK_READ, FunctionCalls
 from statestore.metastore.statements import build_statements
 from statestore.metastore.tables import asset, asset_state, task_state
 from statestore.scopes import AssetScope
 from tests.integration.test_drivers import driver_url  # noqa: F401 - a fixture used below
+from tests.integration.test_update_functions import LATER, T0
 
 pytestmark = pytest.mark.parametrize(
     "dialect", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
 )
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=timezone.utc)
-LATER = T0 + timedelta(hours=2)
 STATEMENTS = build_statements("postgresql")
-CALLS = {id(STATEMENTS.task_set): TASK_WRITE, id(STATEMENTS.task_replace): TASK_REPLACE,
-         id(STATEMENTS.asset_set["name"]): ASSET_WRITE}  # fmt: skip
-
-
-@pytest.fixture
-def dialect(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def conn(migrated_url: URL) -> Iterator[Connection]:
-    engine = create_engine(migrated_url)
-    with engine.connect() as connection:
-        yield connection
-    engine.dispose()
+CALLS = FunctionCalls(STATEMENTS, "postgresql")  # the backend's own: which call stands for what
 
 
 def _both(conn: Connection, plain: plans.Plan, called: plans.Plan) -> tuple[Any, Any]:
@@ -72,7 +51,7 @@ def _both(conn: Connection, plain: plans.Plan, called: plans.Plan) -> tuple[Any,
         try:
             with conn.begin():
                 if as_call:
-                    answers.append(int(conn.execute(CALLS[id(plan.statement)], plan.params)
+                    answers.append(int(conn.execute(CALLS.of(plan.statement), plan.params)  # type: ignore[arg-type]
                                        .scalar_one()))  # fmt: skip
                 else:  # as the hot path runs it: the driver's row count
                     compiled = compile_statement(plan.statement, conn.dialect, list(plan.params))

@@ -12,7 +12,6 @@ Every PostgreSQL driver statestore runs update() on takes the functions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -38,19 +37,6 @@ pytestmark = pytest.mark.parametrize(
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=timezone.utc)
 LATER = T0 + timedelta(hours=2)
-
-
-@pytest.fixture
-def dialect(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def conn(migrated_url: URL) -> Iterator[Connection]:
-    engine = create_engine(migrated_url)
-    with engine.connect() as connection:
-        yield connection
-    engine.dispose()
 
 
 def _seed(url: URL, name: str, key: str, *, expires: datetime | None = None) -> int:

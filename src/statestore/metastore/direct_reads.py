@@ -164,8 +164,11 @@ class DirectReads:
             parameters = {"asset_id": asset_id, "key_digest": digest, "now": parameters[2]}
         if not whole:
             return hotpath.run_plain(self._asset.sql, parameters, fetch="scalar")
-        run = hotpath.run_plain if plain else hotpath.run
-        return run(self._asset_item.sql, parameters, fetch="row")
+        if not plain:
+            return hotpath.run(self._asset_item.sql, parameters, fetch="row")
+        # PostgreSQL's get is a call answering the value and version (0007): all update needs
+        reader = self._asset if self.dialect.name == "postgresql" else self._asset_item
+        return hotpath.run_plain(reader.sql, parameters, fetch="row")
 
     def sent(self, kind: str, values: tuple[Any, ...], *, whole: bool = False) -> tuple[str, Any]:
         """The SQL and driver parameters a reader sends for ``values`` (for tests)."""

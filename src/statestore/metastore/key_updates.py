@@ -26,7 +26,7 @@ from statestore.items import unread_conflict, unread_conflicts_allowed
 from statestore.metastore import plans
 from statestore.metastore.compiled import compiled_plan
 from statestore.metastore.digests import key_digest
-from statestore.metastore.pg_functions import ASSET_READ, ASSET_REPLACE, TASK_REPLACE
+from statestore.metastore.pg_functions import ASSET_REPLACE, TASK_REPLACE
 from statestore.retention import utcnow
 from statestore.scopes import TaskScope
 
@@ -88,14 +88,6 @@ class KeyPlans:
             kept = self._kept[scope, key, updated_by] = (params, compiled)
         return kept
 
-    def asset_read(self, dialect: Dialect) -> CompiledStatement | None:
-        """PostgreSQL's ``statestore_asset_read`` call, compiled (else ``None``: the
-        direct read serves)."""
-        if dialect.name != "postgresql":
-            return None
-        names = {"asset_id": 0, "key_digest": b"", "now": None}
-        return compiled_plan(self._cache, ASSET_READ, names, dialect)
-
 
 class KeyUpdater:
     """One key's read (``value``, ``version``) and replace-at-version, for one hot path.
@@ -106,8 +98,8 @@ class KeyUpdater:
     """
 
     __slots__ = (
-        "_asset_id", "_compiled", "_hotpath", "_key", "_key_digest", "_read",
-        "_reads", "_replaced_scalar", "_scope", "_template",
+        "_asset_id", "_compiled", "_hotpath", "_key", "_reads", "_replaced_scalar", "_scope",
+        "_template",
     )  # fmt: skip
 
     def __init__(
@@ -129,8 +121,6 @@ class KeyUpdater:
         self._asset_id = asset_id
         dialect = reads.dialect
         self._template, self._compiled = key_plans.of(scope, key, updated_by, dialect, asset_id)
-        self._read = None if asset_id is None else key_plans.asset_read(dialect)
-        self._key_digest = self._template.get("w_key_digest")  # PostgreSQL's asset read
         # PostgreSQL's replace is a function call (pg_functions), which answers the rows
         # it replaced as its value; an UPDATE, as its row count.
         self._replaced_scalar = dialect.name == "postgresql"
@@ -147,10 +137,6 @@ class KeyUpdater:
             return self._reads.task_get(
                 self._hotpath, self._scope, self._key, whole=True, plain=True
             )
-        if self._read is not None:
-            values = {"asset_id": self._asset_id, "key_digest": self._key_digest, "now": utcnow()}
-            read = self._read
-            return self._hotpath.run_plain(read.sql, read.parameters(values), fetch="row")
         return self._reads.asset_get(
             self._hotpath, self._asset_id, self._key, whole=True, plain=True
         )
