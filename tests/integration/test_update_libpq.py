@@ -3,8 +3,10 @@
 Checked against a real server: the libpq path is the one taken (gets, writes and
 ``update()``'s read and compare-and-set), and it stores and answers exactly what the
 cursor path does (value, version, timestamps, expiry, provenance, conflicts); with the
-prepared-statement opt-in, another client encoding or a text libpq would cut short at a
-NUL, the cursor runs instead; a cut connection is run again on a new one; a stalled
+prepared-statement opt-in it runs plain statements prepared under statestore's own
+names (and prepares again a name the server forgot); with another client encoding or a
+text libpq would cut short at a NUL, the cursor runs instead; a cut connection is run
+again on a new one; a stalled
 server times out and writes nothing; and an error the server raises reaches the caller
 typed exactly as the cursor path's (a read-only database here).
 """
@@ -55,7 +57,8 @@ def _label(sql: str) -> str:
 
 @pytest.fixture
 def libpq_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every statement run through libpq, by its label (cursor fallbacks not counted)."""
+    """Every statement run through libpq, by its label (cursor fallbacks not counted;
+    under the prepared-statement opt-in, ``prepared <label>``)."""
     calls: list[str] = []
     pending: list[str] = []
     execute, ready = SyncHotPath._execute_libpq, hotpath._libpq_ready
@@ -64,10 +67,10 @@ def libpq_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         pending[:] = [_label(statement.sql)]
         return execute(self, statement, parameters, fetch)
 
-    def counted_ready(connection: Any, driver: Any) -> bool:
+    def counted_ready(connection: Any, driver: Any) -> tuple[bool, Any]:
         answer = ready(connection, driver)
-        if answer:
-            calls.append(pending[0])
+        if answer[0]:  # a prepared statement (the opt-in) is marked so
+            calls.append(pending[0] if answer[1] is None else f"prepared {pending[0]}")
         return answer
 
     monkeypatch.setattr(SyncHotPath, "_execute_libpq", counted)
@@ -78,6 +81,13 @@ def libpq_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def _store(url: URL, **query: str) -> StateStore:
     return StateStore(url.update_query_dict(query).render_as_string(hide_password=False),
                       updated_by="w1")  # fmt: skip
+
+
+def _cursor_only(store: StateStore) -> StateStore:
+    """``store`` with libpq turned off on its sync hot path: every statement through
+    psycopg's cursor, the reference the libpq paths are checked against."""
+    store.backend._connections.sync_hotpath()._libpq = False  # type: ignore[attr-defined]
+    return store
 
 
 def _updated(store: StateStore, key: str) -> list[Any]:
@@ -108,12 +118,22 @@ def test_libpq_stores_what_the_cursor_stores(migrated_url: URL, libpq_calls: lis
     task_calls = ["task_write", "task_read"] + ["select", "task_replace"] * 2
     assert libpq_calls == task_calls + ["asset_write"] + ["asset_read", "asset_replace"] * 2
     libpq_calls.clear()
-    with _store(migrated_url, prepare_threshold="0") as prepared:  # the cursor's way
-        via_cursor = _updated(prepared, "cursor")
+    with _store(migrated_url, prepare_threshold="0") as prepared:  # the opt-in
+        via_prepared = _updated(prepared, "prepared")
+    # plain statements, no functions: the server keeps each one's plan by name; the
+    # asset's updates read its row by id (the get-item statement's text and version)
+    steps = ["insert", "select"] + ["select", "update"] * 2 + ["insert"] + ["select", "update"] * 2
+    assert libpq_calls == [f"prepared {step}" for step in steps]
+    libpq_calls.clear()
+    with _cursor_only(_store(migrated_url)) as by_cursor:
+        via_cursor = _updated(by_cursor, "cursor")
     assert libpq_calls == []
-    for libpq_item, cursor_item in zip(via_libpq, via_cursor, strict=True):
+    for libpq_item, prepared_item, cursor_item in zip(
+        via_libpq, via_prepared, via_cursor, strict=True
+    ):
         assert libpq_item is not None
-        assert libpq_item == cursor_item  # value, version, updated_at, updated_by, expires_at
+        # value, version, updated_at, updated_by, expires_at
+        assert libpq_item == prepared_item == cursor_item
         assert (libpq_item.version, libpq_item.updated_at, libpq_item.updated_by) == (3, T0, "w1")
     assert via_libpq[0].expires_at == T0 + timedelta(hours=5)  # the task's, as retention says
     assert via_libpq[1].expires_at is None
@@ -218,6 +238,14 @@ def _observed(store: StateStore, dag: str) -> list[Any]:
     return seen
 
 
+OBSERVED = [
+    "task_write", "task_write", "insert", "task_replace", "insert", "task_read",
+    "task_read", "asset_write", "update", "update", "delete", "delete", "task_read",
+    "task_read", "task_read", "delete",
+]  # fmt: skip
+"""What ``_observed`` runs through libpq by default."""
+
+
 def test_gets_and_writes_answer_and_store_as_the_cursors(
     migrated_url: URL, libpq_calls: list[str]
 ) -> None:
@@ -229,16 +257,20 @@ def test_gets_and_writes_answer_and_store_as_the_cursors(
     # statements; not get_item's typed row, get_many's rows, set_many (its arrays have
     # no libpq form here: the cursor's way), nor an asset found by name (its first get,
     # and the one after the lost compare-and-set forgot its id)
-    assert libpq_calls == [
-        "task_write", "task_write", "insert", "task_replace", "insert", "task_read",
-        "task_read", "asset_write", "update", "update", "delete", "delete", "task_read",
-        "task_read", "task_read", "delete",
-    ]  # fmt: skip
+    assert libpq_calls == OBSERVED
     libpq_calls.clear()
     with _store(migrated_url, prepare_threshold="0") as prepared:
-        via_cursor = _observed(prepared, "cursor")
+        via_prepared = _observed(prepared, "prepared")
+    # the same statements, each the plain one a function stood for (no functions under
+    # the opt-in: a prepared statement's plan is kept already)
+    plain = {"task_write": "insert", "task_replace": "update", "task_read": "select",
+             "asset_write": "insert"}  # fmt: skip
+    assert libpq_calls == [f"prepared {plain.get(label, label)}" for label in OBSERVED]
+    libpq_calls.clear()
+    with _cursor_only(_store(migrated_url)) as by_cursor:
+        via_cursor = _observed(by_cursor, "cursor")
     assert libpq_calls == []
-    assert via_libpq == via_cursor
+    assert via_libpq == via_prepared == via_cursor
     assert via_libpq[0][0] == via_libpq[1][0] == "VersionConflictError"
     assert via_libpq[3:5] == [VALUE, "absent"]
     assert via_libpq[-3:] == [None, [1, "ü"], []]
@@ -270,3 +302,32 @@ def test_a_text_libpq_would_cut_short_takes_the_cursor(
             path.run_plain("SELECT %(t)s::text", {"t": "a\x00b"}, fetch="scalar")
         assert libpq_calls == ["task_write", "select"]
         assert type(info.value).__module__.startswith(("statestore", "psycopg"))
+
+
+def test_the_opt_in_prepares_under_its_own_names_and_again_when_forgotten(
+    migrated_url: URL, libpq_calls: list[str]
+) -> None:
+    with _store(migrated_url, prepare_threshold="0") as store:
+        state = store.task_state(TASK)
+        state.set("k", 1)
+        state.set("k", 2)
+        assert state.get("k") == 2
+        path = store.backend._connections.sync_hotpath()  # type: ignore[attr-defined]
+        connection = path._acquire()  # the one connection the store has used
+        try:
+            pgconn = connection.dbapi_connection.pgconn
+            names = pgconn.exec_(
+                b"SELECT name FROM pg_prepared_statements"
+                b" WHERE name NOT LIKE '\\_pg3\\_%' ORDER BY name"
+            )  # psycopg's own (the schema check's, prepared at once here) left out
+            assert [names.get_value(row, 0) for row in range(names.ntuples)] == [
+                b"statestore_0", b"statestore_1",
+            ]  # fmt: skip
+            pgconn.exec_(b"DEALLOCATE ALL")  # as a pooler's reset would
+        finally:
+            path._idle.release(connection)
+        state.set("k", 3)  # its name is gone: prepared again, run once
+        assert state.get("k") == 3
+        assert state.get_item("k").version == 3  # type: ignore[union-attr]
+    assert libpq_calls == ["prepared insert", "prepared insert", "prepared select",
+                           "prepared insert", "prepared select"]  # fmt: skip

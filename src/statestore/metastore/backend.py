@@ -34,6 +34,7 @@ from statestore.metastore.engine import (
     EngineSettings,
     derive_urls,
     dialect_family,
+    prepares,
 )
 from statestore.metastore.errors import translate_errors
 from statestore.metastore.key_updates import KeyPlans
@@ -90,11 +91,16 @@ class MetastoreStateBackend(
         self._sync_url, self._async_url = derive_urls(url if url is not None else given)  # type: ignore[arg-type]
         self._family = dialect_family(self._sync_url)
         self._statements = build_statements(self._family)
-        self._calls = FunctionCalls(self._statements, self._family)
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
+        prepared = engine is None and prepares(self._sync_url, settings)
+        self._calls = FunctionCalls(self._statements, self._family, prepared=prepared)
         self._compiled: dict[int, CompiledStatement] = {}
         self._acompiled: dict[int, CompiledStatement] = {}  # async dialects differ
-        self._key_plans = KeyPlans(self._statements, self._compiled)  # update()'s, per key
-        self._akey_plans = KeyPlans(self._statements, self._acompiled)
+        functions = self._calls.enabled
+        self._key_plans = KeyPlans(self._statements, self._compiled, functions=functions)
+        self._akey_plans = KeyPlans(self._statements, self._acompiled, functions=functions)
         self._key_writers = KeyWriters(self._statements, self._calls, self._compiled)  # set()'s
         self._akey_writers = KeyWriters(self._statements, self._calls, self._acompiled)
         self._own_engine = engine is None
@@ -107,9 +113,7 @@ class MetastoreStateBackend(
         self._asset_ids = AssetIds()  # registry ids, so asset reads skip the registry
         self._direct_reads: DirectReads | None = None  # compiled on first use, sync
         self._adirect_reads: DirectReads | None = None  # and async (its own dialect)
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        self._settings = EngineSettings(float(timeout), pool_size, max_overflow, prepare_threshold)
+        self._settings = settings
         self._timeout = float(timeout)
         self._connections = Connections(
             self._sync_url, self._async_url, self._settings,

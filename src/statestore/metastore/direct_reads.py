@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from statestore.metastore.asset_ids import AssetIds
     from statestore.metastore.connections import Connections
+    from statestore.metastore.pg_functions import FunctionCalls
 
 __all__ = ["NOT_DIRECT", "DirectReadAccess", "DirectReads", "driver_now"]
 
@@ -111,17 +112,22 @@ class DirectReads:
     asset by its registry id."""
 
     __slots__ = (
-        "_asset", "_asset_item", "_named", "_now", "_row_ids", "_task", "_task_item", "dialect",
+        "_asset", "_asset_item", "_functions", "_named", "_now", "_row_ids", "_task",
+        "_task_item", "dialect",
     )  # fmt: skip
 
     def __init__(
-        self, statements: Statements, asset_reads: tuple[Any, Any], dialect: Dialect
-    ) -> None:
-        """``asset_reads``: the by-id asset get and get-item statements (``asset_ids``)."""
+        self, statements: Statements, asset_reads: tuple[Any, Any], dialect: Dialect,
+        *, functions: bool | None = None,
+    ) -> None:  # fmt: skip
+        """``asset_reads``: the by-id asset get and get-item statements (``asset_ids``);
+        ``functions``: whether gets are PostgreSQL function calls (``FunctionCalls``'
+        ``enabled``; by default on PostgreSQL)."""
         self.dialect = dialect
         task_get: Any = statements.task_get
         asset_get: Any = asset_reads[0]
-        if dialect.name == "postgresql":  # the same reads as function calls (pg_functions)
+        self._functions = dialect.name == "postgresql" if functions is None else functions
+        if self._functions:  # the same reads as function calls (pg_functions)
             task_get, asset_get = pg_functions.TASK_READ, pg_functions.ASSET_READ
         self._task = _Reader(task_get, dialect, _TASK_NAMES)
         self._task_item = _Reader(statements.task_get_item, dialect, _TASK_NAMES)
@@ -167,7 +173,7 @@ class DirectReads:
         if not plain:
             return hotpath.run(self._asset_item.sql, parameters, fetch="row")
         # PostgreSQL's get is a call answering the value and version (0007): all update needs
-        reader = self._asset if self.dialect.name == "postgresql" else self._asset_item
+        reader = self._asset if self._functions else self._asset_item
         return hotpath.run_plain(reader.sql, parameters, fetch="row")
 
     def sent(self, kind: str, values: tuple[Any, ...], *, whole: bool = False) -> tuple[str, Any]:
@@ -206,6 +212,7 @@ class DirectReadAccess:
     _asset_ids: AssetIds
     _rows: ItemRows
     _statements: Statements
+    _calls: FunctionCalls
     _direct_reads: DirectReads | None
     _adirect_reads: DirectReads | None
     _key_plans: KeyPlans
@@ -269,13 +276,15 @@ class DirectReadAccess:
         reads = self._direct_reads
         if reads is None:
             dialect = self._connections.engine.dialect
-            reads = self._direct_reads = DirectReads(self._statements, _BY_ID, dialect)
+            reads = DirectReads(self._statements, _BY_ID, dialect, functions=self._calls.enabled)
+            self._direct_reads = reads
         return reads
 
     def _loop_reads(self, dialect: Dialect) -> DirectReads:
         reads = self._adirect_reads
         if reads is None:  # the async dialect: its own paramstyle (asyncpg's $1, say)
-            reads = self._adirect_reads = DirectReads(self._statements, _BY_ID, dialect)
+            reads = DirectReads(self._statements, _BY_ID, dialect, functions=self._calls.enabled)
+            self._adirect_reads = reads
         return reads
 
     def _stored(self, row: Any, dialect: Dialect) -> StoredItem | None:

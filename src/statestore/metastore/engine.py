@@ -111,6 +111,16 @@ def _parse_threshold(text: str) -> int | None:
     return value
 
 
+def prepares(url: URL, settings: EngineSettings) -> bool:
+    """Whether engines made from ``url`` and ``settings`` prepare statements on the
+    server (the opt-in, from ``[database]`` or the URL; an invalid one is refused when
+    the engine is made, not here)."""
+    try:
+        return split_driver_options(url, settings)[1].prepare_threshold is not None
+    except ConfigError:
+        return False
+
+
 def split_driver_options(url: URL, settings: EngineSettings) -> tuple[URL, EngineSettings]:
     """Take statestore's own options out of the URL's query into ``settings``.
 

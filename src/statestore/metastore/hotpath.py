@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, Engine
 from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, IdleConnections, dialect_family
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.libpq import LibpqStatement, numbered
+from statestore.metastore.libpq import LibpqStatement, PreparedNames, numbered
 from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
 __all__ = ["Fetch", "SyncHotPath", "shaped"]
@@ -55,16 +55,17 @@ _LIBPQ_READY = "statestore_libpq"
 """Whether a connection takes libpq's plain statements (its pool record's ``info``)."""
 
 
-def _libpq_ready(connection: Any, driver: Any) -> bool:
-    """Whether ``driver`` (a psycopg connection) runs plain statements through libpq:
-    not where psycopg prepares (``prepare_threshold`` set: the direct-connection
-    opt-in), and only in UTF-8, the form libpq.py encodes text in and decodes it from
-    (a URL may ask for another ``client_encoding``). Worked out once per connection."""
+def _libpq_ready(connection: Any, driver: Any) -> tuple[bool, PreparedNames | None]:
+    """Whether ``driver`` (a psycopg connection) runs plain statements through libpq --
+    only in UTF-8, the form libpq.py encodes text in and decodes it from (a URL may ask
+    for another ``client_encoding``) -- and, where psycopg would prepare
+    (``prepare_threshold`` set: the direct-connection opt-in), the connection's own
+    prepared statements. Worked out once per connection."""
     kept = connection.info.get(_LIBPQ_READY)
     if kept is None or kept[0] is not driver:
-        ready = driver.prepare_threshold is None and driver.info.encoding == "utf-8"
-        kept = connection.info[_LIBPQ_READY] = (driver, ready)
-    return kept[1]  # type: ignore[no-any-return]
+        names = None if driver.prepare_threshold is None else PreparedNames()
+        kept = connection.info[_LIBPQ_READY] = (driver, driver.info.encoding == "utf-8", names)
+    return kept[1], kept[2]
 
 
 class SyncHotPath:
@@ -176,11 +177,15 @@ class SyncHotPath:
             return self._execute(statement.sql, parameters, fetch=fetch)
         connection = self._acquire()
         driver = connection.dbapi_connection
-        if not _libpq_ready(connection, driver):  # the cursor's way, as before
+        ready, prepared = _libpq_ready(connection, driver)
+        if not ready:  # the cursor's way, as before
             return self._execute(statement.sql, parameters, fetch=fetch, connection=connection)
         token = watch(connection, self._timeout)
         try:
-            answer = driver.pgconn.exec_params(statement.command, values, types, formats)
+            if prepared is None:
+                answer = driver.pgconn.exec_params(statement.command, values, types, formats)
+            else:
+                answer = prepared.run(driver.pgconn, statement, values, types, formats)
             status = answer.status
             if status == _TUPLES_OK and fetch == "row":
                 result = None if not answer.ntuples else (

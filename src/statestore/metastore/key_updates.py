@@ -53,12 +53,18 @@ class KeyPlans:
     out once per key (digests, the plan, its compiled form): a hot key is updated many
     times, and working them out per call cost a tenth of an update's client CPU."""
 
-    __slots__ = ("_cache", "_kept", "_statements")
+    __slots__ = ("_cache", "_kept", "_statements", "functions")
 
-    def __init__(self, statements: Statements, cache: dict[int, CompiledStatement]) -> None:
-        """``cache``: the backend's compiled statements for the dialect of this side."""
+    def __init__(
+        self, statements: Statements, cache: dict[int, CompiledStatement], *,
+        functions: bool = True,
+    ) -> None:  # fmt: skip
+        """``cache``: the backend's compiled statements for the dialect of this side;
+        ``functions``: on PostgreSQL, whether replaces are function calls
+        (``FunctionCalls``' ``enabled``)."""
         self._statements = statements
         self._cache = cache
+        self.functions = functions
         self._kept: dict[tuple[StateScope, str, str | None], tuple[dict[str, Any], Any]] = {}
 
     def of(
@@ -72,7 +78,8 @@ class KeyPlans:
         if kept is None:
             if len(self._kept) >= _KEPT_PLANS:
                 self._kept.clear()
-            if asset_id is not None and dialect.name == "postgresql":
+            calls = self.functions and dialect.name == "postgresql"
+            if asset_id is not None and calls:
                 params = {"w_asset_id": asset_id, "w_key_digest": key_digest(key),
                           "updated_by": updated_by}  # fmt: skip
                 statement: Executable = ASSET_REPLACE
@@ -82,7 +89,7 @@ class KeyPlans:
                     updated_by=updated_by, if_version=1,
                 )  # fmt: skip
                 params, statement = plan.params, plan.statement
-                if isinstance(scope, TaskScope) and dialect.name == "postgresql":
+                if isinstance(scope, TaskScope) and calls:
                     statement = TASK_REPLACE  # the same parameters, as a call
             compiled = compiled_plan(self._cache, statement, params, dialect)
             kept = self._kept[scope, key, updated_by] = (params, compiled)
@@ -123,7 +130,7 @@ class KeyUpdater:
         self._template, self._compiled = key_plans.of(scope, key, updated_by, dialect, asset_id)
         # PostgreSQL's replace is a function call (pg_functions), which answers the rows
         # it replaced as its value; an UPDATE, as its row count.
-        self._replaced_scalar = dialect.name == "postgresql"
+        self._replaced_scalar = dialect.name == "postgresql" and key_plans.functions
 
     @property
     def dialect(self) -> Dialect:

@@ -15,11 +15,13 @@ the connection, the deadline watchdog, the retries and the error translation are
 hot path's own; errors become psycopg's own exceptions
 (``psycopg.errors.error_from_result``), so they are told apart and translated exactly as
 the cursor's. It is an unnamed statement, like every statement psycopg runs unprepared,
-so it is as safe behind a transaction pooler. Where psycopg would prepare
-(``prepare_threshold`` set: the direct-connection opt-in), where the connection's client
-encoding is not UTF-8, or where a value has no libpq form here (a text with a NUL
-character, which libpq would cut short), the cursor runs the statement as before. Tests
-check both ways read and write alike.
+so it is as safe behind a transaction pooler. Where the opt-in asks for prepared
+statements (``prepare_threshold`` set: direct connections only), each is prepared under
+statestore's own name on its first run on a connection and then run by name
+(:class:`PreparedNames`). Where the connection's client encoding is not UTF-8, or where
+a value has no libpq form here (a text with a NUL character, which libpq would cut
+short), the cursor runs the statement as before. Tests check every way reads and writes
+alike.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-__all__ = ["LibpqStatement", "encode", "numbered"]
+__all__ = ["LibpqStatement", "PreparedNames", "encode", "numbered"]
 
 _NAMED = re.compile(r"%\((\w+)\)s")
 _BYTEA = 17
@@ -132,3 +134,47 @@ def numbered(sql: str) -> LibpqStatement:
     if statement is None:
         statement = _STATEMENTS[sql] = LibpqStatement(sql)
     return statement
+
+
+_MISSING = b"26000"
+"""SQLSTATE invalid_sql_statement_name: a name the server no longer has (someone ran
+``DEALLOCATE ALL`` or ``DISCARD ALL`` on the connection)."""
+_COMMAND_OK = 1
+_SQLSTATE = ord("C")
+"""libpq's ``PGRES_COMMAND_OK`` and the SQLSTATE diagnostic field (``PG_DIAG_SQLSTATE``)."""
+
+
+class PreparedNames:
+    """One connection's server-side prepared statements, where the opt-in asks for them
+    (``prepare_threshold`` set: direct connections only; see ``EngineSettings``).
+
+    Each plain statement is prepared under a name of statestore's own on its first run
+    on the connection (``statestore_0, statestore_1, ...``: never psycopg's ``_pg3_``
+    names, whose statements psycopg manages on the same connection), then run with
+    ``PQexecPrepared``: the server plans it once, and the client sends no SQL text.
+    """
+
+    __slots__ = ("_names",)
+
+    def __init__(self) -> None:
+        self._names: dict[bytes, bytes] = {}
+
+    def run(
+        self, pgconn: Any, statement: LibpqStatement, values: list[bytes | None],
+        types: list[int], formats: list[int],
+    ) -> Any:  # fmt: skip
+        """The statement's result (a failed one as libpq answers it: the caller raises).
+        A name the server forgot is prepared again, once."""
+        for attempt in range(2):
+            name = self._names.get(statement.command)
+            if name is None:
+                name = b"statestore_%d" % len(self._names)
+                prepared = pgconn.prepare(name, statement.command, types)
+                if prepared.status != _COMMAND_OK:
+                    return prepared
+                self._names[statement.command] = name
+            answer = pgconn.exec_prepared(name, values, formats)
+            if attempt or answer.error_field(_SQLSTATE) != _MISSING:
+                return answer
+            self._names.clear()  # the server has none of them any more
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -108,13 +108,17 @@ found by name (no row written: the general path registers it or says why)."""
 class FunctionCalls:
     """Which of a backend's plain write statements run as a function call: on
     PostgreSQL the task upsert and compare-and-set and the asset upsert by name;
-    elsewhere none."""
+    elsewhere none, nor where statements are prepared (``prepared``: the
+    direct-connection opt-in, under which a plain statement's plan is kept already and
+    a call would only add the function's own cost). ``enabled`` says which: the
+    backend's reads and ``update()`` follow it too."""
 
-    __slots__ = ("_calls",)
+    __slots__ = ("_calls", "enabled")
 
-    def __init__(self, statements: Statements, family: str) -> None:
+    def __init__(self, statements: Statements, family: str, *, prepared: bool = False) -> None:
         self._calls: dict[int, Executable] = {}
-        if family == "postgresql":
+        self.enabled = family == "postgresql" and not prepared
+        if self.enabled:
             self._calls = {
                 id(statements.task_set): TASK_WRITE,
                 id(statements.task_replace): TASK_REPLACE,
