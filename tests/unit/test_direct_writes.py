@@ -22,19 +22,8 @@ from statestore.metastore.engine import dialect_family
 from statestore.metastore.pg_functions import FunctionCalls
 from statestore.metastore.statements import build_statements
 from statestore.scopes import AssetScope, StateScope, TaskScope
+from tests.unit.test_direct_reads import URLS  # every driver, sync and async
 
-URLS = [
-    "sqlite:///x.db",
-    "postgresql+psycopg://u@h/db",
-    "postgresql+psycopg2://u@h/db",
-    "mysql+pymysql://u@h/db",
-    "mysql+mysqldb://u@h/db",
-    "sqlite+aiosqlite:///x.db",
-    "postgresql+psycopg_async://u@h/db",
-    "postgresql+asyncpg://u@h/db",
-    "mysql+asyncmy://u@h/db",
-    "mysql+aiomysql://u@h/db",
-]
 SCOPES: list[StateScope] = [
     TaskScope("dag", "run", "task"),
     TaskScope("dag", "run", "task", map_index=7),

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from hashlib import sha256
-from typing import TYPE_CHECKING
 
 from statestore.scopes import TaskScope
-
-if TYPE_CHECKING:
-    from hashlib import _Hash
 
 __all__ = [
     "TaskRowIds", "key_digest", "ref_digest", "task_digest", "task_row_hasher", "task_row_id",
@@ -62,19 +58,17 @@ class TaskRowIds:
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._last: tuple[TaskScope | None, _Hash | None] = (None, None)
+        self._last: tuple[TaskScope | None, Callable[[str], bytes] | None] = (None, None)
 
     def __call__(self, scope: TaskScope, key: str) -> bytes:
-        last, prefix = self._last
+        last, row_id = self._last
         if last is not scope:
             self._last = (scope, None)  # a second call with it builds the prefix
             return task_row_id(scope, key)
-        if prefix is None:
-            prefix = sha256(_row_prefix(scope).encode())
-            self._last = (scope, prefix)
-        digest = prefix.copy()
-        digest.update(key.encode())
-        return digest.digest()
+        if row_id is None:
+            row_id = task_row_hasher(scope)
+            self._last = (scope, row_id)
+        return row_id(key)
 
 
 def key_digest(key: str) -> bytes:

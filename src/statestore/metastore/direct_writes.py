@@ -78,9 +78,7 @@ class KeyWriter:
         self.checked = not task
         """Whether a write that matched no row must go the general way (an asset's)."""
         self.sent_once = not self.checked
-        """Whether the writer has been used: an asset's first set in a process goes the
-        general way, which registers the asset if need be, instead of a write that
-        would most likely find none and be sent again."""
+        """Whether the writer has been used (see :meth:`KeyWriters.ready`)."""
         processors = dict(compiled.processors)
         self._converted = tuple(
             (index, processors[name]) for index, name in enumerate(self._names)
@@ -115,6 +113,12 @@ class KeyWriter:
             sent[at] = values[index]
         return tuple(sent)
 
+    def wrote(self, answer: Any) -> bool:
+        """Whether the set is done, given what its statement answered (the rows
+        written): a task's always; an asset's only if a row was (else the general path
+        must say why)."""
+        return not self.checked or bool(int(answer or 0))
+
 
 class KeyWriters:
     """The :class:`KeyWriter` of each scope a backend sets keys of, for one side."""
@@ -143,6 +147,18 @@ class KeyWriters:
             writer = KeyWriter(scope, plan, compiled, called=call is not None)
             self._kept[scope, updated_by] = writer
         return writer
+
+    def ready(
+        self, scope: StateScope, updated_by: str | None, dialect: Dialect
+    ) -> KeyWriter | None:
+        """:meth:`of`, or ``None`` on an asset writer's first use: that set goes the
+        general way, which registers the asset if need be, instead of a write that
+        would most likely find none and be sent again."""
+        writer = self.of(scope, updated_by, dialect)
+        if writer.sent_once:
+            return writer
+        writer.sent_once = True
+        return None
 
     def probe(
         self, scope: StateScope, updated_by: str | None, key: str, text: str,
@@ -175,14 +191,12 @@ class DirectWriteAccess:
         """Whether the set was done here (else the general path must run it)."""
         if not (self._schema_ready and self._own_engine):
             return False
-        writer = self._key_writers.of(scope, updated_by, self._connections.engine.dialect)
-        if not writer.sent_once:
-            writer.sent_once = True
+        writer = self._key_writers.ready(scope, updated_by, self._connections.engine.dialect)
+        if writer is None:
             return False
         parameters = writer.parameters(key, text, expires_at)
         hotpath = self._connections.sync_hotpath()
-        answer = hotpath.run_plain(writer.sql, parameters, fetch=writer.fetch)
-        return not writer.checked or bool(int(answer or 0))
+        return writer.wrote(hotpath.run_plain(writer.sql, parameters, fetch=writer.fetch))
 
     async def _adirect_write(
         self, scope: StateScope, key: str, text: str, expires_at: datetime | None,
@@ -192,10 +206,10 @@ class DirectWriteAccess:
         if not (self._schema_ready and self._host_async_engine is None):
             return False
         state = self._connections.loop_engine()
-        writer = self._akey_writers.of(scope, updated_by, state.engine.dialect)
-        if not writer.sent_once:
-            writer.sent_once = True
+        writer = self._akey_writers.ready(scope, updated_by, state.engine.dialect)
+        if writer is None:
             return False
         parameters = writer.parameters(key, text, expires_at)
-        answer = await state.hotpath.run_plain(writer.sql, parameters, fetch=writer.fetch)
-        return not writer.checked or bool(int(answer or 0))
+        return writer.wrote(
+            await state.hotpath.run_plain(writer.sql, parameters, fetch=writer.fetch)
+        )

@@ -18,13 +18,16 @@ from sqlalchemy.engine import URL, Engine
 from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, IdleConnections, dialect_family
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.libpq import LibpqStatement, PreparedNames, numbered
+from statestore.metastore.libpq import (
+    COMMAND_OK,
+    TUPLES_OK,
+    LibpqStatement,
+    PreparedNames,
+    numbered,
+)
 from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
 __all__ = ["Fetch", "SyncHotPath", "shaped"]
-
-_TUPLES_OK, _COMMAND_OK = 2, 1
-"""libpq's ``ExecStatus`` of a query that returned rows, and of a command."""
 
 
 def _error_from_result(answer: Any, encoding: str) -> Exception:
@@ -187,16 +190,16 @@ class SyncHotPath:
             else:
                 answer = prepared.run(driver.pgconn, statement, values, types, formats)
             status = answer.status
-            if status == _TUPLES_OK and fetch == "row":
+            if status == TUPLES_OK and fetch == "row":
                 result = None if not answer.ntuples else (
                     answer.get_value(0, 0).decode(), int(answer.get_value(0, 1))
                 )  # fmt: skip
-            elif status == _TUPLES_OK and fetch == "scalar":  # the first column's text
+            elif status == TUPLES_OK and fetch == "scalar":  # the first column's text
                 found = answer.get_value(0, 0) if answer.ntuples else None
                 result = None if found is None else found.decode()
-            elif status == _COMMAND_OK and fetch == "rowcount":
+            elif status == COMMAND_OK and fetch == "rowcount":
                 result = answer.command_tuples
-            elif status in (_TUPLES_OK, _COMMAND_OK):
+            elif status in (TUPLES_OK, COMMAND_OK):
                 raise ValueError(f"a {fetch!r} statement answered with libpq status {status}")
             else:
                 raise _error_from_result(answer, driver.info.encoding)

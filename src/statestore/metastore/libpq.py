@@ -31,7 +31,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-__all__ = ["LibpqStatement", "PreparedNames", "encode", "numbered"]
+__all__ = ["COMMAND_OK", "TUPLES_OK", "LibpqStatement", "PreparedNames", "encode", "numbered"]
+
+TUPLES_OK, COMMAND_OK = 2, 1
+"""libpq's ``ExecStatus`` of a query that returned rows, and of a command."""
 
 _NAMED = re.compile(r"%\((\w+)\)s")
 _BYTEA = 17
@@ -139,9 +142,8 @@ def numbered(sql: str) -> LibpqStatement:
 _MISSING = b"26000"
 """SQLSTATE invalid_sql_statement_name: a name the server no longer has (someone ran
 ``DEALLOCATE ALL`` or ``DISCARD ALL`` on the connection)."""
-_COMMAND_OK = 1
 _SQLSTATE = ord("C")
-"""libpq's ``PGRES_COMMAND_OK`` and the SQLSTATE diagnostic field (``PG_DIAG_SQLSTATE``)."""
+"""libpq's SQLSTATE diagnostic field (``PG_DIAG_SQLSTATE``)."""
 
 
 class PreparedNames:
@@ -170,7 +172,7 @@ class PreparedNames:
             if name is None:
                 name = b"statestore_%d" % len(self._names)
                 prepared = pgconn.prepare(name, statement.command, types)
-                if prepared.status != _COMMAND_OK:
+                if prepared.status != COMMAND_OK:
                     return prepared
                 self._names[statement.command] = name
             answer = pgconn.exec_prepared(name, values, formats)
