@@ -329,5 +329,15 @@ def test_the_opt_in_prepares_under_its_own_names_and_again_when_forgotten(
         state.set("k", 3)  # its name is gone: prepared again, run once
         assert state.get("k") == 3
         assert state.get_item("k").version == 3  # type: ignore[union-attr]
+        connection = path._acquire()
+        try:  # one name forgotten, the other kept: the new one must not take its number
+            pgconn = connection.dbapi_connection.pgconn
+            assert pgconn.exec_(b"DEALLOCATE statestore_3").status == 1  # the select's
+        finally:
+            path._idle.release(connection)
+        assert state.get("k") == 3
+        state.set("k", 4)
+        assert state.get("k") == 4
     assert libpq_calls == ["prepared insert", "prepared insert", "prepared select",
+                           "prepared insert", "prepared select", "prepared select",
                            "prepared insert", "prepared select"]  # fmt: skip

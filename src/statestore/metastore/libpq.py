@@ -26,6 +26,7 @@ alike.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -156,21 +157,24 @@ class PreparedNames:
     ``PQexecPrepared``: the server plans it once, and the client sends no SQL text.
     """
 
-    __slots__ = ("_names",)
+    __slots__ = ("_names", "_numbers")
 
     def __init__(self) -> None:
         self._names: dict[bytes, bytes] = {}
+        self._numbers = itertools.count()  # never reused: a forgotten name may be alone
 
     def run(
         self, pgconn: Any, statement: LibpqStatement, values: list[bytes | None],
         types: list[int], formats: list[int],
     ) -> Any:  # fmt: skip
         """The statement's result (a failed one as libpq answers it: the caller raises).
-        A name the server forgot is prepared again, once."""
+        A name the server forgot (one ``DEALLOCATE``, or all of them) is prepared again,
+        once, under a number not used before on the connection: another name may still
+        stand."""
         for attempt in range(2):
             name = self._names.get(statement.command)
             if name is None:
-                name = b"statestore_%d" % len(self._names)
+                name = b"statestore_%d" % next(self._numbers)
                 prepared = pgconn.prepare(name, statement.command, types)
                 if prepared.status != COMMAND_OK:
                     return prepared
@@ -178,5 +182,5 @@ class PreparedNames:
             answer = pgconn.exec_prepared(name, values, formats)
             if attempt or answer.error_field(_SQLSTATE) != _MISSING:
                 return answer
-            self._names.clear()  # the server has none of them any more
+            del self._names[statement.command]  # prepared again, under a new name
         raise AssertionError("unreachable")  # pragma: no cover
