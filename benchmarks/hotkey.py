@@ -264,7 +264,8 @@ def run_once(kind: str, url: str, asset: str, processes: int, updates: int,
 
 
 def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: int,
-                rounds: int, workdir: Path) -> list[dict[str, Any]]:  # fmt: skip
+                rounds: int, workdir: Path,
+                targets: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Interleaved rounds of statestore and raw at each process count; one row each."""
     from benchmarks.__main__ import _fresh_database
 
@@ -274,6 +275,10 @@ def run_dialect(dialect: str, process_counts: list[int], updates: int, retries: 
         pairs = dict(PAIRS) if dialect == "postgresql" else {"statestore": "raw"}
         checked = dict(CHECKED) if dialect == "postgresql" else {"statestore": "raw_checked"}
         kinds = [k for pair in pairs.items() for k in pair] + list(checked.values())
+        if targets:  # the chosen statestore targets and the raw loops they are compared with
+            wanted = {t for t in targets if t in pairs}
+            kinds = [k for k in kinds if k in wanted
+                     or any(k in (pairs[t], checked.get(t)) for t in wanted)]  # fmt: skip
         with StateStore(url) as store:
             for kind in kinds:  # registers every target's asset, creates its key
                 store.asset_state(f"hot_{kind}").set(KEY, 0)
@@ -317,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=None,
                         help="retries per call (default: update()'s own default)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--targets", default="",
+                        help="statestore targets to run, comma-separated (default: all);"
+                        " the raw loops they are compared with always run")  # fmt: skip
     parser.add_argument("--json", default="benchmark-hotkey.json", help="where to write JSON")
     args = parser.parse_args(argv)
     from statestore.items import DEFAULT_UPDATE_RETRIES
@@ -327,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="statestore-hotkey-") as tmp:
         for dialect in args.dialects.split(","):
             print(f"… {dialect}", file=sys.stderr)
-            rows += run_dialect(dialect, counts, args.updates, retries, args.rounds, Path(tmp))
+            chosen = [t for t in args.targets.split(",") if t]
+            rows += run_dialect(dialect, counts, args.updates, retries, args.rounds, Path(tmp),
+                                chosen)  # fmt: skip
     header = (f"{'database':<10} {'procs':>5} {'target':<22} {'updates/s':>10} {'x raw':>6} "
               f"{'x chk':>6} {'calls':>6} {'gave up':>7} {'rate':>8} {'races':>6} {'cpu µs':>7} "
               f"{'lost':>4}")  # fmt: skip

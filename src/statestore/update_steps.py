@@ -4,10 +4,12 @@
 go again after a lost race); this module gives it its two steps. Where the backend
 offers a :class:`~statestore.metastore.key_updates.KeyUpdater` (the metastore, in its
 steady state) a step is one statement with everything about the key worked out once
-per call; elsewhere, and for what the updater leaves to the general path (creating an
-absent key, saying why a write matched nothing), the steps are the backend's own
-``get_item`` and ``set_item``. Values are encoded and decoded here as the accessors'
-``set`` and ``get_item`` do, so ``update`` stores and sees exactly what they would.
+per call -- on PostgreSQL a lost race's write answers the row it lost to, and the next
+read is that row, no second statement; elsewhere, and for what the updater leaves to
+the general path (creating an absent key, saying why a write matched nothing), the
+steps are the backend's own ``get_item`` and ``set_item``. Values are encoded and
+decoded here as the accessors' ``set`` and ``get_item`` do, so ``update`` stores and
+sees exactly what they would.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def update_steps(
         return lambda: to_item(backend.get_item(scope, key)), write
 
     def read() -> Current | None:
-        return _decoded(updater.current(updater.read()))
+        lost = updater.lost_to()  # the row the last write lost to, if it answered one
+        return _decoded(updater.current(updater.read()) if lost is None else lost[0])
 
     return read, write
 
@@ -97,6 +100,7 @@ def aupdate_steps(
     async def read() -> Versioned | None:
         if updater is None:
             return to_item(await backend.aget_item(scope, key))
-        return _decoded(updater.current(await updater.read()))
+        lost = updater.lost_to()
+        return _decoded(updater.current(await updater.read()) if lost is None else lost[0])
 
     return read, write

@@ -14,6 +14,7 @@ is checked to send the calls and to read back what it wrote.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -187,6 +188,24 @@ def test_the_asset_write_answers_and_writes_as_the_upsert(
     assert called_rows == ([("k", '"b"', 2, LATER, "w1", None)] if case == "active" else [])
 
 
+def watching_run_plain(
+    seen: Callable[[str], None],
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Stand-ins for the sync and the event loop's ``run_plain`` that show ``seen``
+    each statement's SQL and then run it as the real ones do (patch them in)."""
+    plain_sync, plain_loop = SyncHotPath.run_plain, AsyncHotPath.run_plain
+
+    def counted(self: SyncHotPath, sql: str, *args: Any, **kwargs: Any) -> Any:
+        seen(sql)
+        return plain_sync(self, sql, *args, **kwargs)
+
+    async def acounted(self: AsyncHotPath, sql: str, *args: Any, **kwargs: Any) -> Any:
+        seen(sql)
+        return await plain_loop(self, sql, *args, **kwargs)
+
+    return counted, acounted
+
+
 @pytest.mark.parametrize(
     "form",
     [f"postgresql+{driver}" for driver in ("psycopg", "psycopg2", "psycopg_async", "asyncpg")],
@@ -197,20 +216,12 @@ def test_every_postgresql_driver_writes_and_reads_through_the_calls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sent: list[str] = []  # the function calls the hot paths were given, in order
-    plain_sync, plain_loop = SyncHotPath.run_plain, AsyncHotPath.run_plain
 
     def seen(sql: str) -> None:
         if sql.startswith("SELECT statestore_"):
             sent.append(sql.split("(", maxsplit=1)[0])
 
-    def counted(self: SyncHotPath, sql: str, *args: Any, **kwargs: Any) -> Any:
-        seen(sql)
-        return plain_sync(self, sql, *args, **kwargs)
-
-    async def acounted(self: AsyncHotPath, sql: str, *args: Any, **kwargs: Any) -> Any:
-        seen(sql)
-        return await plain_loop(self, sql, *args, **kwargs)
-
+    counted, acounted = watching_run_plain(seen)
     monkeypatch.setattr(SyncHotPath, "run_plain", counted)
     monkeypatch.setattr(AsyncHotPath, "run_plain", acounted)
     with StateStore(driver_url.render_as_string(hide_password=False)) as store:

@@ -1,7 +1,8 @@
 """PostgreSQL: migration 0007's functions read and replace exactly as the statements do.
 
 ``update()`` of an asset key on PostgreSQL reads and replaces through
-``statestore_asset_read`` and ``statestore_asset_replace`` (``key_updates``), whose
+``statestore_asset_read`` and (since migration 0009) ``statestore_asset_replace_or_read``,
+which makes ``statestore_asset_replace``'s write (``key_updates``), whose
 plans the server keeps. Here each function runs beside the general path's own statement
 (``plans.set_`` with ``if_version``; ``get_item``'s read) on the same rows, case by
 case -- a live key at its version, another version, an expired key, an inactive asset,
@@ -55,6 +56,22 @@ def _seed(url: URL, name: str, key: str, *, expires: datetime | None = None) -> 
     return int(found)
 
 
+def seeded_twins(url: URL, conn: Connection, *, expires: datetime | None,
+                 active: bool) -> dict[str, int]:  # fmt: skip
+    """Twin assets ``orders_statement`` and ``orders_function``, each with ``k`` = 1 at
+    version 1 written at ``T0`` (expiring at ``expires``; both deactivated unless
+    ``active``): their ids by way, ``"statement"`` and ``"function"``."""
+    ids = {way: _seed(url, f"orders_{way}", "k", expires=expires)
+           for way in ("statement", "function")}  # fmt: skip
+    if not active:
+        with StateStore(url.render_as_string(hide_password=False)) as store:
+            assert store.deactivate_assets("orders_statement", "orders_function") == 2
+    with conn.begin():  # the seeded rows differ only by when they were written
+        conn.execute(asset_state.update().where(asset_state.c.asset_id.in_(ids.values()))
+                     .values(updated_at=T0))  # fmt: skip
+    return ids
+
+
 def _rows(conn: Connection, asset_id: int) -> list[Any]:
     columns = [asset_state.c[c] for c in ("key", "value", "version", "updated_at",
                                           "updated_by", "expires_at")]  # fmt: skip
@@ -93,15 +110,7 @@ def test_the_replace_function_answers_and_writes_as_the_statement(
     migrated_url: URL, conn: Connection, key: str, version: int, expires: datetime | None,
     active: bool, replaced: int,
 ) -> None:  # fmt: skip
-    ids = {way: _seed(migrated_url, f"orders_{way}", "k", expires=expires)
-           for way in ("statement", "function")}  # fmt: skip
-    if not active:
-        with StateStore(migrated_url.render_as_string(hide_password=False)) as store:
-            assert store.deactivate_assets("orders_statement", "orders_function") == 2
-    # the seeded rows differ only by when they were written: align them first
-    with conn.begin():
-        conn.execute(asset_state.update().where(asset_state.c.asset_id.in_(ids.values()))
-                     .values(updated_at=T0))  # fmt: skip
+    ids = seeded_twins(migrated_url, conn, expires=expires, active=active)
     assert _by_statement(conn, "orders_statement", key, version, '"x"') == replaced
     assert _by_function(conn, ids["function"], key, version, '"x"') == replaced
     assert _rows(conn, ids["statement"]) == _rows(conn, ids["function"])
@@ -147,7 +156,7 @@ def test_every_postgresql_driver_updates_through_the_functions(
         return read(self)
 
     def counted_write(self: KeyUpdater, *args: Any) -> Any:
-        assert self._compiled.sql.startswith("SELECT statestore_asset_replace(")
+        assert "FROM statestore_asset_replace_or_read(" in self._compiled.sql  # 0009's
         sent.append(self._compiled.sql)
         return write(self, *args)
 
@@ -180,8 +189,10 @@ def test_the_functions_are_in_the_schema(conn: Connection) -> None:
     found = conn.execute(text(
         "SELECT proname FROM pg_proc WHERE proname LIKE 'statestore_asset_%' ORDER BY proname"
     )).scalars().all()  # fmt: skip
-    # 0007's two, and migration 0008's asset upsert (test_key_functions.py)
-    assert found == ["statestore_asset_read", "statestore_asset_replace", "statestore_asset_write"]
+    # 0007's two, 0008's asset upsert (test_key_functions.py), 0009's replace-or-read
+    # (test_replace_or_read.py)
+    assert found == ["statestore_asset_read", "statestore_asset_replace",
+                     "statestore_asset_replace_or_read", "statestore_asset_write"]  # fmt: skip
     with time_machine.travel(T0, tick=False):  # and the plain call answers 0 on no rows
         assert conn.execute(ASSET_REPLACE, {
             "w_asset_id": -1, "w_key_digest": b"x", "if_version": 1, "value": "1",

@@ -111,12 +111,13 @@ def test_libpq_stores_what_the_cursor_stores(migrated_url: URL, libpq_calls: lis
     with _store(migrated_url) as store:
         via_libpq = _updated(store, "libpq")
     # the task: its set and get (functions, migration 0008), then two updates, each a
-    # read of its value and version (a plain select) and a replace (a function); the
+    # read of its value and version (a plain select) and a replace (0009's function); the
     # asset: its first set (a function that found no registered asset: the general way
     # registers it), its first get by name (the cursor's way: a typed row, the id with
-    # it), then two updates by its id (migration 0007's functions)
-    task_calls = ["task_write", "task_read"] + ["select", "task_replace"] * 2
-    assert libpq_calls == task_calls + ["asset_write"] + ["asset_read", "asset_replace"] * 2
+    # it), then two updates by its id (migrations 0007's read and 0009's replace)
+    task_calls = ["task_write", "task_read"] + ["select", "task_replace_or_read"] * 2
+    assert libpq_calls == task_calls + ["asset_write"] + [
+        "asset_read", "asset_replace_or_read"] * 2  # fmt: skip
     libpq_calls.clear()
     with _store(migrated_url, prepare_threshold="0") as prepared:  # the opt-in
         via_prepared = _updated(prepared, "prepared")
@@ -152,9 +153,9 @@ def test_a_cut_connection_is_run_again(
             assert state.update("n", lambda n: n + 1) == expected
         assert state.get("n") == 3
     # the set, the get by name (the cursor's), then each update: its read cut and run
-    # again, its replace (functions, migration 0007); the last get by the known id
-    assert libpq_calls == ["asset_write"] + ["asset_read", "asset_read", "asset_replace"] * 2 + [
-        "asset_read"]  # fmt: skip
+    # again, its replace (functions, migrations 0007 and 0009); the last get by the known id
+    assert libpq_calls == ["asset_write"] + [
+        "asset_read", "asset_read", "asset_replace_or_read"] * 2 + ["asset_read"]  # fmt: skip
 
 
 def test_a_stalled_server_times_out_and_writes_nothing(proxied: tuple[TcpProxy, URL]) -> None:
@@ -194,7 +195,7 @@ def test_a_refused_write_is_typed_as_the_cursors(
     state = read_only.asset_state("orders")
     with pytest.raises(BackendUnavailableError) as via_libpq:
         state.update("n", lambda n: n + 1)
-    assert libpq_calls == ["asset_read", "asset_replace"]
+    assert libpq_calls == ["asset_read", "asset_replace_or_read"]
     with pytest.raises(BackendUnavailableError) as via_cursor:
         state.set("n", 2, if_version=1)  # the same statement through the cursor
     assert str(via_libpq.value) == str(via_cursor.value)

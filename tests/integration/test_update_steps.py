@@ -123,7 +123,11 @@ def test_an_inactive_asset_is_refused_and_keeps_its_value(
     assert (item.value, item.version) == (2, 2)
 
 
-def test_the_last_lost_race_says_what_the_key_holds(db: StateStore, steps: dict[str, int]) -> None:
+def test_the_last_lost_race_says_what_the_key_holds(
+    db: StateStore, steps: dict[str, int], migrated_url: URL
+) -> None:
+    # PostgreSQL's lost write answers the row it lost to (migration 0009): one read in all
+    reads = 1 if migrated_url.get_backend_name() == "postgresql" else 3
     for state in (db.task_state(TASK), db.asset_state("orders")):
         _warm(state, steps)
 
@@ -138,7 +142,7 @@ def test_the_last_lost_race_says_what_the_key_holds(db: StateStore, steps: dict[
         assert item is not None
         assert lost.value.current_version == item.version
         # Three misses; the last one handed to the general path, which says what won.
-        assert steps == {"read": 3, "write": 3, "replaced": 0}
+        assert steps == {"read": reads, "write": 3, "replaced": 0}
         assert lost.value.current is not None
 
 

@@ -43,8 +43,9 @@ def test_0008_downgrade_drops_its_functions_and_upgrades_again(db_url: URL) -> N
     assert current_revision(db_url) == "0007"
     assert _functions(db_url) == _expected(db_url, *FUNCTIONS_0007)
     assert _rows(db_url) == (40, 120, 1)
-    upgrade(db_url)
+    upgrade(db_url, "0008")
     assert current_revision(db_url) == "0008"
+    upgrade(db_url)  # to this release's head, which the store needs
     with StateStore(db_url.render_as_string(hide_password=False)) as store:
         task = store.task_state(TaskScope("dag", "run", "task"))
         task.set("n", 1)

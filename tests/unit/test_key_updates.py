@@ -3,11 +3,11 @@
 For every driver the metastore runs on, sync and async: the read is ``get_item``'s
 direct read, and the replace is ``set(..., if_version=N)``'s statement with the same
 driver parameters, in the same order and form -- with the clock frozen so both take the
-same ``now``. An asset on PostgreSQL goes through migration 0007's functions instead:
-there the replace is checked to carry the general statement's every value (and the
-asset's id), and tests/integration/test_update_functions.py checks that the functions
-write and refuse as the statements do. What the steps say about a miss is checked here
-too.
+same ``now``. On PostgreSQL the steps are calls of migration 0007's read and 0009's
+replace-or-read functions instead: the replace is checked to carry the general
+statement's every value (and an asset's id), and tests/integration/test_update_functions.py
+checks that the functions write and refuse as the statements do. What the steps say
+about a miss -- and the row a PostgreSQL miss answers -- is checked here too.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ from statestore.metastore.digests import key_digest, task_row_id
 from statestore.metastore.direct_reads import DirectReads, driver_now
 from statestore.metastore.engine import dialect_family
 from statestore.metastore.key_updates import KeyPlans, KeyUpdater
-from statestore.metastore.pg_functions import ASSET_READ, ASSET_REPLACE, TASK_REPLACE
+from statestore.metastore.pg_functions import (
+    ASSET_READ,
+    ASSET_REPLACE_OR_READ,
+    TASK_REPLACE_OR_READ,
+)
 from statestore.metastore.statements import build_statements
 from statestore.retention import utcnow
 from statestore.scopes import AssetScope, StateScope, TaskScope
@@ -87,14 +91,14 @@ def test_the_replace_sends_what_set_if_version_sends(
                 if_version=7,
             )  # fmt: skip
         if asset_id is not None and dialect.name == "postgresql":
-            call = compile_statement(ASSET_REPLACE, dialect)
+            call = compile_statement(ASSET_REPLACE_OR_READ, dialect)
             values = {name: plan.params[name] for name in _FUNCTION_ARGUMENTS}
             values["w_asset_id"] = asset_id
-            assert recorder.sent[-1] == (call.sql, call.parameters(values), "scalar")
+            assert recorder.sent[-1] == (call.sql, call.parameters(values), "row")
             continue
         if dialect.name == "postgresql":  # a task's: the same parameters, to a function
-            call = compile_statement(TASK_REPLACE, dialect)
-            assert recorder.sent[-1] == (call.sql, call.parameters(plan.params), "scalar")
+            call = compile_statement(TASK_REPLACE_OR_READ, dialect)
+            assert recorder.sent[-1] == (call.sql, call.parameters(plan.params), "row")
             continue
         compiled = compile_statement(plan.statement, dialect, list(plan.params))
         assert recorder.sent[-1] == (compiled.sql, compiled.parameters(plan.params), "rowcount")
@@ -103,14 +107,16 @@ def test_the_replace_sends_what_set_if_version_sends(
 
 _FUNCTION_ARGUMENTS = ("w_key_digest", "if_version", "value", "expires_at", "updated_at",
                        "updated_by", "now")  # fmt: skip
-"""The general asset replace's values that ``statestore_asset_replace`` takes, besides
+"""The general asset replace's values that ``statestore_asset_replace_or_read`` takes, besides
 the asset's id (the general statement finds it by the scope's name, uri or id)."""
 
 
 def test_postgresqls_replace_call_takes_every_value_it_needs() -> None:
     dialect = make_url("postgresql+psycopg://u@h/db").get_dialect()()
-    compiled = compile_statement(ASSET_REPLACE, dialect)
-    assert compiled.sql.startswith("SELECT statestore_asset_replace(")
+    compiled = compile_statement(ASSET_REPLACE_OR_READ, dialect)
+    assert compiled.sql.startswith(
+        "SELECT live_value, live_version \nFROM statestore_asset_replace_or_read("
+    )
     named = [part.split(")s")[0] for part in compiled.sql.split("%(")[1:]]
     assert named == ["w_asset_id", *_FUNCTION_ARGUMENTS]  # the function's argument order
 
@@ -159,6 +165,45 @@ def test_a_miss_inside_update_is_a_lost_race_reported_unread() -> None:
         _UNREAD_CONFLICTS.reset(token)
     assert lost.value.current_version is None  # unread: update reads after its pause
     assert "no longer at version 4" in str(lost.value)
+
+
+def _in_update() -> object:
+    return _UNREAD_CONFLICTS.set(True)
+
+
+def test_a_postgresql_miss_keeps_the_row_it_lost_to_for_the_next_attempt() -> None:
+    updater = _updater("postgresql+psycopg://u@h/db", AssetScope(name="orders"), 42, _Recorder())
+    assert updater.written(None, 4) is True  # no row answered: it wrote
+    assert updater.lost_to() is None
+    token = _in_update()
+    try:
+        with pytest.raises(VersionConflictError) as lost:
+            updater.written(("[5]", 6), 4)
+        assert lost.value.current_version is None  # for update: what it lost to is kept
+        assert updater.lost_to() == (("[5]", 6),)
+        assert updater.lost_to() is None  # once
+        with pytest.raises(VersionConflictError):
+            updater.written((None, 0), 6)  # no live key any more
+        assert updater.lost_to() == (None,)
+    finally:
+        _UNREAD_CONFLICTS.reset(token)  # type: ignore[arg-type]
+    assert updater.written(("[5]", 6), 4) is False  # outside update: the general path says why
+    assert updater.lost_to() is None
+
+
+def test_after_kept_losses_in_a_row_update_reads_again() -> None:
+    from statestore.metastore.key_updates import KEPT_LOSSES
+
+    updater = _updater("postgresql+psycopg://u@h/db", TaskScope("d", "r", "t"), None, _Recorder())
+    token = _in_update()
+    try:
+        for n in range(1, KEPT_LOSSES + 2):
+            with pytest.raises(VersionConflictError):
+                updater.written((f"[{n}]", n + 1), n)
+            kept = updater.lost_to()
+            assert kept == (((f"[{n}]", n + 1),) if n <= KEPT_LOSSES else None)
+    finally:
+        _UNREAD_CONFLICTS.reset(token)  # type: ignore[arg-type]
 
 
 def test_plans_are_kept_per_scope_key_and_writer_and_bounded(

@@ -190,9 +190,10 @@ class SyncHotPath:
             else:
                 answer = prepared.run(driver.pgconn, statement, values, types, formats)
             status = answer.status
-            if status == TUPLES_OK and fetch == "row":
+            if status == TUPLES_OK and fetch == "row":  # text (or NULL) and a version
+                text = answer.get_value(0, 0) if answer.ntuples else None
                 result = None if not answer.ntuples else (
-                    answer.get_value(0, 0).decode(), int(answer.get_value(0, 1))
+                    None if text is None else text.decode(), int(answer.get_value(0, 1))
                 )  # fmt: skip
             elif status == TUPLES_OK and fetch == "scalar":  # the first column's text
                 found = answer.get_value(0, 0) if answer.ntuples else None

@@ -26,7 +26,7 @@ from statestore.items import unread_conflict, unread_conflicts_allowed
 from statestore.metastore import plans
 from statestore.metastore.compiled import compiled_plan
 from statestore.metastore.digests import key_digest
-from statestore.metastore.pg_functions import ASSET_REPLACE, TASK_REPLACE
+from statestore.metastore.pg_functions import ASSET_REPLACE_OR_READ, TASK_REPLACE_OR_READ
 from statestore.retention import utcnow
 from statestore.scopes import TaskScope
 
@@ -46,6 +46,16 @@ __all__ = ["KeyPlans", "KeyUpdater"]
 _KEPT_PLANS = 1024
 """Key plans a backend keeps per side (sync, async): enough for every key a worker
 updates again and again, and small; when full, the plans start over."""
+
+
+KEPT_LOSSES = 6
+"""How many lost races in a row ``update`` answers with the row the write lost to; after
+that it reads again after its pause. Each pause is random and grows (``update_pause``),
+and the kept row is as old as the pause: re-applied after a short one it often wins; by
+the seventh attempt the pause is tens of milliseconds, the kept row almost surely stale,
+and writing from it kept losing -- with no limit, 1.2-1.7 % of calls gave up with 16
+processes on one key against 0.3 % for a loop that reads after every pause; with this
+one, 0.3 % (docs/performance.md, "One hot key")."""
 
 
 class KeyPlans:
@@ -82,7 +92,7 @@ class KeyPlans:
             if asset_id is not None and calls:
                 params = {"w_asset_id": asset_id, "w_key_digest": key_digest(key),
                           "updated_by": updated_by}  # fmt: skip
-                statement: Executable = ASSET_REPLACE
+                statement: Executable = ASSET_REPLACE_OR_READ
             else:
                 plan = plans.set_(
                     self._statements, scope, key, "", None, utcnow(),
@@ -90,7 +100,7 @@ class KeyPlans:
                 )  # fmt: skip
                 params, statement = plan.params, plan.statement
                 if isinstance(scope, TaskScope) and calls:
-                    statement = TASK_REPLACE  # the same parameters, as a call
+                    statement = TASK_REPLACE_OR_READ  # the same parameters, as a call
             compiled = compiled_plan(self._cache, statement, params, dialect)
             kept = self._kept[scope, key, updated_by] = (params, compiled)
         return kept
@@ -102,11 +112,15 @@ class KeyUpdater:
     ``read()`` and ``write()`` return what the hot path's ``run`` returns: a value for
     the sync hot path, an awaitable for an event loop's. ``current()`` and
     ``written()`` turn those results into what ``update`` needs.
+
+    On PostgreSQL the replace is a call of migration 0009's ``…_replace_or_read``,
+    which answers the row a lost race lost to; the updater keeps it, and
+    :meth:`lost_to` hands it to ``update``'s next attempt in place of a read.
     """
 
     __slots__ = (
-        "_asset_id", "_compiled", "_hotpath", "_key", "_reads", "_replaced_scalar", "_scope",
-        "_template",
+        "_asset_id", "_compiled", "_hotpath", "_key", "_losses", "_lost", "_reads",
+        "_reads_on_miss", "_scope", "_template",
     )  # fmt: skip
 
     def __init__(
@@ -128,9 +142,11 @@ class KeyUpdater:
         self._asset_id = asset_id
         dialect = reads.dialect
         self._template, self._compiled = key_plans.of(scope, key, updated_by, dialect, asset_id)
-        # PostgreSQL's replace is a function call (pg_functions), which answers the rows
-        # it replaced as its value; an UPDATE, as its row count.
-        self._replaced_scalar = dialect.name == "postgresql" and key_plans.functions
+        # PostgreSQL's replace is a function call (pg_functions) that answers no row when
+        # it wrote and the live row when it did not; an UPDATE answers its row count.
+        self._reads_on_miss = dialect.name == "postgresql" and key_plans.functions
+        self._lost: tuple[tuple[str, int] | None] | None = None
+        self._losses = 0
 
     @property
     def dialect(self) -> Dialect:
@@ -153,22 +169,37 @@ class KeyUpdater:
         """The stored text and version of a row :meth:`read` fetched (``None``: absent)."""
         return None if row is None else (row[0], int(row[1]))
 
+    def lost_to(self) -> tuple[tuple[str, int] | None] | None:
+        """What the last :meth:`write` that lost a race found live -- in a 1-tuple, its
+        text and version, or ``None`` when no live key was there -- once; ``None`` when
+        there is nothing kept (the updater does not read on a miss, or has been asked)."""
+        lost, self._lost = self._lost, None
+        return lost if self._losses <= KEPT_LOSSES else None
+
     def write(self, text: str, expires_at: datetime | None, version: int) -> Any:
         """Replace the key with ``text`` if it is still at ``version`` (>= 1)."""
         now = utcnow()
         values = {**self._template, "value": text, "expires_at": expires_at,
                   "if_version": version, "now": now, "updated_at": now}  # fmt: skip
         compiled = self._compiled
-        fetch = "scalar" if self._replaced_scalar else "rowcount"
+        fetch = "row" if self._reads_on_miss else "rowcount"
         return self._hotpath.run_plain(compiled.sql, compiled.parameters(values), fetch=fetch)
 
-    def written(self, replaced: Any, version: int) -> bool:
-        """Whether :meth:`write` replaced the key (``replaced``: what it answered, the
-        rows replaced). A miss inside ``update`` that may report a lost race unread
-        raises that conflict; any other miss returns ``False``, and the caller writes
-        the general way, which says why."""
-        if int(replaced or 0):
+    def written(self, answer: Any, version: int) -> bool:
+        """Whether :meth:`write` replaced the key (``answer``: what it answered). A miss
+        inside ``update`` that may report a lost race unread raises that conflict,
+        keeping the live row the write answered, if it did, for :meth:`lost_to`; any
+        other miss returns ``False``, and the caller writes the general way, which says
+        why."""
+        if self._reads_on_miss:
+            if answer is None:
+                return True
+            live = None if answer[1] == 0 else (answer[0], int(answer[1]))
+            self._lost = (live,)
+            self._losses += 1
+        elif int(answer or 0):
             return True
         if unread_conflicts_allowed():
             raise unread_conflict(self._scope, self._key, version)
+        self._lost = None
         return False

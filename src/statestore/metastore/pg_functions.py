@@ -6,7 +6,7 @@ planning is a good part of a short statement's server time: a task key's upsert 
 299 µs unprepared against 192 µs prepared (docs/performance.md). A PL/pgSQL function
 keeps the plans of its statements for as long as its server connection lives, for any
 client on it, so behind PgBouncer too; calling it costs a little more than a prepared
-statement and much less than planning. Migrations 0007 and 0008 create the functions;
+statement and much less than planning. Migrations 0007 to 0009 create the functions;
 each runs exactly the plain statement it stands for (tests run both side by side), so
 the rows written and the refusals are the same.
 
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from statestore.metastore.statements import Statements
 
 __all__ = [
-    "ASSET_READ", "ASSET_REPLACE", "ASSET_WRITE", "TASK_READ", "TASK_REPLACE", "TASK_WRITE",
-    "FunctionCalls",
+    "ASSET_READ", "ASSET_REPLACE", "ASSET_REPLACE_OR_READ", "ASSET_WRITE", "TASK_READ",
+    "TASK_REPLACE", "TASK_REPLACE_OR_READ", "TASK_WRITE", "FunctionCalls",
 ]  # fmt: skip
 
 
@@ -70,6 +70,19 @@ ASSET_REPLACE: Executable = select(
 """Migration 0007: an active asset's live key replaced at the version read, by the
 asset's id (``update``'s compare-and-set)."""
 
+ASSET_REPLACE_OR_READ: Executable = select(
+    column("live_value"), column("live_version")
+).select_from(
+    func.statestore_asset_replace_or_read(
+        _asset("w_asset_id", "asset_id"), _asset("w_key_digest", "key_digest"),
+        _asset("if_version", "version"), _asset("value"), _asset("expires_at"),
+        _asset("updated_at"), _asset("updated_by"), _asset("now", "updated_at"),
+    )
+)  # fmt: skip
+"""Migration 0009: :data:`ASSET_REPLACE`'s write, answering no row when it wrote and
+otherwise the live key's text and version (``NULL`` and 0: no live key), so that a
+lost race in ``update()`` costs one statement."""
+
 TASK_READ: Executable = select(
     func.statestore_task_read(_task("row_id"), _task("now", "updated_at"))
 )
@@ -93,6 +106,18 @@ TASK_REPLACE: Executable = select(
     )
 )  # fmt: skip
 """Migration 0008: ``statements.task_replace``, a live task key replaced at a version."""
+
+TASK_REPLACE_OR_READ: Executable = select(
+    column("live_value"), column("live_version")
+).select_from(
+    func.statestore_task_replace_or_read(
+        _task("w_row_id", "row_id"), _task("if_version", "version"), _task("value"),
+        _task("expires_at"), _task("updated_at"), _task("updated_by"),
+        _task("now", "updated_at"),
+    )
+)  # fmt: skip
+"""Migration 0009: :data:`TASK_REPLACE`'s write, answering as
+:data:`ASSET_REPLACE_OR_READ` does."""
 
 ASSET_WRITE: Executable = select(
     func.statestore_asset_write(
