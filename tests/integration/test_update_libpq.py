@@ -61,7 +61,7 @@ def libpq_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     under the prepared-statement opt-in, ``prepared <label>``)."""
     calls: list[str] = []
     pending: list[str] = []
-    execute, ready = SyncHotPath._execute_libpq, hotpath._libpq_ready
+    execute, ready = SyncHotPath._execute_libpq, hotpath.libpq_ready
 
     def counted(self: SyncHotPath, statement: Any, parameters: Any, fetch: Any) -> Any:
         pending[:] = [_label(statement.sql)]
@@ -74,7 +74,7 @@ def libpq_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return answer
 
     monkeypatch.setattr(SyncHotPath, "_execute_libpq", counted)
-    monkeypatch.setattr(hotpath, "_libpq_ready", counted_ready)
+    monkeypatch.setattr(hotpath, "libpq_ready", counted_ready)
     return calls
 
 

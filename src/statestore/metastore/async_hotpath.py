@@ -4,7 +4,10 @@ Going through ``AsyncConnection.execute`` costs a greenlet switch and SQLAlchemy
 per-call machinery for every statement. Here a pooled connection is checked out once
 and kept (per event loop), and each operation awaits the driver directly — psycopg's
 ``AsyncCursor``, asyncmy's cursor or aiosqlite's — with the same compiled SQL and
-parameters as the sync hot path. Still one statement, one round trip, really async.
+parameters as the sync hot path. Still one statement, one round trip, really async. On
+psycopg, plain statements (``run_plain``) skip the cursor and go through libpq, as on
+the sync hot path (libpq.py). A task cancelled mid-statement never leaves its
+connection checked out or hands it out again (``AsyncHotPath._execute``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from statestore.metastore.asyncpg_statements import AsyncpgStatements
 from statestore.metastore.deadlines import StatementTimeout, bounded_connect, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.hotpath import Fetch, shaped
+from statestore.metastore.hotpath import Fetch, libpq_ready, shaped
+from statestore.metastore.libpq import answered, exec_params_async, numbered
 from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
 __all__ = [
@@ -79,6 +83,53 @@ async def _on_kept_cursor(connection: Any, sql: str, params: Any, *, fetch: Fetc
         return shaped(await cursor.fetchall(), fetch)
     row = await cursor.fetchone()
     return shaped([] if row is None else [row], fetch)
+
+
+async def _on_libpq(connection: Any, sql: str, params: Any, *, fetch: Fetch) -> Any:
+    """A plain statement (``run_plain``) on psycopg's async connection straight through
+    libpq, as the sync hot path runs it (libpq.py); the kept cursor where libpq's form
+    does not fit (not UTF-8, a text with a NUL character) or the opt-in prepares."""
+    driver = connection.driver_connection
+    statement = numbered(sql)
+    ready, prepared = libpq_ready(connection, driver)
+    if ready and prepared is None:
+        try:
+            values, types, formats = statement.parameters(params)
+        except TypeError:
+            pass
+        else:
+            try:
+                answer = await exec_params_async(
+                    driver.pgconn, statement.command, values, types, formats
+                )
+            except BaseException:  # cancelled while the server may still be running it
+                with contextlib.suppress(Exception):
+                    await _cancel_on_server(driver)
+                raise
+            return answered(answer, fetch, driver.info.encoding)
+    return await _on_kept_cursor(connection, sql, params, fetch=fetch)
+
+
+_CANCEL_WAIT_S = 5.0
+"""How long a cancelled statement's cancel request may take (psycopg's own bound)."""
+
+
+async def _cancel_on_server(driver: Any) -> None:
+    """Ask the server to stop the statement in flight on ``driver``, as psycopg's async
+    cursor does when its task is cancelled: without it a write waiting on a lock would
+    still land after the caller was told it was cancelled. The connection is closed
+    afterwards either way (``AsyncHotPath._execute``)."""
+    if driver.pgconn.transaction_status != _ACTIVE:
+        return
+    cancel_safe = getattr(driver, "cancel_safe", None)  # psycopg 3.2 and later
+    if cancel_safe is not None:
+        await cancel_safe(timeout=_CANCEL_WAIT_S)
+    else:  # pragma: no cover - psycopg 3.1
+        await asyncio.wait_for(asyncio.to_thread(driver.cancel), _CANCEL_WAIT_S)
+
+
+_ACTIVE = 1
+"""libpq's ``PQTRANS_ACTIVE``: a statement is in progress on the connection."""
 
 
 def _statements(url: URL, engine: AsyncEngine, timeout: float) -> tuple[Any, Statement]:
@@ -241,16 +292,28 @@ class AsyncHotPath:
         self._family = dialect_family(url)
         self._watched = self._family == "postgresql"  # see deadline()
         self._errors, self._statement = _statements(url, engine, timeout)
+        # psycopg's async cursor costs most of a statement's client CPU: plain
+        # statements go through libpq instead (see run_plain and libpq.py).
+        psycopg = self._family == "postgresql" and url.get_driver_name() != "asyncpg"
+        self._plain: Statement = _on_libpq if psycopg else self._statement
         if url.get_driver_name() == "asyncpg":  # its command_timeout bounds statements
             self._watched = False
         self._idle = AsyncIdleConnections(engine, keep=keep, timeout=timeout)
 
     async def run(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
         """As ``SyncHotPath.run``."""
+        return await self._run(self._statement, sql, parameters, fetch)
+
+    async def run_plain(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
+        """As ``SyncHotPath.run_plain``: on psycopg through libpq, as there; every other
+        async driver's answer is already plain."""
+        return await self._run(self._plain, sql, parameters, fetch)
+
+    async def _run(self, statement: Statement, sql: str, parameters: Any, fetch: Fetch) -> Any:
         retry = None
         while True:  # see retries.py
             try:
-                return await self._execute(sql, parameters, fetch=fetch)
+                return await self._execute(statement, sql, parameters, fetch=fetch)
             except RETRIED as exc:
                 retry = retry or Retry()
                 if not retry.allows(exc):
@@ -261,10 +324,6 @@ class AsyncHotPath:
                     await self._engine.dispose()
                 else:
                     await asyncio.sleep(retry.pause())
-
-    async def run_plain(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
-        """As ``SyncHotPath.run_plain``: every async driver's answer is already plain."""
-        return await self.run(sql, parameters, fetch=fetch)
 
     async def aclose(self) -> None:
         """Return the idle connections to the pool."""
@@ -278,7 +337,8 @@ class AsyncHotPath:
         """Drop the idle connections unclosed; returns them."""
         return self._idle.forget()
 
-    async def _execute(self, sql: str, parameters: Any, *, fetch: Fetch) -> Any:
+    async def _execute(self, statement: Statement, sql: str, parameters: Any, *,
+                       fetch: Fetch) -> Any:  # fmt: skip
         idle = self._idle
         # An idle connection is at hand in the steady state: only a checkout that may
         # wait for the pool or connect needs its own deadline (a timer costs ~5 us).
@@ -293,7 +353,7 @@ class AsyncHotPath:
         token = watch(connection, self._timeout) if self._watched else None
         try:
             async with deadline(self._family, self._timeout):
-                result = await self._statement(connection, sql, parameters, fetch=fetch)
+                result = await statement(connection, sql, parameters, fetch=fetch)
         except StatementTimeout as exc:
             connection.info.pop(_CURSOR, None)
             await idle.discard(connection, exc)  # its state is unknown: never reuse it
@@ -304,6 +364,15 @@ class AsyncHotPath:
                 await idle.discard(connection, exc)
                 raise StatementTimeout(self._timeout) from exc
             await self._fail(connection, exc)
+        except BaseException as exc:  # cancelled (or interrupted) mid-statement
+            # Its answer may still be on the way: never reuse the connection, and give
+            # it back to the pool closed rather than leave it checked out.
+            if token is not None:
+                watchdog().disarm(token)
+            connection.info.pop(_CURSOR, None)
+            with contextlib.suppress(Exception):  # the interruption is what propagates
+                await idle.discard(connection, exc)
+            raise
         if token is not None and not watchdog().disarm(token):
             await idle.discard(connection, StatementTimeout(self._timeout))
             return result  # cut just after it answered: the answer stands

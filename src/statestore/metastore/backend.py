@@ -394,7 +394,8 @@ class MetastoreStateBackend(
         compiled = compiled_plan(self._acompiled, plan.statement, plan.params, dialect)
         parameters = compiled.parameters(plan.params)
         fetch = "row" if plan.resolves else plans.FETCH.get(plan.kind, "rowcount")
-        result = await state.hotpath.run(compiled.sql, parameters, fetch=fetch)
+        run = state.hotpath.run_plain if fetch == "rowcount" else state.hotpath.run
+        result = await run(compiled.sql, parameters, fetch=fetch)
         if plan.resolves or plan.kind == "read_row":
             return self._fetched(plan, result, dialect)
         return result

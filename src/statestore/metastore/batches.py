@@ -260,7 +260,8 @@ class MetastoreBatches:
         dialect = state.engine.dialect
         compiled = self._batch_sql(plan, dialect, "async")
         reading = plan.kind == "read_rows"
-        result = await state.hotpath.run(
+        run = state.hotpath.run if reading else state.hotpath.run_plain  # as the sync twin
+        result = await run(
             compiled.sql, compiled.parameters(plan.params), fetch="rows" if reading else "rowcount"
         )
         if reading:

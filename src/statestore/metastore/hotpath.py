@@ -18,23 +18,10 @@ from sqlalchemy.engine import URL, Engine
 from statestore.metastore.deadlines import StatementTimeout, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, IdleConnections, dialect_family
 from statestore.metastore.errors import translate_errors
-from statestore.metastore.libpq import (
-    COMMAND_OK,
-    TUPLES_OK,
-    LibpqStatement,
-    PreparedNames,
-    numbered,
-)
+from statestore.metastore.libpq import LibpqStatement, PreparedNames, answered, numbered
 from statestore.metastore.retries import RETRIED, DeadlockError, Retry, is_deadlock, unwrap
 
-__all__ = ["Fetch", "SyncHotPath", "shaped"]
-
-
-def _error_from_result(answer: Any, encoding: str) -> Exception:
-    """psycopg's own exception for a failed libpq result (imported when one fails)."""
-    from psycopg.errors import error_from_result  # noqa: PLC0415 - psycopg is optional
-
-    return error_from_result(answer, encoding)
+__all__ = ["Fetch", "SyncHotPath", "libpq_ready", "shaped"]
 
 
 _CURSOR = "statestore_cursor"
@@ -58,7 +45,7 @@ _LIBPQ_READY = "statestore_libpq"
 """Whether a connection takes libpq's plain statements (its pool record's ``info``)."""
 
 
-def _libpq_ready(connection: Any, driver: Any) -> tuple[bool, PreparedNames | None]:
+def libpq_ready(connection: Any, driver: Any) -> tuple[bool, PreparedNames | None]:
     """Whether ``driver`` (a psycopg connection) runs plain statements through libpq --
     only in UTF-8, the form libpq.py encodes text in and decodes it from (a URL may ask
     for another ``client_encoding``) -- and, where psycopg would prepare
@@ -180,7 +167,7 @@ class SyncHotPath:
             return self._execute(statement.sql, parameters, fetch=fetch)
         connection = self._acquire()
         driver = connection.dbapi_connection
-        ready, prepared = _libpq_ready(connection, driver)
+        ready, prepared = libpq_ready(connection, driver)
         if not ready:  # the cursor's way, as before
             return self._execute(statement.sql, parameters, fetch=fetch, connection=connection)
         token = watch(connection, self._timeout)
@@ -189,21 +176,7 @@ class SyncHotPath:
                 answer = driver.pgconn.exec_params(statement.command, values, types, formats)
             else:
                 answer = prepared.run(driver.pgconn, statement, values, types, formats)
-            status = answer.status
-            if status == TUPLES_OK and fetch == "row":  # text (or NULL) and a version
-                text = answer.get_value(0, 0) if answer.ntuples else None
-                result = None if not answer.ntuples else (
-                    None if text is None else text.decode(), int(answer.get_value(0, 1))
-                )  # fmt: skip
-            elif status == TUPLES_OK and fetch == "scalar":  # the first column's text
-                found = answer.get_value(0, 0) if answer.ntuples else None
-                result = None if found is None else found.decode()
-            elif status == COMMAND_OK and fetch == "rowcount":
-                result = answer.command_tuples
-            elif status in (TUPLES_OK, COMMAND_OK):
-                raise ValueError(f"a {fetch!r} statement answered with libpq status {status}")
-            else:
-                raise _error_from_result(answer, driver.info.encoding)
+            result = answered(answer, fetch, driver.info.encoding)
         except Exception as exc:  # noqa: BLE001 - _failed raises it, translated
             self._failed(connection, None, token, exc)
         return self._answered(connection, token, result)

@@ -9,8 +9,11 @@ already in libpq's form, the GIL released while it waits.
 
 ``hotpath.SyncHotPath.run_plain`` does that on the sync psycopg driver for the
 statements whose answer is plain text: a get's value, ``update()``'s read (a value and
-its version) and compare-and-set, and the row count of every write. Rows with typed
-columns (``get_item``'s timestamps) still go through the cursor. Nothing else changes:
+its version) and compare-and-set, and the row count of every write;
+``async_hotpath.AsyncHotPath.run_plain`` does the same on psycopg's async connection,
+sending the statement and awaiting its result on the socket (:func:`exec_params_async`).
+Rows with typed columns (``get_item``'s timestamps) still go through the cursor. Nothing
+else changes:
 the connection, the deadline watchdog, the retries and the error translation are the
 hot path's own; errors become psycopg's own exceptions
 (``psycopg.errors.error_from_result``), so they are told apart and translated exactly as
@@ -26,13 +29,24 @@ alike.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-__all__ = ["COMMAND_OK", "TUPLES_OK", "LibpqStatement", "PreparedNames", "encode", "numbered"]
+__all__ = [
+    "COMMAND_OK",
+    "TUPLES_OK",
+    "LibpqStatement",
+    "PreparedNames",
+    "answered",
+    "encode",
+    "error_from_result",
+    "exec_params_async",
+    "numbered",
+]
 
 TUPLES_OK, COMMAND_OK = 2, 1
 """libpq's ``ExecStatus`` of a query that returned rows, and of a command."""
@@ -126,6 +140,73 @@ class LibpqStatement:
             types.append(one[1])
             formats.append(one[2])
         return data, types, formats
+
+
+def error_from_result(answer: Any, encoding: str) -> Exception:
+    """psycopg's own exception for a failed libpq result (imported when one fails)."""
+    from psycopg.errors import error_from_result  # noqa: PLC0415 - psycopg is optional
+
+    return error_from_result(answer, encoding)
+
+
+def answered(answer: Any, fetch: str, encoding: str) -> Any:
+    """What a plain statement's libpq result holds, in the shape ``fetch`` names
+    (``hotpath.SyncHotPath.run_plain``); a failed one raises psycopg's own error."""
+    status = answer.status
+    if status == TUPLES_OK and fetch == "row":  # text (or NULL) and a version
+        if not answer.ntuples:
+            return None
+        text = answer.get_value(0, 0)
+        return None if text is None else text.decode(), int(answer.get_value(0, 1))
+    if status == TUPLES_OK and fetch == "scalar":  # the first column's text
+        found = answer.get_value(0, 0) if answer.ntuples else None
+        return None if found is None else found.decode()
+    if status == COMMAND_OK and fetch == "rowcount":
+        return answer.command_tuples
+    if status in (TUPLES_OK, COMMAND_OK):
+        raise ValueError(f"a {fetch!r} statement answered with libpq status {status}")
+    raise error_from_result(answer, encoding)
+
+
+async def exec_params_async(
+    pgconn: Any, command: bytes, values: list[bytes | None], types: list[int],
+    formats: list[int],
+) -> Any:  # fmt: skip
+    """``PQexecParams`` on an event loop: the statement sent, then its result awaited on
+    the connection's socket (``PQconsumeInput`` each time it is readable) -- the loop
+    psycopg's async cursor runs, without its per-statement Python (about a fifth of
+    the client CPU). The caller must not reuse the connection if this is interrupted
+    (a cancelled task): its statement may still be running."""
+    pgconn.send_query_params(command, values, types, formats, 0)
+    loop = asyncio.get_running_loop()
+    fd = pgconn.socket
+    while pgconn.flush():  # not all sent yet (a nonblocking connection's full buffer)
+        await _ready(loop.add_writer, loop.remove_writer, loop, fd)
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            break
+        await _ready(loop.add_reader, loop.remove_reader, loop, fd)
+    answer = None
+    while (result := pgconn.get_result()) is not None:  # one statement: one result
+        if answer is None:
+            answer = result
+    return answer
+
+
+async def _ready(add: Any, remove: Any, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Until ``fd`` is ready (``add``/``remove``: the loop's reader or writer calls)."""
+    ready = loop.create_future()
+
+    def wake() -> None:  # it may fire again before the waiter runs and removes it
+        if not ready.done():
+            ready.set_result(None)
+
+    add(fd, wake)
+    try:
+        await ready
+    finally:
+        remove(fd)
 
 
 _STATEMENTS: dict[str, LibpqStatement] = {}
