@@ -41,7 +41,6 @@ def test_a_cancelled_async_write_gives_its_connection_back(migrated_url: URL) ->
         kept = pool.checkedout()  # the hot path's idle connection
         locker.execute(text("UPDATE statestore_task_state SET value = '7' WHERE task_id = 'task'"))
         writing = asyncio.ensure_future(state.aset("n", 2))
-        await asyncio.sleep(0.3)  # under way (polling at once kept MariaDB's from starting)
         assert await _eventually(lambda: watcher.execute(waits).scalar() == 1)
         assert not writing.done()
         writing.cancel()
@@ -79,10 +78,12 @@ _LOCK_WAITS = {
 
 
 async def _eventually(check: Any, seconds: float = 5.0) -> bool:
-    """Whether ``check()`` holds within ``seconds`` (polled; the loop runs meanwhile)."""
+    """Whether ``check()`` holds within ``seconds`` (polled; the loop runs meanwhile).
+    Every 0.15 s: InnoDB refreshes ``innodb_trx`` only when it was not read for 0.1 s,
+    so quicker polls would read the same stale rows for ever."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
             return True
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.15)
     return False
