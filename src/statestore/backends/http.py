@@ -3,9 +3,10 @@
 Workers that use it hold no database credentials, drivers or database connections:
 each operation is one HTTP request (keep-alive) to ``statestore serve``, built and
 decoded by the pure core in :mod:`statestore.backends.http_messages` over the contract
-in :mod:`statestore.wire`. The sync methods use one httpx connection pool
-(``httpx.HTTPTransport``); the async twins one ``httpx.AsyncHTTPTransport`` per event
-loop (released as that loop shuts down); the two differ only by ``await``. A forked
+in :mod:`statestore.wire`. The sync methods use one pool of kept connections
+(:class:`~statestore.backends.http_connections.KeepAliveTransport`, an httpx transport
+of statestore's own); the async twins one per event loop (released as that loop shuts
+down); the two differ only by ``await``. A forked
 child never reuses its parent's connections.
 
 **Retries.** A request that never reached the server (connection refused, connect
@@ -40,6 +41,7 @@ from statestore.backends import http_messages as messages
 from statestore.backends.base import BaseStateBackend
 from statestore.backends.http_admin import AdminRoutes
 from statestore.backends.http_batches import HttpBatches
+from statestore.backends.http_connections import AsyncKeepAliveTransport, KeepAliveTransport
 from statestore.backends.http_messages import Call, RetryPolicy, TokenSource
 from statestore.exceptions import BackendUnavailableError, ConfigError
 from statestore.write_ids import RECEIPTS_HEADER, WRITE_ID_HEADER
@@ -62,7 +64,6 @@ DEFAULT_TIMEOUT_S = 30.0
 # idle connection before the server does: a request is then rarely sent on a socket the
 # server is closing -- the one ambiguous failure a healthy server would cause.
 KEEPALIVE_EXPIRY_S = 4.0
-_LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
 
 
 def _server_of(url: str) -> str:
@@ -163,8 +164,8 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
         if pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = self._transport or httpx.HTTPTransport(
-                        verify=self._verify, limits=_LIMITS
+                    self._pool = self._transport or KeepAliveTransport(
+                        verify=self._verify, keepalive_expiry=KEEPALIVE_EXPIRY_S
                     )
                 pool = self._pool
         return pool
@@ -180,7 +181,9 @@ class HttpStateBackend(HttpBatches, AdminRoutes, BaseStateBackend):
                 else:  # closed without that step: its sockets cannot be closed from
                     lifecycle.leave_behind(ended)  # another loop, so never finalized
             given = self._given_async_transport
-            pool = given or httpx.AsyncHTTPTransport(verify=self._verify, limits=_LIMITS)
+            pool = given or AsyncKeepAliveTransport(
+                verify=self._verify, keepalive_expiry=KEEPALIVE_EXPIRY_S
+            )
             state = self._loops[loop] = _LoopPool(pool, owned=given is None)
             state.parked = lifecycle.on_loop_shutdown(state.release)
         return state.pool

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import functools
 import importlib
-import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
@@ -25,6 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from statestore.aio_timeouts import time_limit
 from statestore.metastore.asyncpg_statements import AsyncpgStatements
 from statestore.metastore.deadlines import StatementTimeout, bounded_connect, watch, watchdog
 from statestore.metastore.engine import DroppedConnectionError, dialect_family, looks_dropped
@@ -235,37 +235,10 @@ async def deadline(family: str, seconds: float) -> AsyncIterator[None]:
         yield
         return
     try:
-        if sys.version_info >= (3, 11):
-            async with asyncio.timeout(seconds):
-                yield
-        else:  # pragma: no cover - Python 3.10
-            async with _timeout_310(seconds):
-                yield
+        async with time_limit(seconds):
+            yield
     except TimeoutError as exc:
         raise StatementTimeout(seconds) from exc
-
-
-@contextlib.asynccontextmanager
-async def _timeout_310(seconds: float) -> AsyncIterator[None]:  # pragma: no cover - 3.10
-    # asyncio.timeout() arrived in 3.11: cancel the task on a timer, as it does.
-    task = asyncio.current_task()
-    assert task is not None
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    handle = asyncio.get_running_loop().call_later(seconds, expire)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if expired:
-            raise TimeoutError from None
-        raise
-    finally:
-        handle.cancel()
 
 
 _LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
