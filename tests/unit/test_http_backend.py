@@ -243,6 +243,15 @@ def test_token_problems_are_config_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         messages.TokenSource(token_file=tmp_path / "empty").current()
+    # a line break inside would end the Authorization header and start another
+    with pytest.raises(ConfigError, match="line break") as inline:
+        messages.TokenSource("eyJ.a\r\nx-evil: 1")
+    assert "evil" not in str(inline.value)  # the token's text is never shown
+    (tmp_path / "two").write_text("eyJ.first\neyJ.second\n")
+    with pytest.raises(ConfigError, match="two lines") as in_file:
+        messages.TokenSource(token_file=tmp_path / "two").current()
+    assert "first" not in str(in_file.value)
+    assert messages.TokenSource(" eyJ.abc-_.x \n").current() == "eyJ.abc-_.x"  # stripped
     with pytest.raises(ConfigError, match="http"):
         HttpStateBackend("ftp://state.test", token="t")
 

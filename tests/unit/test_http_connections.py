@@ -276,3 +276,14 @@ def test_tls_verified_refused_and_unverified(
         send_with(verify=True)(_request(served.port, scheme="https"))
     assert not http_messages.may_resend(unknown.value)  # a certificate problem: final
     assert send_with(verify=False)(_request(served.port, scheme="https")).content == b"3"
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
+    send_with: Callable[..., Send], server: Callable[..., ScriptedServer]
+) -> None:
+    served = server([_ok()])
+    request = httpx.Request("GET", f"http://127.0.0.1:{served.port}/v1/k",
+                            headers={"authorization": "Bearer a\r\nx-evil: 1"})  # fmt: skip
+    with pytest.raises(httpx.LocalProtocolError):
+        send_with()(request)
+    assert served.requests == []

@@ -53,10 +53,19 @@ def ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
 
 def request_bytes(request: httpx.Request) -> bytes:
     """The request as it goes on the wire: line, headers (``Host`` and ``Content-Length``
-    are httpx.Request's own), body."""
+    are httpx.Request's own), body. A header with a line break or NUL in it is refused
+    (``LocalProtocolError``, as h11 refuses it): it would end its header and start
+    another."""
     lines = [b"%s %s HTTP/1.1" % (request.method.encode(), request.url.raw_path)]
     lines += [b"%s: %s" % pair for pair in request.headers.raw]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + request.content
+    head = b"\r\n".join(lines)
+    if (
+        head.count(b"\n") != len(lines) - 1
+        or head.count(b"\r") != len(lines) - 1
+        or (b"\x00" in head)
+    ):
+        raise httpx.LocalProtocolError("a request header holds a line break or NUL")
+    return head + b"\r\n\r\n" + request.content
 
 
 class Head:
@@ -214,8 +223,8 @@ class KeepAliveTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         connect_s, read_s, write_s = _timeouts(request)
         where = _origin(request)
+        data = request_bytes(request)  # refused before any connection is taken
         connection = self._kept(where) or self._connect(where, connect_s)
-        data = request_bytes(request)
         try:
             try:
                 connection.sock.settimeout(write_s)  # the same as read_s, as requests go
@@ -364,10 +373,11 @@ class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         connect_s, read_s, write_s = _timeouts(request)
         where = _origin(request)
+        data = request_bytes(request)  # refused before any connection is taken
         connection = self._kept(where) or await self._connect(where, connect_s)
         try:
             try:
-                connection.writer.write(request_bytes(request))
+                connection.writer.write(data)
                 if connection.writer.transport.get_write_buffer_size():
                     async with time_limit(write_s):
                         await connection.writer.drain()

@@ -381,6 +381,16 @@ class RetryPolicy:
 # -- the token ----------------------------------------------------------------------------
 
 
+def _check_token(token: str, what: str) -> None:
+    """Refuse a token that cannot travel in a header: a line break would end the header
+    (and start another), and no bearer token has spaces or control characters."""
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(
+            f"{what} has a space, line break or other character no bearer token has "
+            "(a file holding two lines?)"
+        )
+
+
 class TokenSource:
     """The bearer token: given inline, or read from a file again whenever it changes.
 
@@ -397,6 +407,8 @@ class TokenSource:
         self._inline = token.strip() if token else None
         if token is not None and not self._inline:
             raise ConfigError("the token is empty")
+        if self._inline is not None:
+            _check_token(self._inline, "the token")
         self._path = Path(token_file) if token_file else None
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None
@@ -433,6 +445,7 @@ class TokenSource:
             raise ConfigError(f"cannot read the token file {self._path}: {why}") from None
         if not text:
             raise ConfigError(f"the token file {self._path} is empty")
+        _check_token(text, f"the token in {self._path}")
         return text
 
     def renewed_since(self, sent: str, response: httpx.Response) -> bool:
