@@ -287,3 +287,83 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
     with pytest.raises(httpx.LocalProtocolError):
         send_with()(request)
     assert served.requests == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _ok(b"1") + _ok(b"STALE"),  # more than one answer: the extra one must not be kept
+        _ok(b"1")[:-1] + b"1X",  # a body longer than its length
+    ],
+    ids=["two answers", "a longer body"],
+)
+def test_bytes_past_the_answer_never_answer_the_next_request(
+    send_with: Callable[..., Send], server: Callable[..., ScriptedServer], answer: bytes
+) -> None:
+    served = server([answer, _ok(b"2")])
+    send = send_with()
+    assert send(_request(served.port)).content == b"1"
+    time.sleep(0.1)  # the extra bytes have arrived
+    send(_request(served.port, "OPTIONS"), idle=True)
+    assert send(_request(served.port)).content == b"2"  # on a new connection
+    assert served.connections == 2
+
+
+def test_an_interim_answer_is_skipped(
+    send_with: Callable[..., Send], server: Callable[..., ScriptedServer]
+) -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"
+    served = server([early + b"HTTP/1.1 100 Continue\r\n\r\n" + _ok(b"1"), _ok(b"2")])
+    send = send_with()
+    assert send(_request(served.port, "PUT", b"x")).content == b"1"
+    assert send(_request(served.port)).content == b"2"
+    assert served.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n12",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"f" * 17 + b"\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"1" * 70_000,
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\ncontent-length: 0\r\n\r\n",
+    ],
+    ids=[
+        "two lengths",
+        "gzip then chunked",
+        "chunks and a length",
+        "negative chunk",
+        "0x chunk",
+        "17 hex digits",
+        "a huge length",
+        "a chunk line past 64 KiB",
+        "switching protocols",
+        "a two-digit status",
+    ],
+)
+def test_framing_that_could_be_misread_is_refused(
+    send_with: Callable[..., Send], server: Callable[..., ScriptedServer], answer: bytes
+) -> None:
+    served = server([answer, _ok(b"2")])
+    send = send_with()
+    with pytest.raises(httpx.RemoteProtocolError) as refused:
+        send(_request(served.port))
+    assert http_messages.may_resend(refused.value)
+    assert send(_request(served.port)).content == b"2"  # and the next is answered right
+    assert served.connections == 2
+
+
+def test_connection_close_among_other_tokens_is_honoured(
+    send_with: Callable[..., Send], server: Callable[..., ScriptedServer]
+) -> None:
+    served = server([_ok(b"1", b"connection: Close, foo"), _ok(b"2")])
+    send = send_with()
+    assert send(_request(served.port)).content == b"1"
+    assert send(_request(served.port)).content == b"2"
+    assert served.connections == 2

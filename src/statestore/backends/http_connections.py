@@ -9,7 +9,12 @@ answer with a ``Content-Length`` -- so this speaks just that much HTTP/1.1 itsel
 the request's bytes in one write, the answer's head parsed once, its body read by
 ``Content-Length`` (or chunked, or until the server closes, as HTTP/1.1 allows), kept
 connections reused until ``keepalive_expiry``. TLS through :mod:`ssl` as httpx would
-(``verify``: ``True``, ``False`` or an ``SSLContext``).
+(``verify``: ``True``, ``False`` or an ``SSLContext``). The parsing, strict as h11's,
+is :mod:`statestore.backends.http1`.
+
+A connection goes back to the pool only when its response ended cleanly and nothing
+more was read past it: bytes nobody asked for (an interim answer mishandled by a proxy,
+a body longer than its length) would otherwise be taken as the next request's answer.
 
 Failures are httpx's exceptions, chosen as httpcore chooses them, because the backend's
 retry rules read them (``http_messages.may_resend``): nothing sent yet is a
@@ -33,129 +38,69 @@ import time
 import httpx
 
 from statestore.aio_timeouts import time_limit
+from statestore.backends.http1 import (
+    MAX_BODY,
+    MAX_HEAD,
+    MAX_IDLE,
+    Head,
+    chunk_size,
+    request_bytes,
+    response_of,
+    ssl_context,
+    timeouts,
+)
 
-__all__ = ["AsyncKeepAliveTransport", "KeepAliveTransport", "ssl_context"]
-
-_MAX_HEAD = 64 * 1024
-"""The longest response head accepted (a state server's is a few hundred bytes)."""
-
-
-def ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
-    """The TLS context for ``verify`` as httpx reads it: the system's CAs, none, or given."""
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def request_bytes(request: httpx.Request) -> bytes:
-    """The request as it goes on the wire: line, headers (``Host`` and ``Content-Length``
-    are httpx.Request's own), body. A header with a line break or NUL in it is refused
-    (``LocalProtocolError``, as h11 refuses it): it would end its header and start
-    another."""
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode(), request.url.raw_path)]
-    lines += [b"%s: %s" % pair for pair in request.headers.raw]
-    head = b"\r\n".join(lines)
-    if (
-        head.count(b"\n") != len(lines) - 1
-        or head.count(b"\r") != len(lines) - 1
-        or (b"\x00" in head)
-    ):
-        raise httpx.LocalProtocolError("a request header holds a line break or NUL")
-    return head + b"\r\n\r\n" + request.content
-
-
-class Head:
-    """A response's status line and headers, and how its body is framed."""
-
-    __slots__ = ("chunked", "headers", "keep_alive", "length", "reason", "status")
-
-    def __init__(self, raw: bytes) -> None:
-        lines = raw.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        status, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or not status.isdigit():
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
-        self.status = int(status)
-        self.reason = reason
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.length: int | None = None
-        self.chunked = False
-        connection = b"keep-alive" if version == b"HTTP/1.1" else b"close"
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise httpx.RemoteProtocolError(f"a malformed response header: {line[:80]!r}")
-            value = value.strip()
-            self.headers.append((name, value))
-            lowered = name.lower()
-            if lowered == b"content-length":
-                if not value.isdigit():
-                    raise httpx.RemoteProtocolError(f"a bad Content-Length: {value[:40]!r}")
-                self.length = int(value)
-            elif lowered == b"transfer-encoding":
-                self.chunked = value.lower().endswith(b"chunked")
-            elif lowered == b"connection":
-                connection = value.lower()
-        if self.status in (204, 304) or 100 <= self.status < 200:
-            self.length, self.chunked = 0, False
-        self.keep_alive = connection != b"close" and (self.chunked or self.length is not None)
-
-
-def _response(request: httpx.Request, head: Head, body: bytes) -> httpx.Response:
-    return httpx.Response(
-        head.status, headers=head.headers, content=body, request=request,
-        extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-    )  # fmt: skip
-
-
-def _timeouts(request: httpx.Request) -> tuple[float | None, float | None, float | None]:
-    """(connect, read, write) seconds from the request's ``timeout`` extension."""
-    given = request.extensions.get("timeout", {})
-    return given.get("connect"), given.get("read"), given.get("write")
-
+__all__ = ["AsyncKeepAliveTransport", "KeepAliveTransport"]
 
 # -- the sync transport ---------------------------------------------------------------------
 
 
 class _Connection:
-    """One socket to the server, and the bytes read past the last response."""
+    """One socket to the server, the bytes read past what was parsed, and the deadline
+    of the read under way (a server trickling bytes must not outlast it)."""
 
-    __slots__ = ("buffer", "idle_since", "sock")
+    __slots__ = ("buffer", "deadline", "idle_since", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.idle_since = 0.0
+        self.deadline: float | None = None
 
     def looks_closed(self) -> bool:
         """Whether the server closed it while it was idle (or sent what nobody asked):
         an idle connection has nothing to read unless one of those happened."""
-        if self.buffer:
+        if self.buffer or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
             return True
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            return _readable(self.sock)
         except (OSError, ValueError):  # closed under us
             return True
-        return bool(readable)
 
     def read_more(self) -> None:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out reading")
+            self.sock.settimeout(remaining)
         data = self.sock.recv(65536)
         if not data:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
         self.buffer += data
+        if len(self.buffer) > MAX_BODY + MAX_HEAD:
+            raise httpx.RemoteProtocolError("the response is too long")
 
     def read_head(self) -> Head:
+        """The response's head, past any interim (1xx) ones."""
         while True:
             end = self.buffer.find(b"\r\n\r\n")
             if end >= 0:
                 head = Head(bytes(self.buffer[:end]))
                 del self.buffer[: end + 4]
-                return head
-            if len(self.buffer) > _MAX_HEAD:
+                if not head.interim:
+                    return head
+                continue
+            if len(self.buffer) > MAX_HEAD:
                 raise httpx.RemoteProtocolError("the response head is too long")
             self.read_more()
 
@@ -168,7 +113,7 @@ class _Connection:
 
     def read_line(self) -> bytes:
         while (end := self.buffer.find(b"\r\n")) < 0:
-            if len(self.buffer) > _MAX_HEAD:
+            if len(self.buffer) > MAX_HEAD:
                 raise httpx.RemoteProtocolError("a chunk size line is too long")
             self.read_more()
         line = bytes(self.buffer[:end])
@@ -176,37 +121,44 @@ class _Connection:
         return line
 
     def read_body(self, head: Head) -> bytes:
-        if head.length is not None and not head.chunked:
+        if head.length is not None:
             return self.read_exactly(head.length)
         if head.chunked:
             parts: list[bytes] = []
+            total = 0
             while True:
-                size = _chunk_size(self.read_line())
+                size = chunk_size(self.read_line(), total)
                 if size == 0:
                     while self.read_line():  # trailers, up to the empty line
                         pass
                     return b"".join(parts)
                 parts.append(self.read_exactly(size))
-                self.read_line()  # the CRLF after the chunk
-        while True:  # no length: the body runs until the server closes
-            data = self.sock.recv(65536)
-            if not data:
-                body = bytes(self.buffer)
-                self.buffer.clear()
-                return body
-            self.buffer += data
+                total += size
+                if self.read_line():  # the CRLF right after the chunk
+                    raise httpx.RemoteProtocolError("a chunk longer than its size")
+        try:  # no length: the body runs until the server closes
+            while True:
+                self.read_more()
+        except httpx.RemoteProtocolError:
+            if len(self.buffer) > MAX_BODY:
+                raise
+        body = bytes(self.buffer)
+        self.buffer.clear()
+        return body
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
 
 
-def _chunk_size(line: bytes) -> int:
-    digits = line.split(b";", 1)[0].strip()
-    try:
-        return int(digits, 16)
-    except ValueError:
-        raise httpx.RemoteProtocolError(f"a bad chunk size: {line[:40]!r}") from None
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read now (``poll``: no limit on the fd's number,
+    as ``select`` has)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - Windows
 
 
 class KeepAliveTransport(httpx.BaseTransport):
@@ -221,7 +173,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        connect_s, read_s, write_s = _timeouts(request)
+        connect_s, read_s, write_s = timeouts(request)
         where = _origin(request)
         data = request_bytes(request)  # refused before any connection is taken
         connection = self._kept(where) or self._connect(where, connect_s)
@@ -234,8 +186,7 @@ class KeepAliveTransport(httpx.BaseTransport):
             except OSError as exc:
                 raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
             try:
-                if read_s != write_s:
-                    connection.sock.settimeout(read_s)
+                connection.deadline = None if read_s is None else time.monotonic() + read_s
                 head = connection.read_head()
                 body = connection.read_body(head)
             except TimeoutError as exc:
@@ -245,23 +196,42 @@ class KeepAliveTransport(httpx.BaseTransport):
         except BaseException:
             connection.close()  # its state is unknown: never reused
             raise
-        if head.keep_alive and not self._closed:
+        self._give_back(where, connection, head)
+        return response_of(request, head, body)
+
+    def _give_back(self, where: tuple[str, str, int], connection: _Connection, head: Head) -> None:
+        """Keep the connection for the next request -- unless the server said it closes
+        it, or sent more than this response (bytes nobody asked for would be read as
+        the next request's answer), or enough are kept already."""
+        kept = head.keep_alive and not connection.looks_closed()
+        if kept:
             connection.idle_since = time.monotonic()
             with self._lock:
-                self._idle.setdefault(where, []).append(connection)
-        else:
+                idle = self._idle.setdefault(where, [])
+                kept = not self._closed and len(idle) < MAX_IDLE
+                if kept:
+                    idle.append(connection)
+        if not kept:
             connection.close()
-        return _response(request, head, body)
 
     def _kept(self, where: tuple[str, str, int]) -> _Connection | None:
-        now = time.monotonic()
+        """The newest kept connection still fit to use; every expired one is closed."""
+        oldest = time.monotonic() - self._expiry
+        with self._lock:
+            idle = self._idle.get(where)
+            if not idle:
+                return None
+            expired = [one for one in idle if one.idle_since <= oldest]
+            if expired:
+                idle[:] = [one for one in idle if one.idle_since > oldest]
+        for one in expired:
+            one.close()
         while True:
             with self._lock:
-                idle = self._idle.get(where)
                 if not idle:
                     return None
                 connection = idle.pop()
-            if now - connection.idle_since < self._expiry and not connection.looks_closed():
+            if not connection.looks_closed():
                 return connection
             connection.close()
 
@@ -273,7 +243,11 @@ class KeepAliveTransport(httpx.BaseTransport):
             raise httpx.ConnectTimeout(str(exc) or "timed out connecting") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # reset already (some systems say so here): nothing sent
+            sock.close()
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         if scheme == "https":
             try:
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
@@ -304,7 +278,8 @@ def _origin(request: httpx.Request) -> tuple[str, str, int]:
     scheme = url.scheme
     if scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"the scheme {scheme!r} is not http or https")
-    return scheme, url.host, url.port or (443 if scheme == "https" else 80)
+    host = url.raw_host.decode("ascii")  # an internationalised name in its IDNA form
+    return scheme, host, url.port or (443 if scheme == "https" else 80)
 
 
 # -- the event loop's transport -------------------------------------------------------------
@@ -321,37 +296,55 @@ class _AsyncConnection:
         self.idle_since = 0.0
 
     def looks_closed(self) -> bool:
-        # The server's FIN while idle has already reached the reader (the loop read it):
-        # no system call needed. Bytes nobody asked for fail the next head's parsing.
-        return self.reader.at_eof() or self.writer.is_closing()
+        """Whether the server closed it, or sent bytes nobody asked for: what arrived
+        while it was idle is already in the reader (the loop read it), so no system
+        call is needed. (``StreamReader`` has no public count of its buffered bytes.)"""
+        buffered = getattr(self.reader, "_buffer", b"")
+        return bool(buffered) or self.reader.at_eof() or self.writer.is_closing()
 
     async def read_head(self) -> Head:
+        """The response's head, past any interim (1xx) ones."""
+        while True:
+            head = Head((await self._line_until(b"\r\n\r\n", "the response head"))[:-4])
+            if not head.interim:
+                return head
+
+    async def _line_until(self, end: bytes, what: str) -> bytes:
         try:
-            raw = await self.reader.readuntil(b"\r\n\r\n")
+            return await self.reader.readuntil(end)
         except asyncio.IncompleteReadError as exc:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response."
             ) from exc
         except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError("the response head is too long") from exc
-        return Head(raw[:-4])
+            raise httpx.RemoteProtocolError(f"{what} is too long") from exc
 
     async def read_body(self, head: Head) -> bytes:
         reader = self.reader
         try:
-            if head.length is not None and not head.chunked:
+            if head.length is not None:
                 return await reader.readexactly(head.length)
             if head.chunked:
                 parts: list[bytes] = []
+                total = 0
                 while True:
-                    size = _chunk_size((await reader.readuntil(b"\r\n"))[:-2])
+                    line = await self._line_until(b"\r\n", "a chunk size line")
+                    size = chunk_size(line[:-2], total)
                     if size == 0:
-                        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                        while await self._line_until(b"\r\n", "a trailer") != b"\r\n":
                             pass
                         return b"".join(parts)
                     parts.append(await reader.readexactly(size))
-                    await reader.readexactly(2)  # the CRLF after the chunk
-            return await reader.read()  # no length: until the server closes
+                    total += size
+                    if await reader.readexactly(2) != b"\r\n":
+                        raise httpx.RemoteProtocolError("a chunk longer than its size")
+            parts, total = [], 0  # no length: the body runs until the server closes
+            while data := await reader.read(65536):
+                parts.append(data)
+                total += len(data)
+                if total > MAX_BODY:
+                    raise httpx.RemoteProtocolError("a body that is too long")
+            return b"".join(parts)
         except asyncio.IncompleteReadError as exc:
             raise httpx.RemoteProtocolError("the server closed the connection mid-body") from exc
 
@@ -371,7 +364,7 @@ class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        connect_s, read_s, write_s = _timeouts(request)
+        connect_s, read_s, write_s = timeouts(request)
         where = _origin(request)
         data = request_bytes(request)  # refused before any connection is taken
         connection = self._kept(where) or await self._connect(where, connect_s)
@@ -396,19 +389,33 @@ class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
         except BaseException:
             connection.close()  # its state is unknown (or the task was cancelled)
             raise
-        if head.keep_alive and not self._closed:
+        idle = self._idle.setdefault(where, [])
+        # as KeepAliveTransport._give_back: not if the server closes it, sent more than
+        # this response, or enough are kept
+        if (
+            head.keep_alive
+            and not connection.looks_closed()
+            and not self._closed
+            and (len(idle) < MAX_IDLE)
+        ):
             connection.idle_since = time.monotonic()
-            self._idle.setdefault(where, []).append(connection)
+            idle.append(connection)
         else:
             connection.close()
-        return _response(request, head, body)
+        return response_of(request, head, body)
 
     def _kept(self, where: tuple[str, str, int]) -> _AsyncConnection | None:
+        """The newest kept connection still fit to use; every expired one is closed."""
         idle = self._idle.get(where)
-        now = time.monotonic()
+        if not idle:
+            return None
+        oldest = time.monotonic() - self._expiry
+        for one in [one for one in idle if one.idle_since <= oldest]:
+            idle.remove(one)
+            one.close()
         while idle:
             connection = idle.pop()
-            if now - connection.idle_since < self._expiry and not connection.looks_closed():
+            if not connection.looks_closed():
                 return connection
             connection.close()
         return None
@@ -426,7 +433,7 @@ class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
             async with time_limit(timeout):
                 reader, writer = await asyncio.open_connection(
                     host, port, ssl=tls, server_hostname=host if tls else None,
-                    limit=_MAX_HEAD,
+                    limit=MAX_HEAD,
                 )  # fmt: skip
         except TimeoutError as exc:
             raise httpx.ConnectTimeout("timed out connecting") from exc
