@@ -158,6 +158,9 @@ class SyncHotPath:
                 cursor.close()
         except Exception as exc:  # noqa: BLE001 - _failed raises it, translated
             self._failed(connection, cursor, token, exc)
+        except BaseException:
+            self._interrupted(connection, token)
+            raise
         return self._answered(connection, token, result)
 
     def _execute_libpq(self, statement: LibpqStatement, parameters: Any, fetch: Fetch) -> Any:
@@ -179,6 +182,9 @@ class SyncHotPath:
             result = answered(answer, fetch, driver.info.encoding)
         except Exception as exc:  # noqa: BLE001 - _failed raises it, translated
             self._failed(connection, None, token, exc)
+        except BaseException:
+            self._interrupted(connection, token)
+            raise
         return self._answered(connection, token, result)
 
     def _acquire(self) -> Any:
@@ -194,6 +200,17 @@ class SyncHotPath:
             connection.invalidate(exc)
             raise StatementTimeout(self._timeout) from exc
         self._fail(connection, cursor, exc)
+
+    def _interrupted(self, connection: Any, token: int | None) -> None:
+        """Interrupted mid-statement (Ctrl-C, ``SystemExit`` from a signal handler): its
+        answer may still come, so the connection is closed and its pool slot freed --
+        never reused, never left checked out (as the async twin does for a cancelled
+        task)."""
+        if token is not None:
+            watchdog().disarm(token)
+        connection.info.pop(_CURSOR, None)
+        with contextlib.suppress(Exception):
+            connection.invalidate()
 
     def _answered(self, connection: Any, token: int | None, result: Any) -> Any:
         """A statement answered: give its connection back (unless cut just after)."""
