@@ -34,6 +34,7 @@ import socket
 import ssl
 import threading
 import time
+from typing import Any
 
 import httpx
 
@@ -67,10 +68,16 @@ class _Connection:
         self.idle_since = 0.0
         self.deadline: float | None = None
 
+    def has_leftover(self) -> bool:
+        """Whether bytes past the last response were read already (by this side, or
+        decrypted inside the TLS layer): no system call."""
+        sock = self.sock
+        return bool(self.buffer) or (isinstance(sock, ssl.SSLSocket) and bool(sock.pending()))
+
     def looks_closed(self) -> bool:
         """Whether the server closed it while it was idle (or sent what nobody asked):
         an idle connection has nothing to read unless one of those happened."""
-        if self.buffer or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+        if self.has_leftover():
             return True
         try:
             return _readable(self.sock)
@@ -161,16 +168,35 @@ def _readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - Windows
 
 
-class KeepAliveTransport(httpx.BaseTransport):
-    """A thread-safe pool of kept HTTP/1.1 connections to one or more servers."""
+class _Settings:
+    """What both transports keep: TLS (its context made on first use), the keep-alive
+    expiry, and whether the transport was closed."""
 
-    def __init__(self, *, verify: bool | ssl.SSLContext = True, keepalive_expiry: float) -> None:
+    def __init__(self, verify: bool | ssl.SSLContext, keepalive_expiry: float) -> None:
         self._verify = verify
         self._context: ssl.SSLContext | None = None
         self._expiry = keepalive_expiry
+        self._closed = False
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl_context(self._verify)
+        return self._context
+
+    def _keeps(self, head: Head, leftover: bool, idle: list[Any]) -> bool:
+        """Whether a connection goes back to ``idle`` after ``head``'s response: not if
+        the server said it closes it, sent more than this response (bytes nobody asked
+        for would be read as the next request's answer), or enough are kept already."""
+        return head.keep_alive and not leftover and not self._closed and len(idle) < MAX_IDLE
+
+
+class KeepAliveTransport(_Settings, httpx.BaseTransport):
+    """A thread-safe pool of kept HTTP/1.1 connections to one or more servers."""
+
+    def __init__(self, *, verify: bool | ssl.SSLContext = True, keepalive_expiry: float) -> None:
+        super().__init__(verify, keepalive_expiry)
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         connect_s, read_s, write_s = timeouts(request)
@@ -200,17 +226,15 @@ class KeepAliveTransport(httpx.BaseTransport):
         return response_of(request, head, body)
 
     def _give_back(self, where: tuple[str, str, int], connection: _Connection, head: Head) -> None:
-        """Keep the connection for the next request -- unless the server said it closes
-        it, or sent more than this response (bytes nobody asked for would be read as
-        the next request's answer), or enough are kept already."""
-        kept = head.keep_alive and not connection.looks_closed()
-        if kept:
-            connection.idle_since = time.monotonic()
-            with self._lock:
-                idle = self._idle.setdefault(where, [])
-                kept = not self._closed and len(idle) < MAX_IDLE
-                if kept:
-                    idle.append(connection)
+        """Keep the connection for the next request (see ``_keeps``). Bytes that arrive
+        later are found by ``_kept``'s check before the connection is used again."""
+        leftover = connection.has_leftover()
+        connection.idle_since = time.monotonic()
+        with self._lock:
+            idle = self._idle.setdefault(where, [])
+            kept = self._keeps(head, leftover, idle)
+            if kept:
+                idle.append(connection)
         if not kept:
             connection.close()
 
@@ -258,11 +282,6 @@ class KeepAliveTransport(httpx.BaseTransport):
                 sock.close()
                 raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return _Connection(sock)
-
-    def _tls(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = ssl_context(self._verify)
-        return self._context
 
     def close(self) -> None:
         with self._lock:
@@ -353,15 +372,12 @@ class _AsyncConnection:
             self.writer.close()
 
 
-class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
+class AsyncKeepAliveTransport(_Settings, httpx.AsyncBaseTransport):
     """:class:`KeepAliveTransport` on one event loop (asyncio streams)."""
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True, keepalive_expiry: float) -> None:
-        self._verify = verify
-        self._context: ssl.SSLContext | None = None
-        self._expiry = keepalive_expiry
+        super().__init__(verify, keepalive_expiry)
         self._idle: dict[tuple[str, str, int], list[_AsyncConnection]] = {}
-        self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         connect_s, read_s, write_s = timeouts(request)
@@ -390,14 +406,7 @@ class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
             connection.close()  # its state is unknown (or the task was cancelled)
             raise
         idle = self._idle.setdefault(where, [])
-        # as KeepAliveTransport._give_back: not if the server closes it, sent more than
-        # this response, or enough are kept
-        if (
-            head.keep_alive
-            and not connection.looks_closed()
-            and not self._closed
-            and (len(idle) < MAX_IDLE)
-        ):
+        if self._keeps(head, connection.looks_closed(), idle):  # no system call here
             connection.idle_since = time.monotonic()
             idle.append(connection)
         else:
@@ -424,11 +433,7 @@ class AsyncKeepAliveTransport(httpx.AsyncBaseTransport):
         self, where: tuple[str, str, int], timeout: float | None
     ) -> _AsyncConnection:
         scheme, host, port = where
-        tls = None
-        if scheme == "https":
-            if self._context is None:
-                self._context = ssl_context(self._verify)
-            tls = self._context
+        tls = self._tls() if scheme == "https" else None
         try:
             async with time_limit(timeout):
                 reader, writer = await asyncio.open_connection(
